@@ -1,0 +1,1 @@
+"""Network definitions only (no I/O beyond state-dict loading helpers)."""

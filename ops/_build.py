@@ -1,0 +1,163 @@
+"""Just-in-time build of hairlib's CUDA extensions, and the choice of backend.
+
+Nothing here compiles at import. An extension is built the first time an op runs on a CUDA
+tensor (with ``torch.utils.cpp_extension.load`` and ninja), in a build directory keyed by a
+hash of its sources and of the torch / CUDA versions, so an edited kernel never reuses a stale
+binary. A failed build warns once, is remembered for the life of the process and the op falls
+back to its pure-PyTorch reference; it never raises unless the user demanded CUDA
+(``impl="cuda"`` or ``HAIRLIB_OPS=cuda``).
+
+Backends:
+    "ref"   pure PyTorch, any device, double backward
+    "cuda"  our kernels (``ops/*.cu``), CUDA tensors only
+    "auto"  (default) on CUDA tensors, the faster of the two as measured on first use of each
+            configuration (op, shape, dtype, arguments); "ref" elsewhere.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+import torch
+
+__all__ = ["IMPLS", "requested_impl", "load_extension", "extension_status", "build_dir", "autotune"]
+
+IMPLS = ("auto", "ref", "cuda")
+_HERE = Path(__file__).resolve().parent
+_EXTENSIONS: Dict[str, object] = {}  # name -> loaded module
+_FAILED: Dict[str, str] = {}  # name -> reason (remembered: we never retry a failed build)
+_TUNED: Dict[tuple, str] = {}  # configuration key -> fastest impl
+
+
+def requested_impl(impl: Optional[str] = None) -> str:
+    """The backend asked for: the ``impl`` argument, else ``$HAIRLIB_OPS``, else "auto"."""
+    impl = impl or os.environ.get("HAIRLIB_OPS", "auto") or "auto"
+    impl = impl.strip().lower()
+    if impl not in IMPLS:
+        raise ValueError(f"unknown ops backend {impl!r}; choose one of {', '.join(IMPLS)} "
+                         f"(argument impl= or environment variable HAIRLIB_OPS)")
+    return impl
+
+
+def _cache_root() -> Path:
+    home = os.environ.get("HAIRLIB_HOME")
+    root = Path(home) if home else Path.home() / ".cache" / "hairlib"
+    return root / "torch_extensions"
+
+
+def build_dir(name: str, sources) -> Path:
+    """Build directory for ``name``: keyed by the sources' contents and the toolchain versions."""
+    h = hashlib.sha256()
+    for src in sources:
+        h.update(Path(src).name.encode())
+        h.update((_HERE / src).read_bytes())
+    h.update(torch.__version__.encode())
+    h.update(str(torch.version.cuda).encode())
+    return _cache_root() / f"{name}-{h.hexdigest()[:16]}"
+
+
+def _why_not_buildable() -> Optional[str]:
+    if not torch.cuda.is_available():
+        return "no CUDA device"
+    from torch.utils import cpp_extension
+
+    if cpp_extension.CUDA_HOME is None:
+        return "no CUDA toolkit (nvcc) found; set CUDA_HOME"
+    if not cpp_extension.is_ninja_available():
+        return "ninja is not installed (pip install ninja)"
+    return None
+
+
+def load_extension(name: str, sources, *, required: bool = False):
+    """Return the compiled extension ``name`` built from ``sources`` (paths relative to ops/).
+
+    Returns None (after warning once) when it cannot be built, unless ``required`` is true, in
+    which case a RuntimeError says why.
+    """
+    if name in _EXTENSIONS:
+        return _EXTENSIONS[name]
+    reason = _FAILED.get(name)
+    if reason is None:
+        reason = _why_not_buildable()
+        if reason is None:
+            try:
+                from torch.utils import cpp_extension
+
+                directory = build_dir(name, sources)
+                directory.mkdir(parents=True, exist_ok=True)
+                t0 = time.time()
+                module = cpp_extension.load(
+                    name=f"hairlib_{name}",
+                    sources=[str(_HERE / s) for s in sources],
+                    build_directory=str(directory),
+                    extra_cflags=["-O3"],
+                    extra_cuda_cflags=["-O3", "--use_fast_math"],
+                    verbose=os.environ.get("HAIRLIB_OPS_VERBOSE") == "1",
+                )
+                _EXTENSIONS[name] = module
+                if time.time() - t0 > 5:
+                    warnings.warn(f"hairlib: built CUDA op {name!r} in {time.time() - t0:.0f} s "
+                                  f"(cached in {directory})", stacklevel=3)
+                return module
+            except Exception as e:  # a failed build must never break the caller
+                reason = f"build failed: {type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
+        _FAILED[name] = reason
+        if not required and reason != "no CUDA device":
+            warnings.warn(f"hairlib: CUDA op {name!r} unavailable ({reason}); using the PyTorch "
+                          f"reference. Set HAIRLIB_OPS=ref to silence this.", stacklevel=3)
+    if required:
+        raise RuntimeError(f"hairlib: CUDA op {name!r} was demanded (impl='cuda' or HAIRLIB_OPS=cuda) "
+                           f"but is unavailable: {reason}")
+    return None
+
+
+def extension_status(name: str) -> str:
+    """'loaded', 'failed: <why>' or 'not built yet' (for `hairlib info`)."""
+    if name in _EXTENSIONS:
+        return "loaded"
+    if name in _FAILED:
+        return f"unavailable: {_FAILED[name]}"
+    why = _why_not_buildable()
+    return f"unavailable: {why}" if why else "not built yet (builds on first use)"
+
+
+def autotune(key: tuple, candidates: Dict[str, Callable[[], object]], *, repeats: int = 5) -> str:
+    """Name of the fastest candidate for ``key``, timed once on the current CUDA stream and cached.
+
+    Each candidate is a no-argument callable running one forward of that backend. While a CUDA
+    graph is being captured nothing is timed and the first candidate is returned.
+    """
+    if key in _TUNED:
+        return _TUNED[key]
+    names = list(candidates)
+    if len(names) == 1 or torch.cuda.is_current_stream_capturing():
+        return names[0]
+    times = {}
+    with torch.no_grad():
+        for name, fn in candidates.items():
+            fn()  # warm-up (and the extension's first launch)
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(repeats):
+                fn()
+            end.record()
+            end.synchronize()
+            times[name] = start.elapsed_time(end) / repeats
+    best = min(times, key=times.get)
+    _TUNED[key] = best
+    return best
+
+
+def tuned_choices() -> Dict[tuple, str]:
+    """What autotuning chose so far (configuration key -> backend), for benchmarks and info."""
+    return dict(_TUNED)
+
+
+def _import_cuda_module(modname: str):
+    """Import ``ops.<modname>`` lazily (it defines the autograd Functions over the extension)."""
+    return importlib.import_module(f"ops.{modname}")
