@@ -15,6 +15,8 @@ Backends:
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import importlib
 import os
@@ -25,23 +27,36 @@ from typing import Callable, Dict, Optional
 
 import torch
 
-__all__ = ["IMPLS", "requested_impl", "load_extension", "extension_status", "build_dir", "autotune"]
+__all__ = ["IMPLS", "requested_impl", "use_impl", "load_extension", "extension_status", "build_dir", "autotune"]
 
 IMPLS = ("auto", "ref", "cuda")
 _HERE = Path(__file__).resolve().parent
 _EXTENSIONS: Dict[str, object] = {}  # name -> loaded module
 _FAILED: Dict[str, str] = {}  # name -> reason (remembered: we never retry a failed build)
 _TUNED: Dict[tuple, str] = {}  # configuration key -> fastest impl
+_SCOPED: contextvars.ContextVar = contextvars.ContextVar("hairlib_ops_impl", default=None)
 
 
 def requested_impl(impl: Optional[str] = None) -> str:
-    """The backend asked for: the ``impl`` argument, else ``$HAIRLIB_OPS``, else "auto"."""
-    impl = impl or os.environ.get("HAIRLIB_OPS", "auto") or "auto"
+    """The backend asked for: the ``impl`` argument, else the innermost ``use_impl`` block,
+    else ``$HAIRLIB_OPS``, else "auto"."""
+    impl = impl or _SCOPED.get() or os.environ.get("HAIRLIB_OPS", "auto") or "auto"
     impl = impl.strip().lower()
     if impl not in IMPLS:
         raise ValueError(f"unknown ops backend {impl!r}; choose one of {', '.join(IMPLS)} "
                          f"(argument impl= or environment variable HAIRLIB_OPS)")
     return impl
+
+
+@contextlib.contextmanager
+def use_impl(impl: str):
+    """Run a block with every op on backend ``impl`` ("auto", "ref" or "cuda"), e.g. to benchmark
+    a whole network per backend, without touching the process environment."""
+    token = _SCOPED.set(requested_impl(impl))
+    try:
+        yield
+    finally:
+        _SCOPED.reset(token)
 
 
 def _cache_root() -> Path:

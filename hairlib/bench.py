@@ -1,0 +1,223 @@
+"""Benchmarks: backends side by side, in one run, on the current device.
+
+``hairlib bench ops`` times each op on the shapes StyleGAN2 uses (forward, and forward +
+backward) with every backend available here — the PyTorch reference, the reference under
+``torch.compile``, our CUDA kernels, and ``auto`` (what the library picks) — and the whole
+generator per backend. Numbers are medians in milliseconds; ratios are against the reference.
+Later issues add ``bench edit``.
+"""
+from __future__ import annotations
+
+import csv
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+import ops
+from ops import _build
+
+__all__ = ["time_fn", "bench_ops", "format_table", "write_csv", "device_name"]
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def time_fn(fn: Callable[[], object], device: torch.device, *, warmup: int = 2, repeats: int = 10,
+            min_time: float = 0.0) -> float:
+    """Median wall time of ``fn()`` in milliseconds (CUDA-synchronised)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    start_all = time.perf_counter()
+    while len(times) < repeats or time.perf_counter() - start_all < min_time:
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - t0) * 1e3)
+        if len(times) >= 10 * repeats:
+            break
+    return statistics.median(times)
+
+
+@dataclass
+class _Case:
+    name: str  # what is measured
+    shape: str  # input shape, for the table
+    make: Callable[[str], Callable[[], object]]  # backend -> no-arg callable running forward (+ backward)
+
+
+def _op_cases(device: torch.device, dtype: torch.dtype, res: int, batch: int, channels: int, backward: bool) -> List[_Case]:
+    kernel = torch.tensor([1.0, 3.0, 3.0, 1.0], device=device)
+    kernel = (kernel[None] * kernel[:, None]) / 64.0
+    cases = []
+
+    def up_case(name, shape, up, down, pad, k):
+        def make(impl):
+            x = torch.randn(*shape, device=device, dtype=dtype, requires_grad=backward)
+            fn = _compiled(ops.upfirdn2d_ref) if impl == "compile" else ops.upfirdn2d
+            kw = {} if impl == "compile" else {"impl": impl}
+
+            def run():
+                y = fn(x, k, up=up, down=down, pad=pad, **kw)
+                if backward:
+                    y.sum().backward()
+                return y
+            return run
+        return _Case(name, "x".join(map(str, shape)), make)
+
+    half = res // 2
+    cases.append(up_case("upfirdn2d up x2 (ToRGB skip)", (batch, 3, half, half), 2, 1, (2, 1), kernel * 4))
+    cases.append(up_case("upfirdn2d blur (after conv-transpose)", (batch, channels, res + 1, res + 1), 1, 1, (1, 1), kernel * 4))
+    cases.append(up_case("upfirdn2d down x2 (discriminator)", (batch, channels, res, res), 1, 2, (2, 1), kernel))
+
+    def act_make(impl):
+        x = torch.randn(batch, channels, res, res, device=device, dtype=dtype, requires_grad=backward)
+        b = torch.randn(channels, device=device, dtype=dtype, requires_grad=backward)
+        fn = _compiled(ops.fused_leaky_relu_ref) if impl == "compile" else ops.fused_leaky_relu
+        kw = {} if impl == "compile" else {"impl": impl}
+
+        def run():
+            y = fn(x, b, 0.2, 2 ** 0.5, **kw)
+            if backward:
+                y.sum().backward()
+            return y
+        return run
+    cases.append(_Case("bias + leaky ReLU", f"{batch}x{channels}x{res}x{res}", act_make))
+    return cases
+
+
+_COMPILED: Dict[Callable, Callable] = {}
+
+
+def _compiled(fn):
+    if fn not in _COMPILED:
+        _COMPILED[fn] = torch.compile(fn, dynamic=False)
+    return _COMPILED[fn]
+
+
+def _generator_case(device, dtype, size: int, batch: int, backward: bool) -> _Case:
+    from hairlib.nets.stylegan2 import Generator
+
+    torch.manual_seed(0)
+    g = Generator(size, 512, 8, 2).to(device=device, dtype=dtype).eval()
+    if not backward:
+        g.requires_grad_(False)
+    z = torch.randn(batch, 512, device=device, dtype=dtype)
+
+    def make(impl):
+        if impl == "compile":
+            return None  # whole-network compile is out of scope for an ops benchmark
+
+        def run():
+            with ops.use_impl(impl):
+                if backward:
+                    g(z, space="z").square().mean().backward()
+                else:
+                    with torch.no_grad():
+                        g(z, space="z")
+        return run
+    return _Case(f"StyleGAN2 G {size}px forward" + (" + backward" if backward else ""), f"batch {batch}", make)
+
+
+def bench_ops(device: Optional[str] = None, *, quick: bool = False, compile: bool = True,
+              backward: bool = True, progress: bool = True) -> List[dict]:
+    """Time every op (and the generator) with every backend available on ``device``.
+
+    Returns rows: {case, shape, pass, backend, ms, vs_ref, auto_choice}. On CPU the shapes are
+    smaller (StyleGAN2 at 256 px) so that the run stays short; on CUDA they are 1024 px ones.
+    """
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = torch.float32
+    on_gpu = dev.type == "cuda"
+    backends = ["ref"]
+    if compile:
+        backends.append("compile")
+    if on_gpu:
+        if _build._import_cuda_module("upfirdn2d_cuda").available():
+            backends.append("cuda")
+        backends.append("auto")
+    if on_gpu:
+        res, batch, channels, gsize = (256, 4, 64, 1024) if not quick else (128, 2, 32, 256)
+    else:
+        res, batch, channels, gsize = (128, 2, 32, 256) if not quick else (32, 1, 16, 64)
+    repeats = 3 if quick else 10
+    rows = []
+    passes = [False] + ([True] if backward else [])
+    jobs = [(c, bw) for bw in passes for c in _op_cases(dev, dtype, res, batch, channels, bw)]
+    jobs += [(_generator_case(dev, dtype, gsize, 1 if quick else batch, bw), bw) for bw in passes]
+    try:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(jobs) * len(backends), desc="bench ops", disable=not progress)
+    except ImportError:  # pragma: no cover
+        bar = None
+    for case, bw in jobs:
+        timings = {}
+        for be in backends:
+            if bar is not None:
+                bar.set_postfix_str(f"{case.name[:24]} [{be}]")
+            try:
+                fn = case.make(be)
+                if fn is not None:
+                    timings[be] = time_fn(fn, dev, repeats=repeats)
+            except Exception as e:  # a backend that cannot run is reported, not fatal
+                timings[be] = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''}"
+            if bar is not None:
+                bar.update(1)
+        ref = timings.get("ref")
+        numeric = {k: v for k, v in timings.items() if isinstance(v, float) and k != "auto"}
+        fastest = min(numeric, key=numeric.get) if numeric else None
+        for be, ms in timings.items():
+            rows.append({
+                "case": case.name, "shape": case.shape, "pass": "fwd+bwd" if bw else "fwd", "backend": be,
+                "ms": ms, "vs_ref": (ref / ms) if isinstance(ms, float) and isinstance(ref, float) else None,
+                "fastest": fastest,
+            })
+    if bar is not None:
+        bar.close()
+    for r in rows:
+        r["device"] = device_name(dev)
+    return rows
+
+
+def format_table(rows: List[dict]) -> str:
+    """Backends as columns, cases as rows: 'ms (speed-up vs ref)'."""
+    backends = list(dict.fromkeys(r["backend"] for r in rows))
+    keys = list(dict.fromkeys((r["case"], r["shape"], r["pass"]) for r in rows))
+    cell = {}
+    for r in rows:
+        ms = r["ms"]
+        cell[(r["case"], r["shape"], r["pass"], r["backend"])] = (
+            f"{ms:9.2f} ({r['vs_ref']:.2f}x)" if isinstance(ms, float) else str(ms)[:18])
+    header = ["case", "input", "pass"] + [f"{b} ms (x ref)" for b in backends]
+    lines = [header]
+    for k in keys:
+        lines.append([k[0], k[1], k[2]] + [cell.get(k + (b,), "-") for b in backends])
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    out = ["  ".join(str(v).ljust(w) for v, w in zip(line, widths)) for line in lines]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    if rows:
+        out.insert(0, f"device: {rows[0]['device']}; torch {torch.__version__}")
+    return "\n".join(out)
+
+
+def write_csv(rows: List[dict], path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".part")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["device", "case", "shape", "pass", "backend", "ms", "vs_ref", "fastest"])
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+    tmp.replace(path)
+    return path
