@@ -73,9 +73,10 @@ def _print_weights() -> None:
         missing = []
         for r in rows:
             mark = "ok     " if r["present"] else "missing"
-            pin = "" if r.get("pinned", True) else "  (no published checksum)"
-            print(f"          [{mark}] {r['name']:<24} {r['filename']}{pin}")
-            if not r["present"]:
+            notes = ([] if r.get("pinned", True) else ["no published checksum"]) + (["optional"] if r.get("optional") else [])
+            note = f"  ({', '.join(notes)})" if notes else ""
+            print(f"          [{mark}] {r['name']:<26} {r['filename']}{note}")
+            if not r["present"] and not r.get("optional"):
                 missing.append(r["name"])
         if missing:
             print(f"          {len(missing)} missing for the ffhq world: `hairlib fetch all` "

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hairlib.nets.loading import load_state_dict_strict
 from ops import FusedLeakyReLU, fused_leaky_relu, upfirdn2d
 
 __all__ = ["StyleGAN2Config", "Generator", "Discriminator", "StyleLayer", "infer_generator_config",
@@ -541,28 +542,6 @@ class Discriminator(nn.Module):
 
 # ----------------------------------------------------------------------------------------------
 # Loading
-
-def load_state_dict_strict(module: nn.Module, state_dict: Dict[str, torch.Tensor], what: str = "checkpoint") -> None:
-    """``module.load_state_dict(state_dict, strict=True)`` with an error that names the missing,
-    unexpected and wrongly-shaped keys (a few of each) instead of PyTorch's wall of text."""
-    own = module.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    shapes = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or shapes:
-        def few(xs):
-            return ", ".join(xs[:6]) + (f" ... (+{len(xs) - 6} more)" if len(xs) > 6 else "")
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys: {few(missing)}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys: {few(unexpected)}")
-        if shapes:
-            parts.append(f"{len(shapes)} shape mismatches: {few(shapes)}")
-        raise ValueError(f"{what} does not fit {type(module).__name__}: " + "; ".join(parts))
-    module.load_state_dict(state_dict, strict=True)
-
 
 def infer_generator_config(state_dict: Dict[str, torch.Tensor]) -> StyleGAN2Config:
     """Recover size, style_dim, n_mlp, channel multiplier and cap from a rosinality g_ema state dict."""

@@ -1,0 +1,1 @@
+"""Training loops (GAN, and later mappers); resumable, with atomic checkpoints."""
