@@ -83,6 +83,14 @@ def _why_not_buildable() -> Optional[str]:
 
     if cpp_extension.CUDA_HOME is None:
         return "no CUDA toolkit (nvcc) found; set CUDA_HOME"
+    if not (Path(cpp_extension.CUDA_HOME) / "include" / "cuda_runtime.h").exists():
+        # torch guesses CUDA_HOME from the nvcc on PATH; a wrapper in /usr/local/bin makes that
+        # /usr/local, which has no headers. Prefer the conventional toolkit folder if it has them.
+        fallback = Path("/usr/local/cuda")
+        if (fallback / "include" / "cuda_runtime.h").exists():
+            cpp_extension.CUDA_HOME = str(fallback)
+        else:
+            return f"CUDA toolkit at {cpp_extension.CUDA_HOME} has no headers (cuda_runtime.h); set CUDA_HOME"
     if not cpp_extension.is_ninja_available():
         return "ninja is not installed (pip install ninja)"
     return None
