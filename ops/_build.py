@@ -149,8 +149,24 @@ def extension_status(name: str) -> str:
     return f"unavailable: {why}" if why else "not built yet (builds on first use)"
 
 
+def _time_ms(fn: Callable[[], object], repeats: int) -> float:
+    """Mean milliseconds per call: CUDA events on the current stream, else wall time."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(repeats):
+            fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / repeats
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - t0) * 1e3 / repeats
+
+
 def autotune(key: tuple, candidates: Dict[str, Callable[[], object]], *, repeats: int = 5) -> str:
-    """Name of the fastest candidate for ``key``, timed once on the current CUDA stream and cached.
+    """Name of the fastest candidate for ``key``, timed once and cached for the process.
 
     Each candidate is a no-argument callable running one forward of that backend. While a CUDA
     graph is being captured nothing is timed and the first candidate is returned.
@@ -158,19 +174,13 @@ def autotune(key: tuple, candidates: Dict[str, Callable[[], object]], *, repeats
     if key in _TUNED:
         return _TUNED[key]
     names = list(candidates)
-    if len(names) == 1 or torch.cuda.is_current_stream_capturing():
+    if len(names) == 1 or (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()):
         return names[0]
     times = {}
     with torch.no_grad():
         for name, fn in candidates.items():
             fn()  # warm-up (and the extension's first launch)
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(repeats):
-                fn()
-            end.record()
-            end.synchronize()
-            times[name] = start.elapsed_time(end) / repeats
+            times[name] = _time_ms(fn, repeats)
     best = min(times, key=times.get)
     _TUNED[key] = best
     return best

@@ -131,3 +131,25 @@ def test_backend_selection(monkeypatch):
     assert report["requested"] == "auto"
     if not torch.cuda.is_available():
         assert "no CUDA device" in report["upfirdn2d"]
+
+
+def test_autotune_keeps_the_fastest_and_caches(monkeypatch):
+    import time
+
+    from ops import _build
+
+    calls = {"slow": 0, "fast": 0}
+
+    def slow():
+        calls["slow"] += 1
+        time.sleep(0.004)
+
+    def fast():
+        calls["fast"] += 1
+
+    key = ("test-op", "cpu", 1)
+    assert _build.autotune(key, {"slow": slow, "fast": fast}, repeats=3) == "fast"
+    n = dict(calls)
+    assert _build.autotune(key, {"slow": slow, "fast": fast}) == "fast"
+    assert calls == n  # cached: nothing timed again
+    assert _build.tuned_choices()[key] == "fast"
