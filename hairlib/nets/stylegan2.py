@@ -40,9 +40,11 @@ __all__ = ["StyleGAN2Config", "Generator", "Discriminator", "StyleLayer", "infer
 BLUR_KERNEL = (1, 3, 3, 1)
 
 
-def channel_table(size: int, channel_multiplier: int = 2, channel_max: int = 512) -> Dict[int, int]:
-    """rosinality's channel count per resolution (512 up to 32 px, then 16384*cm/res), capped."""
-    return {2 ** i: min(channel_max, 512, channel_multiplier * 16384 // 2 ** i) for i in range(2, int(math.log2(size)) + 1)}
+def channel_table(size: int, channel_multiplier: float = 2, channel_max: int = 512) -> Dict[int, int]:
+    """rosinality's channel count per resolution (512 up to 32 px, then 16384*cm/res), capped.
+
+    A fractional multiplier (e.g. 0.25) narrows the high resolutions of small models."""
+    return {2 ** i: min(channel_max, 512, int(channel_multiplier * 16384) // 2 ** i) for i in range(2, int(math.log2(size)) + 1)}
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class StyleGAN2Config:
     size: int = 1024  # output resolution, a power of two >= 8
     style_dim: int = 512  # dimension of z, w and of every W+ row
     n_mlp: int = 8  # layers of the mapping network
-    channel_multiplier: int = 2  # config-f uses 2
+    channel_multiplier: float = 2  # config-f uses 2; fractions narrow small models
     channel_max: int = 512  # cap on channels at any resolution (512 = rosinality's table)
     lr_mlp: float = 0.01  # learning-rate multiplier of the mapping network
     blur_kernel: Tuple[int, ...] = BLUR_KERNEL  # FIR filter for up/downsampling
@@ -292,7 +294,7 @@ class Generator(nn.Module):
     ``Generator(size, style_dim, n_mlp, channel_multiplier=2)``.
     """
 
-    def __init__(self, size_or_config=1024, style_dim: int = 512, n_mlp: int = 8, channel_multiplier: int = 2,
+    def __init__(self, size_or_config=1024, style_dim: int = 512, n_mlp: int = 8, channel_multiplier: float = 2,
                  blur_kernel=BLUR_KERNEL, lr_mlp: float = 0.01, channel_max: int = 512):
         super().__init__()
         if isinstance(size_or_config, StyleGAN2Config):
@@ -503,7 +505,7 @@ class ResBlock(nn.Module):
 class Discriminator(nn.Module):
     """StyleGAN2 residual discriminator in rosinality's layout. images [N, 3, size, size] -> [N, 1]."""
 
-    def __init__(self, size_or_config=1024, channel_multiplier: int = 2, blur_kernel=BLUR_KERNEL,
+    def __init__(self, size_or_config=1024, channel_multiplier: float = 2, blur_kernel=BLUR_KERNEL,
                  channel_max: int = 512, stddev_group: int = 4):
         super().__init__()
         if isinstance(size_or_config, StyleGAN2Config):
@@ -558,7 +560,7 @@ def infer_generator_config(state_dict: Dict[str, torch.Tensor]) -> StyleGAN2Conf
                          f"expected keys like 'style.1.weight', 'to_rgbs.0.conv.weight'") from None
     channel_max = max(chans.values())
     # smallest multiplier whose table (with this cap) reproduces the checkpoint's channels
-    for cm in (1, 2, 4, 8, 16, 32, 64):
+    for cm in (1, 2, 4, 8, 16, 32, 64, 0.5, 0.25, 0.125, 0.0625):
         if channel_table(size, cm, channel_max) == chans:
             return StyleGAN2Config(size=size, style_dim=style_dim, n_mlp=n_mlp, channel_multiplier=cm,
                                    channel_max=channel_max)
