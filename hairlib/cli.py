@@ -3,7 +3,8 @@
     hairlib info                      device, ops backend, versions, which weights are present
     hairlib fetch NAME|all            download ffhq-world checkpoints into the cache (checksummed)
     hairlib bench ops [--quick]       ops backends side by side on this device
-    hairlib demo | edit | train | eval   (filled by the mini-world and method issues)
+    hairlib demo                      the mini world offline: renders, masks, ground-truth edits
+    hairlib edit | train | eval       (filled by the method issues)
 
 Errors the user can fix (missing weights, bad input) print one paragraph and exit with code 2;
 they never show a traceback.
@@ -127,6 +128,19 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    import time
+
+    from hairlib.demo import run_demo
+
+    t0 = time.time()
+    paths = run_demo(args.out, seed=args.seed)
+    for name, path in paths.items():
+        print(f"wrote {path}")
+    print(f"demo done in {time.time() - t0:.1f} s (mini world, offline)")
+    return 0
+
+
 def cmd_pending(args) -> int:
     raise UserError(f"`hairlib {args.command}` is not available yet in hairlib "
                     f"{__import__('hairlib').__version__}: it arrives with the mini-world and editing "
@@ -149,7 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-backward", action="store_true", help="forward only")
     s.add_argument("--out", default="results/bench", help="folder for the CSV ('' to skip)")
     s.set_defaults(func=cmd_bench)
-    for name, text in [("demo", "offline demo on the mini world"), ("edit", "edit a face by text or reference"),
+    s = sub.add_parser("demo", help="offline demo on the mini world: pictures in results/demo/")
+    s.add_argument("--out", default="results/demo", help="output folder")
+    s.add_argument("--seed", type=int, default=0, help="which faces")
+    s.set_defaults(func=cmd_demo)
+    for name, text in [("edit", "edit a face by text or reference"),
                        ("train", "train a mapper"), ("eval", "evaluate a method")]:
         s = sub.add_parser(name, help=text + " (coming)")
         s.set_defaults(func=cmd_pending, accepts_any=True)

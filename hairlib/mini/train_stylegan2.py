@@ -1,0 +1,112 @@
+"""Recipe: the mini world's StyleGAN2, trained on renders of the mini renderer.
+
+    python -m hairlib.mini.train_stylegan2 [--steps N] [--hours H] [--device cuda] [--out DIR]
+
+Runs resume: rerun the same command and it continues from ``DIR/state.pt`` (written
+atomically every ``ckpt_every`` steps and on interruption). ``--export`` writes the EMA
+generator to ``hairlib/mini/weights/stylegan2.safetensors`` (+ ``stylegan2.json``, its config
+and provenance) for shipping. The data set is infinite: every batch is freshly rendered from
+the training split of the renderer's parameters (held-out combinations never appear).
+
+Architecture (``ARCH``): 64 px, W+ of 10 rows of 128, 4 mapping layers, 64 channels per
+layer; R1 gamma 0.5 (small images want a small gamma; StyleGAN2-ADA uses 0.01-1 at 32-64 px).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hairlib.nets.stylegan2 import StyleGAN2Config
+from hairlib.train.gan import GANTrainConfig, train_gan
+
+ARCH = StyleGAN2Config(size=64, style_dim=128, n_mlp=4, channel_multiplier=0.25, channel_max=64)
+CONFIG = GANTrainConfig(arch=ARCH, batch=16, steps=60_000, lr=0.0025, r1=0.5, ema_kimg=5.0, seed=2026,
+                        ckpt_every=250, sample_every=1000, log_every=25)
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_OUT = Path("runs") / "mini_stylegan2"
+
+
+def render_sampler(size: int):
+    """(batch, torch.Generator) -> renders [N, 3, size, size] in [-1, 1], training split only."""
+    from hairlib.mini import render as R
+
+    def sample(batch: int, gen: torch.Generator) -> torch.Tensor:
+        seed = int(torch.randint(0, 2 ** 62, (), generator=gen))
+        params = R.sample_params(np.random.default_rng(seed), n=batch, split="train")
+        images, _, _ = R.render_batch(params, size=size)
+        return R.to_tensor(images)
+    return sample
+
+
+def save_samples(G, step: int, out_dir: Path) -> None:
+    from PIL import Image
+
+    with torch.no_grad():
+        z = torch.randn(32, G.style_dim, generator=torch.Generator().manual_seed(0)).to(G.input.input.device)
+        img = G(z, space="z", truncation=0.7).clamp(-1, 1)
+    grid = ((img.cpu() + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    n, h, w, _ = grid.shape
+    grid = grid.reshape(4, 8, h, w, 3).transpose(0, 2, 1, 3, 4).reshape(4 * h, 8 * w, 3)
+    Image.fromarray(grid).save(out_dir / f"samples_{step:06d}.png")
+
+
+def export(out_dir: Path, dest: Path = WEIGHTS_DIR) -> Path:
+    """EMA generator of ``out_dir/state.pt`` -> ``dest/stylegan2.safetensors`` + ``.json``."""
+    from safetensors.torch import save_file
+
+    from hairlib.train.checkpoint import load_checkpoint
+
+    state = load_checkpoint(out_dir / "state.pt")
+    if state is None:
+        raise FileNotFoundError(f"no training state in {out_dir}")
+    dest.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.contiguous() for k, v in state["G_ema"].items()}
+    tmp = dest / "stylegan2.safetensors.part"
+    save_file(tensors, str(tmp), metadata={"step": str(state["step"])})
+    tmp.replace(dest / "stylegan2.safetensors")
+    meta = {"arch": ARCH.to_dict(), "train": state["config"], "step": state["step"],
+            "recipe": "python -m hairlib.mini.train_stylegan2", "exported": time.strftime("%Y-%m-%d %H:%M")}
+    (dest / "stylegan2.json").write_text(json.dumps(meta, indent=2))
+    return dest / "stylegan2.safetensors"
+
+
+def load_shipped_generator(dest: Path = WEIGHTS_DIR, device="cpu"):
+    """The shipped EMA generator (``stylegan2.safetensors`` + ``stylegan2.json``), eval mode."""
+    from safetensors.torch import load_file
+
+    from hairlib.nets.stylegan2 import Generator, load_state_dict_strict
+
+    meta = json.loads((dest / "stylegan2.json").read_text())
+    G = Generator(StyleGAN2Config.from_dict(meta["arch"]))
+    load_state_dict_strict(G, load_file(str(dest / "stylegan2.safetensors")), what=str(dest / "stylegan2.safetensors"))
+    return G.to(device).eval().requires_grad_(False)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=str(DEFAULT_OUT), help="run folder (state.pt, log.jsonl, samples)")
+    p.add_argument("--steps", type=int, default=CONFIG.steps, help="total steps (resumes count)")
+    p.add_argument("--hours", type=float, default=None, help="stop (and checkpoint) after this wall time")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--export", action="store_true", help="only export the EMA generator for shipping")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    if args.export:
+        print(f"wrote {export(out)}")
+        return 0
+    from dataclasses import replace
+
+    cfg = replace(CONFIG, steps=args.steps)
+    train_gan(cfg, render_sampler(ARCH.size), out, device=args.device,
+              max_seconds=None if args.hours is None else args.hours * 3600,
+              on_sample=lambda G, step: save_samples(G, step, out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

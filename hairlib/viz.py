@@ -1,0 +1,60 @@
+"""Pictures: image grids with row labels (for notebooks, the demo and results/)."""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+__all__ = ["to_uint8", "grid", "overlay_mask"]
+
+ImageBatch = Union[torch.Tensor, np.ndarray]
+
+
+def to_uint8(images: ImageBatch) -> np.ndarray:
+    """[N, 3, H, W] float in [-1, 1] (torch) or [N, H, W, 3] uint8 -> [N, H, W, 3] uint8."""
+    if isinstance(images, torch.Tensor):
+        x = images.detach().float().cpu()
+        if x.ndim == 3:
+            x = x[None]
+        if x.shape[1] != 3:
+            raise ValueError(f"expected [N, 3, H, W] images, got {tuple(images.shape)}")
+        return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    x = np.asarray(images)
+    if x.ndim == 3:
+        x = x[None]
+    if x.dtype != np.uint8 or x.shape[-1] != 3:
+        raise ValueError(f"expected uint8 [N, H, W, 3] images, got {x.dtype} {x.shape}")
+    return x
+
+
+def overlay_mask(images: ImageBatch, masks: np.ndarray, color=(255, 40, 200), alpha: float = 0.55) -> np.ndarray:
+    """Tint the pixels where ``masks`` ([N, H, W] bool) is true; returns uint8 [N, H, W, 3]."""
+    x = to_uint8(images).astype(np.float32)
+    m = np.asarray(masks, dtype=bool)[..., None]
+    tint = np.asarray(color, np.float32)
+    return np.where(m, (1 - alpha) * x + alpha * tint, x).round().astype(np.uint8)
+
+
+def grid(rows: Sequence[ImageBatch], labels: Optional[Sequence[str]] = None, scale: int = 2,
+         pad: int = 2, label_width: int = 0) -> Image.Image:
+    """A picture: one row per batch (each [N, 3, H, W] in [-1, 1] or uint8 [N, H, W, 3]),
+    images scaled up ``scale`` times (nearest), optional text labels at the left of each row."""
+    rows = [to_uint8(r) for r in rows]
+    if not rows:
+        raise ValueError("grid() needs at least one row")
+    h, w = rows[0].shape[1] * scale, rows[0].shape[2] * scale
+    ncol = max(len(r) for r in rows)
+    if labels and not label_width:
+        label_width = 8 + 6 * max(len(s) for s in labels)
+    canvas = Image.new("RGB", (label_width + ncol * (w + pad) + pad, len(rows) * (h + pad) + pad), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, r in enumerate(rows):
+        y = pad + i * (h + pad)
+        if labels:
+            draw.text((4, y + h // 2 - 5), labels[i], fill=(0, 0, 0))
+        for j, img in enumerate(r):
+            tile = Image.fromarray(img).resize((w, h), Image.NEAREST)
+            canvas.paste(tile, (label_width + pad + j * (w + pad), y))
+    return canvas
