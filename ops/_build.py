@@ -27,7 +27,7 @@ from typing import Callable, Dict, Optional
 
 import torch
 
-__all__ = ["IMPLS", "requested_impl", "use_impl", "load_extension", "extension_status", "build_dir", "autotune"]
+__all__ = ["IMPLS", "requested_impl", "use_impl", "Extension", "load_extension", "extension_status", "build_dir", "autotune"]
 
 IMPLS = ("auto", "ref", "cuda")
 _HERE = Path(__file__).resolve().parent
@@ -137,6 +137,21 @@ def load_extension(name: str, sources, *, required: bool = False):
         raise RuntimeError(f"hairlib: CUDA op {name!r} was demanded (impl='cuda' or HAIRLIB_OPS=cuda) "
                            f"but is unavailable: {reason}")
     return None
+
+
+class Extension:
+    """A lazily built extension: ``available()`` builds it on first call (False, after one
+    warning, if it cannot be built); ``module()`` returns it or raises saying why not."""
+
+    def __init__(self, name: str, sources):
+        self.name = name  # extension name (also the key of its build directory)
+        self.sources = list(sources)  # paths relative to ops/
+
+    def available(self, required: bool = False) -> bool:
+        return load_extension(self.name, self.sources, required=required) is not None
+
+    def module(self):
+        return load_extension(self.name, self.sources, required=True)
 
 
 def extension_status(name: str) -> str:

@@ -25,20 +25,9 @@ from . import _build
 
 __all__ = ["available", "fused_leaky_relu_cuda"]
 
-_NAME = "bias_act"
-_SOURCES = ["bias_act.cpp", "bias_act_kernel.cu"]
-
-
-def available(required: bool = False) -> bool:
-    """Whether the CUDA extension can be used (building it on first call).
-
-    With ``required`` a RuntimeError says why not instead of returning False.
-    """
-    return _build.load_extension(_NAME, _SOURCES, required=required) is not None
-
-
-def _ext():
-    return _build.load_extension(_NAME, _SOURCES, required=True)
+_EXTENSION = _build.Extension("bias_act", ["bias_act.cpp", "bias_act_kernel.cu"])
+available = _EXTENSION.available  # (required=False) -> bool: builds on first call
+_ext = _EXTENSION.module  # the compiled module, or RuntimeError saying why not
 
 
 def _or_empty(t: Optional[torch.Tensor], like: torch.Tensor) -> torch.Tensor:

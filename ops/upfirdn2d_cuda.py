@@ -17,20 +17,9 @@ from . import _build
 
 __all__ = ["available", "upfirdn2d_cuda"]
 
-_NAME = "upfirdn2d"
-_SOURCES = ["upfirdn2d.cpp", "upfirdn2d_kernel.cu"]
-
-
-def available(required: bool = False) -> bool:
-    """Whether the CUDA extension can be used (building it on first call).
-
-    With ``required`` a RuntimeError says why not instead of returning False.
-    """
-    return _build.load_extension(_NAME, _SOURCES, required=required) is not None
-
-
-def _ext():
-    return _build.load_extension(_NAME, _SOURCES, required=True)
+_EXTENSION = _build.Extension("upfirdn2d", ["upfirdn2d.cpp", "upfirdn2d_kernel.cu"])
+available = _EXTENSION.available  # (required=False) -> bool: builds on first call
+_ext = _EXTENSION.module  # the compiled module, or RuntimeError saying why not
 
 
 def _adjoint_pad(in_h: int, in_w: int, out_h: int, out_w: int, kh: int, kw: int, up: Tuple[int, int],
