@@ -69,7 +69,7 @@ def export(out_dir: Path, dest: Path = WEIGHTS_DIR) -> Path:
     tmp = dest / "stylegan2.safetensors.part"
     save_file(tensors, str(tmp), metadata={"step": str(state["step"])})
     tmp.replace(dest / "stylegan2.safetensors")
-    meta = {"arch": ARCH.to_dict(), "train": state["config"], "step": state["step"],
+    meta = {"arch": state["config"]["arch"], "train": state["config"], "step": state["step"],
             "recipe": "python -m hairlib.mini.train_stylegan2", "exported": time.strftime("%Y-%m-%d %H:%M")}
     (dest / "stylegan2.json").write_text(json.dumps(meta, indent=2))
     return dest / "stylegan2.safetensors"
