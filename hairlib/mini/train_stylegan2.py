@@ -1,6 +1,6 @@
 """Recipe: the mini world's StyleGAN2, trained on renders of the mini renderer.
 
-    python -m hairlib.mini.train_stylegan2 [--steps N] [--hours H] [--device cuda] [--out DIR]
+    python -m hairlib.mini.train_stylegan2 [--steps N] [--hours H] [--device cuda] [--out DIR] [--threads T]
 
 Runs resume: rerun the same command and it continues from ``DIR/state.pt`` (written
 atomically every ``ckpt_every`` steps and on interruption). ``--export`` writes the EMA
@@ -93,8 +93,11 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=CONFIG.steps, help="total steps (resumes count)")
     p.add_argument("--hours", type=float, default=None, help="stop (and checkpoint) after this wall time")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--export", action="store_true", help="only export the EMA generator for shipping")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     out = Path(args.out)
     if args.export:
         print(f"wrote {export(out)}")
