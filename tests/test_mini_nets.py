@@ -4,7 +4,7 @@ import torch
 
 from hairlib.mini import render as R
 from hairlib.mini import train_classifier, train_identity
-from hairlib.nets.mini_nets import AttributeClassifier, IdentityNet, multi_label_loss, nt_xent
+from hairlib.nets.mini_nets import AttributeClassifier, multi_label_loss, nt_xent
 
 
 def test_classifier_heads_cover_every_label_and_ignore_bald_colour():

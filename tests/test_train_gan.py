@@ -68,3 +68,20 @@ def test_atomic_save_falls_back_to_previous(tmp_path):
     save_atomic({"step": 2}, p)
     p.write_bytes(b"truncated")  # a crash that somehow damaged the latest file
     assert load_checkpoint(p)["step"] == 1
+
+
+def test_simple_fit_learns_and_resumes(tmp_path):
+    from hairlib.train.simple import fit
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 3)
+    y = x @ torch.tensor([1.0, -2.0, 0.5])
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    loss_fn = lambda step: ((model(x)[:, 0] - y) ** 2).mean()  # noqa: E731
+    assert fit(model, opt, steps=40, lr=0.1, loss_fn=loss_fn, out_dir=tmp_path, progress=False) == 40
+    # a longer run in the same folder continues from step 40 and keeps improving
+    first = loss_fn(0).item()
+    assert fit(model, opt, steps=150, lr=0.1, loss_fn=loss_fn, out_dir=tmp_path, progress=False) == 150
+    assert loss_fn(0).item() < min(first, 0.01)
+    assert load_checkpoint(tmp_path / "state.pt")["step"] == 150

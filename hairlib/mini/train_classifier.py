@@ -12,9 +12,6 @@ provenance).
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict
@@ -23,10 +20,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hairlib.mini.shipping import WEIGHTS_DIR, load_shipped, save_shipped
 from hairlib.nets.mini_nets import AttributeClassifier, ClassifierConfig, multi_label_loss
-from hairlib.train.checkpoint import append_log, load_checkpoint, save_atomic
+from hairlib.train.checkpoint import append_log
+from hairlib.train.simple import fit
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_OUT = Path("runs") / "mini_classifier"
 
 
@@ -79,50 +77,18 @@ def accuracy(model: AttributeClassifier, images: torch.Tensor, labels: Dict[str,
 
 
 def train(cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, progress: bool = True) -> AttributeClassifier:
-    out_dir = Path(out_dir)
     torch.manual_seed(cfg.seed)
     model = AttributeClassifier(ClassifierConfig())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    step = 0
-    state = load_checkpoint(out_dir / "state.pt")
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        gen.set_state(state["rng"])
-        step = int(state["step"])
+    gen = torch.Generator().manual_seed(cfg.seed)  # augmentation noise
 
-    def checkpoint():
-        save_atomic({"recipe": asdict(cfg), "model": model.state_dict(), "opt": opt.state_dict(),
-                     "rng": gen.get_state(), "step": step}, out_dir / "state.pt")
+    def loss_fn(step: int) -> torch.Tensor:
+        x, y = render_labelled(cfg.batch, np.random.default_rng([cfg.seed, step]))  # step k: always the same batch
+        return multi_label_loss(model(augment(x, cfg, gen)), y)
 
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=cfg.steps, initial=step, desc="train classifier", disable=not progress, dynamic_ncols=True)
-    model.train()
-    t0 = time.time()
-    try:
-        while step < cfg.steps:
-            rng = np.random.default_rng([cfg.seed, step])  # the batch of step k is always the same
-            x, y = render_labelled(cfg.batch, rng)
-            for g in opt.param_groups:
-                g["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
-            loss = multi_label_loss(model(augment(x, cfg, gen)), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            bar.update(1)
-            if step % 25 == 0:
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-                append_log(out_dir / "log.jsonl", {"step": step, "loss": round(loss.item(), 5),
-                                                   "time": round(time.time() - t0, 1)})
-            if step % cfg.ckpt_every == 0:
-                checkpoint()
-    finally:
-        checkpoint()
-        bar.close()
-    return model.eval()
+    fit(model, opt, steps=cfg.steps, lr=cfg.lr, loss_fn=loss_fn, out_dir=out_dir, ckpt_every=cfg.ckpt_every,
+        gen=gen, meta={"recipe": asdict(cfg)}, desc="train classifier", progress=progress)
+    return model
 
 
 def evaluate(model: AttributeClassifier, n: int = RECIPE.eval_n, seed: int = 12345) -> Dict[str, Dict[str, float]]:
@@ -135,28 +101,14 @@ def evaluate(model: AttributeClassifier, n: int = RECIPE.eval_n, seed: int = 123
 
 
 def export(model: AttributeClassifier, metrics: dict, step: int, dest: Path = WEIGHTS_DIR) -> Path:
-    from safetensors.torch import save_file
-
-    dest.mkdir(parents=True, exist_ok=True)
-    tmp = dest / "classifier.safetensors.part"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    tmp.replace(dest / "classifier.safetensors")
-    meta = {"config": model.config.to_dict(), "recipe": asdict(RECIPE), "step": step, "accuracy": metrics,
-            "command": "python -m hairlib.mini.train_classifier", "exported": time.strftime("%Y-%m-%d %H:%M")}
-    (dest / "classifier.json").write_text(json.dumps(meta, indent=2))
-    return dest / "classifier.safetensors"
+    return save_shipped("classifier", model, {"config": model.config.to_dict(), "recipe": asdict(RECIPE), "step": step,
+                                              "accuracy": metrics, "command": "python -m hairlib.mini.train_classifier"}, dest)
 
 
 def load_shipped_classifier(dest: Path = WEIGHTS_DIR, device="cpu") -> AttributeClassifier:
     """The shipped classifier, eval mode, frozen."""
-    from safetensors.torch import load_file
-
-    from hairlib.nets.loading import load_state_dict_strict
-
-    meta = json.loads((dest / "classifier.json").read_text())
-    model = AttributeClassifier(ClassifierConfig.from_dict(meta["config"]))
-    load_state_dict_strict(model, load_file(str(dest / "classifier.safetensors")), what=str(dest / "classifier.safetensors"))
-    return model.to(device).eval().requires_grad_(False)
+    return load_shipped("classifier", lambda meta: AttributeClassifier(ClassifierConfig.from_dict(meta["config"])),
+                        dest, device)[0]
 
 
 def main(argv=None) -> int:

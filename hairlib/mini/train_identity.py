@@ -13,20 +13,18 @@ method must keep), with everything but identity changed, and of two different pe
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 import torch
 
+from hairlib.mini.shipping import WEIGHTS_DIR, load_shipped, save_shipped
 from hairlib.nets.mini_nets import IdentityConfig, IdentityNet, nt_xent
-from hairlib.train.checkpoint import append_log, load_checkpoint, save_atomic
+from hairlib.train.checkpoint import append_log
+from hairlib.train.simple import fit
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_OUT = Path("runs") / "mini_identity"
 
 
@@ -63,47 +61,17 @@ def view_pairs(n: int, rng: np.random.Generator, split: str = "train") -> Tuple[
 
 
 def train(cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, progress: bool = True) -> IdentityNet:
-    out_dir = Path(out_dir)
     torch.manual_seed(cfg.seed)
     model = IdentityNet(IdentityConfig())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step = 0
-    state = load_checkpoint(out_dir / "state.pt")
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        step = int(state["step"])
 
-    def checkpoint():
-        save_atomic({"recipe": asdict(cfg), "model": model.state_dict(), "opt": opt.state_dict(), "step": step},
-                    out_dir / "state.pt")
+    def loss_fn(step: int) -> torch.Tensor:
+        x1, x2 = view_pairs(cfg.batch, np.random.default_rng([cfg.seed, step]))
+        return nt_xent(model(x1), model(x2), cfg.temperature)
 
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=cfg.steps, initial=step, desc="train identity", disable=not progress, dynamic_ncols=True)
-    model.train()
-    t0 = time.time()
-    try:
-        while step < cfg.steps:
-            x1, x2 = view_pairs(cfg.batch, np.random.default_rng([cfg.seed, step]))
-            for g in opt.param_groups:
-                g["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
-            loss = nt_xent(model(x1), model(x2), cfg.temperature)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            bar.update(1)
-            if step % 25 == 0:
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-                append_log(out_dir / "log.jsonl", {"step": step, "loss": round(loss.item(), 5),
-                                                   "time": round(time.time() - t0, 1)})
-            if step % cfg.ckpt_every == 0:
-                checkpoint()
-    finally:
-        checkpoint()
-        bar.close()
-    return model.eval()
+    fit(model, opt, steps=cfg.steps, lr=cfg.lr, loss_fn=loss_fn, out_dir=out_dir, ckpt_every=cfg.ckpt_every,
+        meta={"recipe": asdict(cfg)}, desc="train identity", progress=progress)
+    return model
 
 
 @torch.no_grad()
@@ -132,27 +100,13 @@ def evaluate(model: IdentityNet, n: int = RECIPE.eval_n, seed: int = 54321) -> D
 
 
 def export(model: IdentityNet, metrics: dict, step: int, dest: Path = WEIGHTS_DIR) -> Path:
-    from safetensors.torch import save_file
-
-    dest.mkdir(parents=True, exist_ok=True)
-    tmp = dest / "identity.safetensors.part"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    tmp.replace(dest / "identity.safetensors")
-    meta = {"config": model.config.to_dict(), "recipe": asdict(RECIPE), "step": step, "metrics": metrics,
-            "command": "python -m hairlib.mini.train_identity", "exported": time.strftime("%Y-%m-%d %H:%M")}
-    (dest / "identity.json").write_text(json.dumps(meta, indent=2))
-    return dest / "identity.safetensors"
+    return save_shipped("identity", model, {"config": model.config.to_dict(), "recipe": asdict(RECIPE), "step": step,
+                                            "metrics": metrics, "command": "python -m hairlib.mini.train_identity"}, dest)
 
 
 def load_shipped_identity(dest: Path = WEIGHTS_DIR, device="cpu") -> IdentityNet:
-    from safetensors.torch import load_file
-
-    from hairlib.nets.loading import load_state_dict_strict
-
-    meta = json.loads((dest / "identity.json").read_text())
-    model = IdentityNet(IdentityConfig.from_dict(meta["config"]))
-    load_state_dict_strict(model, load_file(str(dest / "identity.safetensors")), what=str(dest / "identity.safetensors"))
-    return model.to(device).eval().requires_grad_(False)
+    """The shipped identity network, eval mode, frozen."""
+    return load_shipped("identity", lambda meta: IdentityNet(IdentityConfig.from_dict(meta["config"])), dest, device)[0]
 
 
 def main(argv=None) -> int:

@@ -14,20 +14,18 @@ layer; R1 gamma 0.5 (small images want a small gamma; StyleGAN2-ADA uses 0.01-1 
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from hairlib.mini.shipping import WEIGHTS_DIR, load_shipped, save_shipped
 from hairlib.nets.stylegan2 import StyleGAN2Config
 from hairlib.train.gan import GANTrainConfig, train_gan
 
 ARCH = StyleGAN2Config(size=64, style_dim=128, n_mlp=4, channel_multiplier=0.25, channel_max=64)
 CONFIG = GANTrainConfig(arch=ARCH, batch=16, steps=60_000, lr=0.0025, r1=0.5, ema_kimg=5.0, seed=2026,
                         ckpt_every=250, sample_every=1000, log_every=25)
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_OUT = Path("runs") / "mini_stylegan2"
 
 
@@ -57,34 +55,23 @@ def save_samples(G, step: int, out_dir: Path) -> None:
 
 def export(out_dir: Path, dest: Path = WEIGHTS_DIR) -> Path:
     """EMA generator of ``out_dir/state.pt`` -> ``dest/stylegan2.safetensors`` + ``.json``."""
-    from safetensors.torch import save_file
-
+    from hairlib.nets.stylegan2 import Generator
     from hairlib.train.checkpoint import load_checkpoint
 
-    state = load_checkpoint(out_dir / "state.pt")
+    state = load_checkpoint(Path(out_dir) / "state.pt")
     if state is None:
         raise FileNotFoundError(f"no training state in {out_dir}")
-    dest.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.contiguous() for k, v in state["G_ema"].items()}
-    tmp = dest / "stylegan2.safetensors.part"
-    save_file(tensors, str(tmp), metadata={"step": str(state["step"])})
-    tmp.replace(dest / "stylegan2.safetensors")
-    meta = {"arch": state["config"]["arch"], "train": state["config"], "step": state["step"],
-            "recipe": "python -m hairlib.mini.train_stylegan2", "exported": time.strftime("%Y-%m-%d %H:%M")}
-    (dest / "stylegan2.json").write_text(json.dumps(meta, indent=2))
-    return dest / "stylegan2.safetensors"
+    G = Generator(StyleGAN2Config.from_dict(state["config"]["arch"]))
+    G.load_state_dict(state["G_ema"])
+    return save_shipped("stylegan2", G, {"arch": state["config"]["arch"], "train": state["config"], "step": state["step"],
+                                         "command": "python -m hairlib.mini.train_stylegan2"}, dest)
 
 
 def load_shipped_generator(dest: Path = WEIGHTS_DIR, device="cpu"):
-    """The shipped EMA generator (``stylegan2.safetensors`` + ``stylegan2.json``), eval mode."""
-    from safetensors.torch import load_file
+    """The shipped EMA generator, eval mode, frozen."""
+    from hairlib.nets.stylegan2 import Generator
 
-    from hairlib.nets.stylegan2 import Generator, load_state_dict_strict
-
-    meta = json.loads((dest / "stylegan2.json").read_text())
-    G = Generator(StyleGAN2Config.from_dict(meta["arch"]))
-    load_state_dict_strict(G, load_file(str(dest / "stylegan2.safetensors")), what=str(dest / "stylegan2.safetensors"))
-    return G.to(device).eval().requires_grad_(False)
+    return load_shipped("stylegan2", lambda meta: Generator(StyleGAN2Config.from_dict(meta["arch"])), dest, device)[0]
 
 
 def main(argv=None) -> int:

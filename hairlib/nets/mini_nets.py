@@ -12,7 +12,7 @@ Images are [N, 3, 64, 64] in [-1, 1] (renders or generator output).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Dict, Tuple
 
 import torch

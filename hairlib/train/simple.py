@@ -1,0 +1,68 @@
+"""A small supervised training loop shared by the mini world's recipes.
+
+``fit`` runs ``steps`` optimisation steps with a cosine learning-rate decay, a tqdm bar, a
+JSON-lines log and an atomic, resumable checkpoint (model, optimiser, step and an optional
+torch.Generator's state) written every ``ckpt_every`` steps and when interrupted.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+import torch
+from torch import nn
+
+from hairlib.train.checkpoint import append_log, load_checkpoint, save_atomic
+
+__all__ = ["fit"]
+
+
+def fit(model: nn.Module, opt: torch.optim.Optimizer, *, steps: int, lr: float,
+        loss_fn: Callable[[int], torch.Tensor], out_dir, ckpt_every: int = 250, log_every: int = 25,
+        gen: Optional[torch.Generator] = None, meta: Optional[Dict[str, Any]] = None,
+        desc: str = "train", progress: bool = True) -> int:
+    """Train ``model`` until ``steps``; ``loss_fn(step)`` builds step ``step``'s batch and returns
+    its loss. Resumes from ``out_dir/state.pt``; returns the step reached."""
+    out_dir = Path(out_dir)
+    step = 0
+    state = load_checkpoint(out_dir / "state.pt")
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        if gen is not None and "rng" in state:
+            gen.set_state(state["rng"])
+        step = int(state["step"])
+
+    def checkpoint():
+        extra = {"rng": gen.get_state()} if gen is not None else {}
+        save_atomic({"meta": meta or {}, "model": model.state_dict(), "opt": opt.state_dict(), "step": step, **extra},
+                    out_dir / "state.pt")
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=steps, initial=step, desc=desc, disable=not progress, dynamic_ncols=True)
+    model.train()
+    t0 = time.time()
+    try:
+        while step < steps:
+            for g in opt.param_groups:
+                g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+            loss = loss_fn(step)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            bar.update(1)
+            if step % log_every == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+                append_log(out_dir / "log.jsonl", {"step": step, "loss": round(loss.item(), 5),
+                                                   "time": round(time.time() - t0, 1)})
+            if step % ckpt_every == 0:
+                checkpoint()
+    finally:
+        checkpoint()
+        bar.close()
+    model.eval()
+    return step
