@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from hairlib.nets.loading import load_state_dict_strict
 from hairlib.prompts import IMAGENET_TEMPLATES
 
-__all__ = ["CLIP", "IMAGENET_TEMPLATES", "OPENAI_MEAN", "OPENAI_STD", "OPENAI_MODELS", "load_clip",
+__all__ = ["CLIP", "IMAGENET_TEMPLATES", "OPENAI_MEAN", "OPENAI_STD", "OPENAI_MODELS", "load_clip", "build_model",
            "clip_loss", "directional_clip_loss", "resize_for_clip"]
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIP's per-channel pixel mean (RGB, [0, 1] scale)
@@ -386,9 +386,9 @@ def _model_from_openai_state_dict(sd: Mapping[str, Tensor], what: str) -> nn.Mod
     return model
 
 
-def _model_from_config(config: Mapping[str, Any]) -> Tuple[nn.Module, Tuple[float, ...], Tuple[float, ...]]:
+def build_model(config: Mapping[str, Any]) -> Tuple[nn.Module, Tuple[float, ...], Tuple[float, ...]]:
     """open_clip model config (embed_dim, vision_cfg, text_cfg, optional quick_gelu, custom_text,
-    preprocess_cfg) -> (randomly initialised model, mean, std); the weights are loaded after."""
+    preprocess_cfg) -> (randomly initialised, trainable open_clip model, mean, std)."""
     oc = _open_clip()
     cfg = dict(config)
     pre = dict(cfg.pop("preprocess_cfg", None) or {})
@@ -456,7 +456,7 @@ def load_clip(name_or_path: Union[str, os.PathLike] = "ViT-B/32", device: Union[
             config = oc.get_model_config(model_name)
             if config is None:
                 raise ValueError(f"open_clip knows no model {model_name!r} (see open_clip.list_models())")
-        model, mean, std = _model_from_config(config)
+        model, mean, std = build_model(config)
         if any(k.startswith("text.") for k in model.state_dict()):
             sd = oc.model.convert_to_custom_text_state_dict(sd)  # older open_clip checkpoints
         _load_strict(model, sd, what)
