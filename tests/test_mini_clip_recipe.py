@@ -47,7 +47,7 @@ def test_recipe_round_trip(tmp_path):
     clip = CLIP(model, _bpe_tokenizer(48), name="mini-clip")
     acc = T.zero_shot(clip, n=16)
     assert set(acc) >= {"hair_color", "hairstyle", "smiling"} and all(0 <= v <= 1 for v in acc.values())
-    T.export(model, {"heldout": acc}, 2, config=TINY, dest=tmp_path / "w")
+    T.export(model, {"heldout": acc}, replace(T.RECIPE, steps=2), config=TINY, dest=tmp_path / "w")
     back = T.load_shipped_clip(tmp_path / "w")
     assert back.dtype == torch.float32
     x = torch.rand(2, 3, 64, 64) * 2 - 1

@@ -100,8 +100,8 @@ def evaluate(model: AttributeClassifier, n: int = RECIPE.eval_n, seed: int = 123
     return out
 
 
-def export(model: AttributeClassifier, metrics: dict, step: int, dest: Path = WEIGHTS_DIR) -> Path:
-    return save_shipped("classifier", model, {"config": model.config.to_dict(), "recipe": asdict(RECIPE), "step": step,
+def export(model: AttributeClassifier, metrics: dict, cfg: Recipe = RECIPE, dest: Path = WEIGHTS_DIR) -> Path:
+    return save_shipped("classifier", model, {"config": model.config.to_dict(), "recipe": asdict(cfg), "step": cfg.steps,
                                               "accuracy": metrics, "command": "python -m hairlib.mini.train_classifier"}, dest)
 
 
@@ -122,13 +122,14 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     from dataclasses import replace
 
-    model = train(replace(RECIPE, steps=args.steps), args.out)
+    cfg = replace(RECIPE, steps=args.steps)
+    model = train(cfg, args.out)
     metrics = evaluate(model)
     for split, acc in metrics.items():
         print(split, " ".join(f"{k}={v:.3f}" for k, v in acc.items()))
     append_log(Path(args.out) / "log.jsonl", {"eval": metrics})
     if not args.no_export:
-        print(f"wrote {export(model, metrics, args.steps)}")
+        print(f"wrote {export(model, metrics, cfg)}")
     return 0
 
 

@@ -137,12 +137,12 @@ def zero_shot(clip: CLIP, n: int = RECIPE.eval_n, split: str = "heldout", phrasi
     return acc
 
 
-def export(model, metrics: dict, step: int, config=MINI_CLIP, dest: Path = WEIGHTS_DIR) -> Path:
+def export(model, metrics: dict, cfg: Recipe = RECIPE, config=MINI_CLIP, dest: Path = WEIGHTS_DIR) -> Path:
     """fp16 weights (loaded back as fp32) + config, recipe and zero-shot accuracy."""
     import copy
 
     half = copy.deepcopy(model).half()
-    return save_shipped("clip", half, {"config": config, "recipe": asdict(RECIPE), "step": step,
+    return save_shipped("clip", half, {"config": config, "recipe": asdict(cfg), "step": cfg.steps,
                                        "zero_shot": metrics, "command": "python -m hairlib.mini.train_clip"}, dest)
 
 
@@ -167,14 +167,15 @@ def main(argv=None) -> int:
 
     from hairlib.nets.clip import _bpe_tokenizer
 
-    model = train(replace(RECIPE, steps=args.steps), args.out, device=args.device)
+    cfg = replace(RECIPE, steps=args.steps)
+    model = train(cfg, args.out, device=args.device)
     clip = CLIP(model.float(), _bpe_tokenizer(MINI_CLIP["text_cfg"]["context_length"]), name="mini-clip")
     metrics = {"heldout": zero_shot(clip), "train_phrasings": zero_shot(clip, phrasings="train")}
     for k, acc in metrics.items():
         print(k, " ".join(f"{n}={v:.3f}" for n, v in acc.items()))
     append_log(Path(args.out) / "log.jsonl", {"eval": metrics})
     if not args.no_export:
-        print(f"wrote {export(model, metrics, args.steps)}")
+        print(f"wrote {export(model, metrics, cfg)}")
     return 0
 
 

@@ -99,8 +99,8 @@ def evaluate(model: IdentityNet, n: int = RECIPE.eval_n, seed: int = 54321) -> D
             "different_people_sim": float(diff.mean()), "verification_acc": acc, "threshold": thr}
 
 
-def export(model: IdentityNet, metrics: dict, step: int, dest: Path = WEIGHTS_DIR) -> Path:
-    return save_shipped("identity", model, {"config": model.config.to_dict(), "recipe": asdict(RECIPE), "step": step,
+def export(model: IdentityNet, metrics: dict, cfg: Recipe = RECIPE, dest: Path = WEIGHTS_DIR) -> Path:
+    return save_shipped("identity", model, {"config": model.config.to_dict(), "recipe": asdict(cfg), "step": cfg.steps,
                                             "metrics": metrics, "command": "python -m hairlib.mini.train_identity"}, dest)
 
 
@@ -120,12 +120,13 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     from dataclasses import replace
 
-    model = train(replace(RECIPE, steps=args.steps), args.out)
+    cfg = replace(RECIPE, steps=args.steps)
+    model = train(cfg, args.out)
     metrics = evaluate(model)
     print(" ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
     append_log(Path(args.out) / "log.jsonl", {"eval": metrics})
     if not args.no_export:
-        print(f"wrote {export(model, metrics, args.steps)}")
+        print(f"wrote {export(model, metrics, cfg)}")
     return 0
 
 
