@@ -4,6 +4,9 @@
 convolutional trunk, one linear head per label of the renderer (``hairlib.mini.vocab.LABEL_NAMES``),
 and a pooled feature vector that KID is computed in.
 
+``Encoder`` plays e4e's role: image -> W+ as the generator's mean latent plus one offset per
+W+ row (refined by optimisation in ``hairlib.invert``).
+
 ``IdentityNet`` plays ArcFace's role (identity loss and identity similarity): the same kind of
 trunk, then a unit-norm embedding; trained so that renders of one person (same identity
 parameters) embed together whatever the hair, accessories, background or pose.
@@ -20,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["ClassifierConfig", "AttributeClassifier", "multi_label_loss", "IdentityConfig", "IdentityNet",
-           "conv_trunk", "nt_xent"]
+           "EncoderConfig", "Encoder", "conv_trunk", "nt_xent"]
 
 
 def conv_trunk(widths: Tuple[int, ...]) -> nn.Sequential:
@@ -132,3 +135,37 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> tor
     n = z1.shape[0]
     target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
     return F.cross_entropy(sim, target)
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    num_ws: int  # rows of W+ (the generator's)
+    style_dim: int  # width of W+ (the generator's)
+    widths: Tuple[int, ...] = (32, 64, 128, 256)  # trunk channels per stage (64 -> 4 px)
+    image_size: int = 64
+
+    def to_dict(self) -> dict:
+        return {"num_ws": self.num_ws, "style_dim": self.style_dim, "widths": list(self.widths), "image_size": self.image_size}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EncoderConfig":
+        return cls(int(d["num_ws"]), int(d["style_dim"]), tuple(d["widths"]), int(d["image_size"]))
+
+
+class Encoder(nn.Module):
+    """images [N, 3, S, S] in [-1, 1] -> W+ [N, num_ws, style_dim] = latent_avg + offsets."""
+
+    def __init__(self, config: EncoderConfig, latent_avg: torch.Tensor = None):
+        super().__init__()
+        self.config = config
+        self.trunk = conv_trunk(config.widths)
+        side = config.image_size // 2 ** len(config.widths)
+        self.head = nn.Linear(config.widths[-1] * side * side, config.num_ws * config.style_dim)
+        nn.init.zeros_(self.head.weight)  # starts at the mean latent
+        nn.init.zeros_(self.head.bias)
+        avg = torch.zeros(1, config.style_dim) if latent_avg is None else latent_avg.reshape(1, config.style_dim)
+        self.register_buffer("latent_avg", avg.clone())  # the generator's mean w, shipped with the encoder
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        delta = self.head(self.trunk(images).flatten(1)).view(-1, self.config.num_ws, self.config.style_dim)
+        return self.latent_avg[:, None] + delta
