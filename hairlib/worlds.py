@@ -1,0 +1,134 @@
+"""Worlds: everything an edit needs, loaded once and passed around.
+
+A ``World`` bundles a generator, CLIP, an identity network, an attribute classifier, an
+encoder + optimisation inversion and a vocabulary (DESIGN.md, "Two worlds, one code path").
+
+    world = hairlib.load_world("mini")             # shipped, offline, CPU
+    w = world.sample(n=4, seed=0, truncation=0.7)  # W+ [4, num_ws, style_dim]
+    x = world.generate(w)                          # [4, 3, 64, 64] in [-1, 1]
+    w_real = world.invert(world.align(image))      # an image -> W+
+
+The ``ffhq`` world (the papers' models) is built by the ffhq-world issue on the same class.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hairlib.invert import InversionResult, InvertConfig, invert
+
+__all__ = ["World", "load_world", "MINI_WEIGHTS"]
+
+MINI_WEIGHTS = ("stylegan2", "clip", "identity", "classifier", "encoder")
+
+
+@dataclass
+class World:
+    name: str  # "mini" or "ffhq"
+    generator: nn.Module  # hairlib.nets.stylegan2.Generator, frozen
+    clip: Any  # hairlib.nets.clip.CLIP, frozen
+    identity: nn.Module  # images -> unit-norm identity embeddings
+    classifier: Optional[nn.Module] = None  # images -> {label: logits} (evaluation)
+    encoder: Optional[nn.Module] = None  # images -> W+ (inversion's start)
+    feature_net: Optional[Callable] = None  # perceptual features for inversion
+    invert_config: InvertConfig = field(default_factory=InvertConfig)
+    vocab: Dict[str, Any] = field(default_factory=dict)  # hair colours, hairstyles, attributes
+
+    @property
+    def device(self) -> torch.device:
+        return self.generator.input.input.device
+
+    @property
+    def resolution(self) -> int:
+        return self.generator.size
+
+    def sample(self, n: int = 4, seed: Optional[int] = None, truncation: float = 0.7) -> torch.Tensor:
+        """Random W+ latents [n, num_ws, style_dim] (truncated toward the mean latent)."""
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        z = torch.randn(n, self.generator.style_dim, generator=gen).to(self.device)
+        with torch.no_grad():
+            return self.generator.to_wplus(z, "z", truncation=truncation)
+
+    def generate(self, wplus: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+        """W+ -> images [N, 3, R, R] in [-1, 1] (differentiable)."""
+        return self.generator.synthesis(wplus.to(self.device), noise_mode=noise_mode)
+
+    def align(self, image) -> torch.Tensor:
+        """An image (path, PIL image, uint8 [H, W, 3] or [N, H, W, 3], or a tensor in [-1, 1]) ->
+        [N, 3, R, R] in [-1, 1]. The mini world's renders are already aligned: only resized."""
+        if isinstance(image, (str, Path)):
+            from PIL import Image
+
+            try:
+                image = Image.open(image).convert("RGB")
+            except Exception as e:
+                raise ValueError(f"cannot read image {image}: {e}") from None
+        if not isinstance(image, torch.Tensor):
+            arr = np.asarray(image)
+            if arr.ndim == 3:
+                arr = arr[None]
+            if arr.dtype != np.uint8 or arr.shape[-1] != 3:
+                raise ValueError(f"expected RGB uint8 images [H, W, 3], got {arr.dtype} {arr.shape}")
+            image = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float() / 127.5 - 1
+        x = image if image.ndim == 4 else image[None]
+        if x.shape[-1] != self.resolution or x.shape[-2] != self.resolution:
+            x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear", antialias=True,
+                              align_corners=False)
+        return x.to(self.device).clamp(-1, 1)
+
+    def invert(self, images: torch.Tensor, steps: Optional[int] = None, *, full: bool = False,
+               progress: bool = False):
+        """Images [N, 3, R, R] in [-1, 1] -> W+ (or the whole ``InversionResult`` with ``full``)."""
+        cfg = self.invert_config if steps is None else InvertConfig(**{**self.invert_config.__dict__, "steps": steps})
+        res: InversionResult = invert(self.generator, images.to(self.device), encoder=self.encoder, cfg=cfg,
+                                      feature_net=self.feature_net, progress=progress)
+        return res if full else res.wplus
+
+    def identity_similarity(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Cosine similarity [N] of the identities in two image batches."""
+        with torch.no_grad():
+            return (self.identity(a) * self.identity(b)).sum(1)
+
+
+def _load_mini(device, weights_dir: Optional[Path] = None) -> World:
+    from hairlib.mini import shipping, vocab
+    from hairlib.mini.train_classifier import load_shipped_classifier
+    from hairlib.mini.train_clip import load_shipped_clip
+    from hairlib.mini.train_encoder import classifier_features, load_shipped_encoder
+    from hairlib.mini.train_identity import load_shipped_identity
+    from hairlib.mini.train_stylegan2 import load_shipped_generator
+
+    wdir = Path(weights_dir) if weights_dir else shipping.WEIGHTS_DIR
+    missing = [n for n in MINI_WEIGHTS if not (wdir / f"{n}.safetensors").exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"the mini world is incomplete: {', '.join(missing)} missing in {wdir}. Each is made by "
+            f"`python -m hairlib.mini.train_<name>` (see hairlib/mini/); a released hairlib ships them all.")
+    classifier = load_shipped_classifier(wdir, device)
+    return World(
+        name="mini",
+        generator=load_shipped_generator(wdir, device),
+        clip=load_shipped_clip(wdir, device),
+        identity=load_shipped_identity(wdir, device),
+        classifier=classifier,
+        encoder=load_shipped_encoder(wdir, device),
+        feature_net=classifier_features(classifier),
+        vocab={"hair_colors": vocab.HAIR_COLORS, "hairstyles": vocab.HAIRSTYLES, "attributes": dict(vocab.ATTRIBUTES),
+               "groups": dict(vocab.GROUPS)},
+    )
+
+
+def load_world(name: str = "mini", device="cpu", **kw) -> World:
+    """``"mini"`` (shipped, offline) or ``"ffhq"`` (the papers' models; not yet in this release)."""
+    if name == "mini":
+        return _load_mini(torch.device(device), **kw)
+    if name == "ffhq":
+        raise NotImplementedError("the ffhq world (FFHQ alignment, e4e, ArcFace, face parser) arrives with its own "
+                                  "issue; its weights can already be fetched with `hairlib fetch all`")
+    raise ValueError(f"unknown world {name!r}: choose 'mini' or 'ffhq'")
