@@ -8,7 +8,7 @@ import torch
 import hairlib
 from hairlib.mini import render as R
 from hairlib.mini import shipping
-from hairlib.mini import train_clip, train_stylegan2
+from hairlib.mini import train_clip
 from hairlib.nets.mini_nets import AttributeClassifier, Encoder, EncoderConfig, IdentityNet
 from hairlib.nets.stylegan2 import Generator, StyleGAN2Config
 
