@@ -76,15 +76,22 @@ def accuracy(model: AttributeClassifier, images: torch.Tensor, labels: Dict[str,
     return out
 
 
-def train(cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, progress: bool = True) -> AttributeClassifier:
+def train(cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, workers: int = 0, progress: bool = True) -> AttributeClassifier:
+    from hairlib.mini.data import RenderBatches, stream
+
     torch.manual_seed(cfg.seed)
     model = AttributeClassifier(ClassifierConfig())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)  # augmentation noise
 
+    data, batches = RenderBatches(cfg.batch, cfg.seed), None
+
     def loss_fn(step: int) -> torch.Tensor:
-        x, y = render_labelled(cfg.batch, np.random.default_rng([cfg.seed, step]))  # step k: always the same batch
-        return multi_label_loss(model(augment(x, cfg, gen)), y)
+        nonlocal batches
+        if batches is None:  # started (or resumed) at this step; batch k is always the same
+            batches = stream(data, step, workers)
+        item = next(batches)
+        return multi_label_loss(model(augment(item["images"], cfg, gen)), item["labels"])
 
     fit(model, opt, steps=cfg.steps, lr=cfg.lr, loss_fn=loss_fn, out_dir=out_dir, ckpt_every=cfg.ckpt_every,
         gen=gen, meta={"recipe": asdict(cfg)}, desc="train classifier", progress=progress)
@@ -116,6 +123,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--steps", type=int, default=RECIPE.steps)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--workers", type=int, default=0, help="render in this many extra processes")
     p.add_argument("--no-export", action="store_true")
     args = p.parse_args(argv)
     if args.threads:
@@ -123,7 +131,7 @@ def main(argv=None) -> int:
     from dataclasses import replace
 
     cfg = replace(RECIPE, steps=args.steps)
-    model = train(cfg, args.out)
+    model = train(cfg, args.out, workers=args.workers)
     metrics = evaluate(model)
     for split, acc in metrics.items():
         print(split, " ".join(f"{k}={v:.3f}" for k, v in acc.items()))

@@ -87,9 +87,12 @@ def contrastive_loss(model, images: torch.Tensor, tokens: torch.Tensor) -> torch
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
 
 
-def train(cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, config=MINI_CLIP, device="cpu", progress: bool = True):
-    """-> the trained open_clip model (eval mode)."""
-    from hairlib.mini import render as R
+def train(cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, config=MINI_CLIP, device="cpu", workers: int = 0,
+          progress: bool = True):
+    """-> the trained open_clip model (eval mode). ``workers`` render ahead in other processes."""
+    import functools
+
+    from hairlib.mini.data import RenderBatches, stream
     from hairlib.nets.clip import _bpe_tokenizer
 
     torch.manual_seed(cfg.seed)
@@ -100,12 +103,15 @@ def train(cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, config=MINI_CLIP, device
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}],
                             lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
 
+    data = RenderBatches(cfg.batch, cfg.seed, caption_fn=functools.partial(captions_for, p_styles=cfg.p_styles))
+    batches = None
+
     def loss_fn(step: int) -> torch.Tensor:
-        rng = np.random.default_rng([cfg.seed, step])
-        params = R.sample_params(rng, n=cfg.batch, split="train")
-        images = R.to_tensor(R.render_batch(params)[0]).to(device)
-        tokens = tok(captions_for(params, rng, cfg.p_styles)).to(device)
-        return contrastive_loss(model, images, tokens)
+        nonlocal batches
+        if batches is None:  # started (or resumed) at this step
+            batches = stream(data, step, workers)
+        item = next(batches)
+        return contrastive_loss(model, item["images"].to(device), tok(item["captions"]).to(device))
 
     fit(model, opt, steps=cfg.steps, lr=cfg.lr, loss_fn=loss_fn, out_dir=out_dir, ckpt_every=cfg.ckpt_every,
         meta={"recipe": asdict(cfg), "config": config}, desc="train mini CLIP", progress=progress)
@@ -159,6 +165,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=RECIPE.steps)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--workers", type=int, default=0, help="render in this many extra processes")
     p.add_argument("--no-export", action="store_true")
     args = p.parse_args(argv)
     if args.threads:
@@ -168,7 +175,7 @@ def main(argv=None) -> int:
     from hairlib.nets.clip import _bpe_tokenizer
 
     cfg = replace(RECIPE, steps=args.steps)
-    model = train(cfg, args.out, device=args.device)
+    model = train(cfg, args.out, device=args.device, workers=args.workers)
     clip = CLIP(model.float(), _bpe_tokenizer(MINI_CLIP["text_cfg"]["context_length"]), name="mini-clip")
     metrics = {"heldout": zero_shot(clip), "train_phrasings": zero_shot(clip, phrasings="train")}
     for k, acc in metrics.items():

@@ -41,6 +41,20 @@ def render_sampler(size: int):
     return sample
 
 
+def stream_sampler(size: int, seed: int, start: int, workers: int):
+    """Like ``render_sampler`` but step-indexed batches rendered ahead by ``workers`` processes
+    (for GPU runs, where one core cannot render fast enough); ``start`` is the step resumed at."""
+    from hairlib.mini.data import RenderBatches, stream
+
+    batches = {}
+
+    def sample(batch: int, gen: torch.Generator) -> torch.Tensor:
+        if batch not in batches:
+            batches[batch] = stream(RenderBatches(batch, seed, size=size), start, workers)
+        return next(batches[batch])["images"]
+    return sample
+
+
 def save_samples(G, step: int, out_dir: Path) -> None:
     from PIL import Image
 
@@ -81,6 +95,7 @@ def main(argv=None) -> int:
     p.add_argument("--hours", type=float, default=None, help="stop (and checkpoint) after this wall time")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("--workers", type=int, default=0, help="render in this many extra processes (GPU runs)")
     p.add_argument("--export", action="store_true", help="only export the EMA generator for shipping")
     args = p.parse_args(argv)
     if args.threads:
@@ -92,7 +107,14 @@ def main(argv=None) -> int:
     from dataclasses import replace
 
     cfg = replace(CONFIG, steps=args.steps)
-    train_gan(cfg, render_sampler(ARCH.size), out, device=args.device,
+    if args.workers > 0:
+        from hairlib.train.checkpoint import load_checkpoint
+
+        state = load_checkpoint(out / "state.pt")
+        sampler = stream_sampler(ARCH.size, cfg.seed, int(state["step"]) if state else 0, args.workers)
+    else:
+        sampler = render_sampler(ARCH.size)
+    train_gan(cfg, sampler, out, device=args.device,
               max_seconds=None if args.hours is None else args.hours * 3600,
               on_sample=lambda G, step: save_samples(G, step, out))
     return 0
