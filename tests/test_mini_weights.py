@@ -1,0 +1,33 @@
+"""The shipped mini-world networks agree with the renderer (behaviour, on fresh renders)."""
+import numpy as np
+import pytest
+import torch
+
+from hairlib.mini import render as R
+from hairlib.mini.shipping import WEIGHTS_DIR
+
+
+@pytest.fixture(scope="module")
+def fresh():
+    """300 renders of the held-out attribute combinations, never seen in training."""
+    params = R.sample_params(np.random.default_rng(777), n=300, split="heldout")
+    images, masks, labels = R.render_batch(params)
+    return params, R.to_tensor(images), labels
+
+
+def test_classifier_reads_the_renderers_labels(fresh):
+    from hairlib.mini.train_classifier import load_shipped_classifier
+
+    clf = load_shipped_classifier()
+    _, x, labels = fresh
+    pred = clf.predict(x)
+    for name, p in pred.items():
+        y = torch.as_tensor(labels[name])
+        keep = y >= 0
+        acc = (p[keep] == y[keep]).float().mean().item()
+        assert acc >= 0.9, f"{name}: {acc:.3f}"
+
+
+def test_shipped_weights_are_small():
+    total = sum(f.stat().st_size for f in WEIGHTS_DIR.glob("*.safetensors"))
+    assert 0 < total < 50 * 2 ** 20
