@@ -31,3 +31,21 @@ def test_classifier_reads_the_renderers_labels(fresh):
 def test_shipped_weights_are_small():
     total = sum(f.stat().st_size for f in WEIGHTS_DIR.glob("*.safetensors"))
     assert 0 < total < 50 * 2 ** 20
+
+
+def test_identity_net_keeps_people_apart_and_ignores_hair(fresh):
+    from hairlib.mini.train_identity import load_shipped_identity
+    from hairlib.mini.vocab import HAIRSTYLES
+
+    idn = load_shipped_identity()
+    params, x, _ = fresh
+    params, x = params[:100], x[:100]
+    new_hair = [p.replace(hairstyle=HAIRSTYLES[(p.hairstyle + 3) % len(HAIRSTYLES)], hair_color=(p.hair_color + 4) % 10, hat=0)
+                for p in params]
+    y = R.to_tensor(R.render_batch(new_hair)[0])
+    with torch.no_grad():
+        e_x, e_y = idn(x), idn(y)
+    same = (e_x * e_y).sum(1)
+    strangers = (e_x * e_x.roll(1, 0)).sum(1)
+    assert same.mean() > 0.9 and same.min() > 0.6  # a hair edit keeps the identity
+    assert strangers.mean() < 0.3  # different people are told apart
