@@ -5,6 +5,10 @@ import os
 import pytest
 import torch
 
+# Most tests run tiny networks, where extra threads only add synchronisation; and on a shared
+# machine two OpenMP threads beside another busy process can slow a test tenfold.
+torch.set_num_threads(int(os.environ.get("HAIRLIB_TEST_THREADS", "1")))
+
 
 def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", help="also run tests marked slow")
