@@ -21,3 +21,34 @@ def test_train_export_and_load_round_trip(tmp_path):
     z = torch.randn(2, 16)
     with torch.no_grad():
         assert torch.equal(shipped(z, space="z"), G(z, space="z"))
+
+
+def test_recipe_main_runs_logs_and_exports(tmp_path, capsys):
+    from dataclasses import dataclass
+
+    from hairlib.mini.shipping import recipe_main
+    from hairlib.train.checkpoint import read_log
+
+    @dataclass(frozen=True)
+    class Cfg:
+        steps: int = 10
+
+    seen = {}
+
+    def run(cfg, args):
+        seen["steps"], seen["workers"] = cfg.steps, args.workers
+        return "model", {"heldout": {"x": 0.75}}
+
+    def export(model, metrics, cfg):
+        seen["export"] = (model, cfg.steps)
+        return tmp_path / "w.safetensors"
+
+    argv = ["--out", str(tmp_path), "--steps", "3", "--workers", "2"]
+    assert recipe_main(argv, doc="t", default_out=tmp_path, recipe=Cfg(), run=run, export=export, workers=True) == 0
+    assert seen == {"steps": 3, "workers": 2, "export": ("model", 3)}
+    assert "heldout x=0.750" in capsys.readouterr().out
+    assert read_log(tmp_path / "log.jsonl")[-1] == {"eval": {"heldout": {"x": 0.75}}}
+    seen.clear()
+    recipe_main(argv[:4] + ["--no-export"], doc="t", default_out=tmp_path, recipe=Cfg(), run=lambda c, a: ("m", {"y": 1.0}),
+                export=export)
+    assert "export" not in seen

@@ -47,3 +47,43 @@ def load_shipped(name: str, build: Callable[[Dict[str, Any]], nn.Module], dest: 
     model = build(meta)
     load_state_dict_strict(model, load_file(str(path)), what=str(path))
     return model.to(device).eval().requires_grad_(False), meta
+
+
+def _format_metrics(metrics: Dict[str, Any]) -> str:
+    flat = " ".join(f"{k}={v:.3f}" for k, v in metrics.items() if not isinstance(v, dict))
+    nested = [f"{k} " + " ".join(f"{n}={x:.3f}" for n, x in v.items()) for k, v in metrics.items() if isinstance(v, dict)]
+    return "\n".join(([flat] if flat else []) + nested)
+
+
+def recipe_main(argv, *, doc: str, default_out, recipe, run: Callable, export: Callable,
+                device: bool = False, workers: bool = False) -> int:
+    """The command line every mini recipe shares: parse ``--out --steps --threads [--device]
+    [--workers] --no-export``; ``run(cfg, args) -> (model, metrics)`` trains and evaluates with
+    ``cfg = replace(recipe, steps=--steps)``; the metrics are printed and logged, and
+    ``export(model, metrics, cfg)`` ships the weights unless ``--no-export``."""
+    import argparse
+    from dataclasses import replace
+
+    import torch
+
+    from hairlib.train.checkpoint import append_log
+
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--out", default=str(default_out), help="run folder (state.pt, log.jsonl)")
+    p.add_argument("--steps", type=int, default=recipe.steps, help="total steps (a resumed run counts on)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    if device:
+        p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    if workers:
+        p.add_argument("--workers", type=int, default=0, help="render in this many extra processes")
+    p.add_argument("--no-export", action="store_true", help="train and evaluate only")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = replace(recipe, steps=args.steps)
+    model, metrics = run(cfg, args)
+    print(_format_metrics(metrics))
+    append_log(Path(args.out) / "log.jsonl", {"eval": metrics})
+    if not args.no_export:
+        print(f"wrote {export(model, metrics, cfg)}")
+    return 0

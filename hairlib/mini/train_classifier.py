@@ -11,7 +11,6 @@ provenance).
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict
@@ -20,9 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hairlib.mini.shipping import WEIGHTS_DIR, load_shipped, save_shipped
+from hairlib.mini.shipping import WEIGHTS_DIR, load_shipped, recipe_main, save_shipped
 from hairlib.nets.mini_nets import AttributeClassifier, ClassifierConfig, multi_label_loss
-from hairlib.train.checkpoint import append_log
 from hairlib.train.simple import fit
 
 DEFAULT_OUT = Path("runs") / "mini_classifier"
@@ -119,26 +117,11 @@ def load_shipped_classifier(dest: Path = WEIGHTS_DIR, device="cpu") -> Attribute
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default=str(DEFAULT_OUT))
-    p.add_argument("--steps", type=int, default=RECIPE.steps)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--workers", type=int, default=0, help="render in this many extra processes")
-    p.add_argument("--no-export", action="store_true")
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    from dataclasses import replace
+    def run(cfg, args):
+        model = train(cfg, args.out, workers=args.workers)
+        return model, evaluate(model)
 
-    cfg = replace(RECIPE, steps=args.steps)
-    model = train(cfg, args.out, workers=args.workers)
-    metrics = evaluate(model)
-    for split, acc in metrics.items():
-        print(split, " ".join(f"{k}={v:.3f}" for k, v in acc.items()))
-    append_log(Path(args.out) / "log.jsonl", {"eval": metrics})
-    if not args.no_export:
-        print(f"wrote {export(model, metrics, cfg)}")
-    return 0
+    return recipe_main(argv, doc=__doc__, default_out=DEFAULT_OUT, recipe=RECIPE, run=run, export=export, workers=True)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ hairstyle >= 85 %, every face attribute >= 90 %. Ships ``clip.safetensors`` (fp1
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List
@@ -23,9 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hairlib.mini.shipping import WEIGHTS_DIR, save_shipped
+from hairlib.mini.shipping import WEIGHTS_DIR, recipe_main, save_shipped
 from hairlib.nets.clip import CLIP, OPENAI_MEAN, OPENAI_STD, build_model, load_clip
-from hairlib.train.checkpoint import append_log
 from hairlib.train.simple import fit
 
 DEFAULT_OUT = Path("runs") / "mini_clip"
@@ -160,30 +158,15 @@ def load_shipped_clip(dest: Path = WEIGHTS_DIR, device="cpu") -> CLIP:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default=str(DEFAULT_OUT))
-    p.add_argument("--steps", type=int, default=RECIPE.steps)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--workers", type=int, default=0, help="render in this many extra processes")
-    p.add_argument("--no-export", action="store_true")
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    from dataclasses import replace
-
     from hairlib.nets.clip import _bpe_tokenizer
 
-    cfg = replace(RECIPE, steps=args.steps)
-    model = train(cfg, args.out, device=args.device, workers=args.workers)
-    clip = CLIP(model.float(), _bpe_tokenizer(MINI_CLIP["text_cfg"]["context_length"]), name="mini-clip")
-    metrics = {"heldout": zero_shot(clip), "train_phrasings": zero_shot(clip, phrasings="train")}
-    for k, acc in metrics.items():
-        print(k, " ".join(f"{n}={v:.3f}" for n, v in acc.items()))
-    append_log(Path(args.out) / "log.jsonl", {"eval": metrics})
-    if not args.no_export:
-        print(f"wrote {export(model, metrics, cfg)}")
-    return 0
+    def run(cfg, args):
+        model = train(cfg, args.out, device=args.device, workers=args.workers)
+        clip = CLIP(model.float(), _bpe_tokenizer(MINI_CLIP["text_cfg"]["context_length"]), name="mini-clip")
+        return model, {"heldout": zero_shot(clip), "train_phrasings": zero_shot(clip, phrasings="train")}
+
+    return recipe_main(argv, doc=__doc__, default_out=DEFAULT_OUT, recipe=RECIPE, run=run, export=export,
+                       device=True, workers=True)
 
 
 if __name__ == "__main__":

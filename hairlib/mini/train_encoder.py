@@ -13,7 +13,6 @@ issue's targets: >= 25 dB and >= 95 %). Ships ``encoder.safetensors`` + ``encode
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict
@@ -22,9 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hairlib.mini.shipping import WEIGHTS_DIR, load_shipped, save_shipped
+from hairlib.mini.shipping import WEIGHTS_DIR, load_shipped, recipe_main, save_shipped
 from hairlib.nets.mini_nets import Encoder, EncoderConfig
-from hairlib.train.checkpoint import append_log
 from hairlib.train.simple import fit
 
 DEFAULT_OUT = Path("runs") / "mini_encoder"
@@ -130,26 +128,12 @@ def main(argv=None) -> int:
     from hairlib.mini.train_classifier import load_shipped_classifier
     from hairlib.mini.train_stylegan2 import load_shipped_generator
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default=str(DEFAULT_OUT))
-    p.add_argument("--steps", type=int, default=RECIPE.steps)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--no-export", action="store_true")
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    from dataclasses import replace
+    def run(cfg, args):
+        G, clf = load_shipped_generator(), load_shipped_classifier()
+        enc = train(G, clf, cfg, args.out, device=args.device).cpu()
+        return enc, evaluate(G.cpu(), enc, clf.cpu())
 
-    cfg = replace(RECIPE, steps=args.steps)
-    G, clf = load_shipped_generator(), load_shipped_classifier()
-    enc = train(G, clf, cfg, args.out, device=args.device).cpu()
-    metrics = evaluate(G.cpu(), enc, clf.cpu())
-    print(" ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
-    append_log(Path(args.out) / "log.jsonl", {"eval": metrics})
-    if not args.no_export:
-        print(f"wrote {export(enc, metrics, cfg)}")
-    return 0
+    return recipe_main(argv, doc=__doc__, default_out=DEFAULT_OUT, recipe=RECIPE, run=run, export=export, device=True)
 
 
 if __name__ == "__main__":

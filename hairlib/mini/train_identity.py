@@ -12,7 +12,6 @@ method must keep), with everything but identity changed, and of two different pe
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, Tuple
@@ -20,9 +19,8 @@ from typing import Dict, Tuple
 import numpy as np
 import torch
 
-from hairlib.mini.shipping import WEIGHTS_DIR, load_shipped, save_shipped
+from hairlib.mini.shipping import WEIGHTS_DIR, load_shipped, recipe_main, save_shipped
 from hairlib.nets.mini_nets import IdentityConfig, IdentityNet, nt_xent
-from hairlib.train.checkpoint import append_log
 from hairlib.train.simple import fit
 
 DEFAULT_OUT = Path("runs") / "mini_identity"
@@ -110,24 +108,11 @@ def load_shipped_identity(dest: Path = WEIGHTS_DIR, device="cpu") -> IdentityNet
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default=str(DEFAULT_OUT))
-    p.add_argument("--steps", type=int, default=RECIPE.steps)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--no-export", action="store_true")
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    from dataclasses import replace
+    def run(cfg, args):
+        model = train(cfg, args.out)
+        return model, evaluate(model)
 
-    cfg = replace(RECIPE, steps=args.steps)
-    model = train(cfg, args.out)
-    metrics = evaluate(model)
-    print(" ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
-    append_log(Path(args.out) / "log.jsonl", {"eval": metrics})
-    if not args.no_export:
-        print(f"wrote {export(model, metrics, cfg)}")
-    return 0
+    return recipe_main(argv, doc=__doc__, default_out=DEFAULT_OUT, recipe=RECIPE, run=run, export=export)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from hairlib.mini.shipping import WEIGHTS_DIR, load_shipped, save_shipped
@@ -29,29 +28,23 @@ CONFIG = GANTrainConfig(arch=ARCH, batch=16, steps=60_000, lr=0.0025, r1=0.5, em
 DEFAULT_OUT = Path("runs") / "mini_stylegan2"
 
 
-def render_sampler(size: int):
-    """(batch, torch.Generator) -> renders [N, 3, size, size] in [-1, 1], training split only."""
-    from hairlib.mini import render as R
+def render_sampler(size: int, seed: int = CONFIG.seed, start: int = 0, workers: int = 0):
+    """(batch, torch.Generator) -> renders [N, 3, size, size] in [-1, 1] of the training split.
 
-    def sample(batch: int, gen: torch.Generator) -> torch.Tensor:
-        seed = int(torch.randint(0, 2 ** 62, (), generator=gen))
-        params = R.sample_params(np.random.default_rng(seed), n=batch, split="train")
-        images, _, _ = R.render_batch(params, size=size)
-        return R.to_tensor(images)
-    return sample
-
-
-def stream_sampler(size: int, seed: int, start: int, workers: int):
-    """Like ``render_sampler`` but step-indexed batches rendered ahead by ``workers`` processes
-    (for GPU runs, where one core cannot render fast enough); ``start`` is the step resumed at."""
+    Batch k of a run is a pure function of (seed, k) (``hairlib.mini.data``), so a run resumed at
+    step ``start`` sees the batches it would have seen; ``workers`` processes render ahead (GPU
+    runs, where one core cannot render fast enough)."""
     from hairlib.mini.data import RenderBatches, stream
 
-    batches = {}
+    batches, size_of = None, {}
 
     def sample(batch: int, gen: torch.Generator) -> torch.Tensor:
-        if batch not in batches:
-            batches[batch] = stream(RenderBatches(batch, seed, size=size), start, workers)
-        return next(batches[batch])["images"]
+        nonlocal batches
+        if batches is None:
+            batches, size_of["batch"] = stream(RenderBatches(batch, seed, size=size), start, workers), batch
+        if batch != size_of["batch"]:
+            raise ValueError(f"render_sampler serves batches of {size_of['batch']}, asked for {batch}")
+        return next(batches)["images"]
     return sample
 
 
@@ -107,13 +100,10 @@ def main(argv=None) -> int:
     from dataclasses import replace
 
     cfg = replace(CONFIG, steps=args.steps)
-    if args.workers > 0:
-        from hairlib.train.checkpoint import load_checkpoint
+    from hairlib.train.checkpoint import load_checkpoint
 
-        state = load_checkpoint(out / "state.pt")
-        sampler = stream_sampler(ARCH.size, cfg.seed, int(state["step"]) if state else 0, args.workers)
-    else:
-        sampler = render_sampler(ARCH.size)
+    state = load_checkpoint(out / "state.pt")
+    sampler = render_sampler(ARCH.size, cfg.seed, int(state["step"]) if state else 0, args.workers)
     train_gan(cfg, sampler, out, device=args.device,
               max_seconds=None if args.hours is None else args.hours * 3600,
               on_sample=lambda G, step: save_samples(G, step, out))
