@@ -5,7 +5,7 @@
 """
 __version__ = "0.1.0"
 
-__all__ = ["load_world", "__version__"]
+__all__ = ["load_world", "edit", "__version__"]
 
 
 def load_world(name: str = "mini", device="cpu", **kw):
@@ -13,3 +13,11 @@ def load_world(name: str = "mini", device="cpu", **kw):
     from hairlib.worlds import load_world as _load_world
 
     return _load_world(name, device, **kw)
+
+
+def __getattr__(name):
+    if name == "edit":  # the package hairlib.edit, callable: hairlib.edit(world, w, text, method=...)
+        import importlib
+
+        return importlib.import_module("hairlib.edit")
+    raise AttributeError(f"module 'hairlib' has no attribute {name!r}")

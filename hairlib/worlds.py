@@ -39,6 +39,8 @@ class World:
     feature_net: Optional[Callable] = None  # perceptual features for inversion
     invert_config: InvertConfig = field(default_factory=InvertConfig)
     vocab: Dict[str, Any] = field(default_factory=dict)  # hair colours, hairstyles, attributes
+    defaults: Dict[str, Any] = field(default_factory=dict)  # per-method settings for this world ("optimize", "global", ...)
+    masks: Optional[Callable] = None  # images -> {"hair", "face", "background": [N, 1, H, W] in {0, 1}}
 
     @property
     def device(self) -> torch.device:

@@ -2,6 +2,8 @@
 `slow` (skipped unless --run-slow). Everything else runs on CPU, offline, in CI."""
 import os
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -31,3 +33,31 @@ def pytest_collection_modifyitems(config, items):
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Every test sees an empty hairlib cache unless it sets its own HAIRLIB_HOME."""
     monkeypatch.setenv("HAIRLIB_HOME", str(tmp_path_factory.mktemp("hairlib_home")))
+
+
+TINY_CLIP = {"embed_dim": 16,
+             "vision_cfg": {"image_size": 64, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
+             "text_cfg": {"context_length": 48, "vocab_size": 49408, "width": 16, "heads": 1, "layers": 1}}
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory):
+    """A mini-world weights folder of tiny random networks (wiring tests, not behaviour)."""
+    from hairlib.mini import shipping, train_clip
+    from hairlib.nets.mini_nets import AttributeClassifier, Encoder, EncoderConfig, IdentityNet
+    from hairlib.nets.stylegan2 import Generator, StyleGAN2Config
+
+    d = tmp_path_factory.mktemp("mini_weights")
+    torch.manual_seed(0)
+    arch = StyleGAN2Config(size=16, style_dim=16, n_mlp=1, channel_multiplier=0.25, channel_max=16)
+    G = Generator(arch)
+    shipping.save_shipped("stylegan2", G, {"arch": arch.to_dict()}, d)
+    clf = AttributeClassifier()
+    shipping.save_shipped("classifier", clf, {"config": clf.config.to_dict()}, d)
+    idn = IdentityNet()
+    shipping.save_shipped("identity", idn, {"config": idn.config.to_dict()}, d)
+    enc = Encoder(EncoderConfig(G.num_ws, 16, image_size=16), G.get_latent_avg())
+    shipping.save_shipped("encoder", enc, {"config": enc.config.to_dict()}, d)
+    model = train_clip.build_model(TINY_CLIP)[0]
+    train_clip.export(model, {}, replace(train_clip.RECIPE, steps=0), config=TINY_CLIP, dest=d)
+    return d

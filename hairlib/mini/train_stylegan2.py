@@ -1,15 +1,24 @@
 """Recipe: the mini world's StyleGAN2, trained on renders of the mini renderer.
 
-    python -m hairlib.mini.train_stylegan2 [--steps N] [--hours H] [--device cuda] [--out DIR] [--threads T]
+    python -m hairlib.mini.train_stylegan2 [--hours H] [--device cuda] [--out DIR] [--threads T]
 
-Runs resume: rerun the same command and it continues from ``DIR/state.pt`` (written
-atomically every ``ckpt_every`` steps and on interruption). ``--export`` writes the EMA
-generator to ``hairlib/mini/weights/stylegan2.safetensors`` (+ ``stylegan2.json``, its config
-and provenance) for shipping. The data set is infinite: every batch is freshly rendered from
-the training split of the renderer's parameters (held-out combinations never appear).
+Three stages, each resumable (rerun the same command: it continues where it stopped):
+1. ``ae``: autoencoder warm start (``hairlib.train.warmstart``): an encoder maps renders to w,
+   the synthesis network decodes them; L1 + the shipped classifier's trunk features.
+   ``DIR/warmstart_ae/state.pt``.
+2. ``map``: the mapping network fitted to the encoder's codes of fresh renders (sliced
+   Wasserstein). ``DIR/warmstart_map/state.pt``.
+3. ``gan``: adversarial fine-tuning from there (non-saturating loss, lazy R1, path length,
+   EMA, mixing: ``hairlib.train.gan``). ``DIR/state.pt``.
+The warm start exists because this recipe had to run on two CPU cores: trained as a plain GAN
+from scratch, 2 200 steps (75 min) gave blobs, and 60 000 steps would take a day.
+``--export`` writes the EMA generator to ``hairlib/mini/weights/stylegan2.safetensors``
+(+ ``stylegan2.json``, its config and provenance) for shipping. The data set is infinite:
+every batch is freshly rendered from the training split (held-out combinations never appear).
 
-Architecture (``ARCH``): 64 px, W+ of 10 rows of 128, 4 mapping layers, 64 channels per
-layer; R1 gamma 0.5 (small images want a small gamma; StyleGAN2-ADA uses 0.01-1 at 32-64 px).
+Architecture (``ARCH``): 64 px, W+ of 10 rows of 128, 4 mapping layers, 64 channels up to
+32 px and 32 at 64 px; R1 gamma 0.5 (small images want a small gamma; StyleGAN2-ADA uses
+0.01-1 at 32-64 px).
 """
 from __future__ import annotations
 
@@ -21,10 +30,13 @@ import torch
 from hairlib.mini.shipping import WEIGHTS_DIR, load_shipped, save_shipped
 from hairlib.nets.stylegan2 import StyleGAN2Config
 from hairlib.train.gan import GANTrainConfig, train_gan
+from hairlib.train.warmstart import WarmStartConfig
 
-ARCH = StyleGAN2Config(size=64, style_dim=128, n_mlp=4, channel_multiplier=0.25, channel_max=64)
-CONFIG = GANTrainConfig(arch=ARCH, batch=16, steps=60_000, lr=0.0025, r1=0.5, ema_kimg=5.0, seed=2026,
-                        ckpt_every=250, sample_every=1000, log_every=25)
+ARCH = StyleGAN2Config(size=64, style_dim=128, n_mlp=4, channel_multiplier=0.125, channel_max=64)
+CONFIG = GANTrainConfig(arch=ARCH, batch=16, steps=60_000, lr=0.002, r1=0.5, ema_kimg=5.0, seed=2026,
+                        ckpt_every=250, sample_every=500, log_every=25)
+WARMSTART = WarmStartConfig(ae_steps=2500, batch=32, seed=2026)
+ENCODER_WIDTHS = (32, 64, 128, 128)  # the warm start's encoder (images -> w)
 DEFAULT_OUT = Path("runs") / "mini_stylegan2"
 
 
@@ -48,7 +60,7 @@ def render_sampler(size: int, seed: int = CONFIG.seed, start: int = 0, workers: 
     return sample
 
 
-def save_samples(G, step: int, out_dir: Path) -> None:
+def save_samples(G, step: int, out_dir: Path, prefix: str = "samples") -> None:
     from PIL import Image
 
     with torch.no_grad():
@@ -57,7 +69,7 @@ def save_samples(G, step: int, out_dir: Path) -> None:
     grid = ((img.cpu() + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
     n, h, w, _ = grid.shape
     grid = grid.reshape(4, 8, h, w, 3).transpose(0, 2, 1, 3, 4).reshape(4 * h, 8 * w, 3)
-    Image.fromarray(grid).save(out_dir / f"samples_{step:06d}.png")
+    Image.fromarray(grid).save(out_dir / f"{prefix}_{step:06d}.png")
 
 
 def export(out_dir: Path, dest: Path = WEIGHTS_DIR) -> Path:
@@ -81,14 +93,43 @@ def load_shipped_generator(dest: Path = WEIGHTS_DIR, device="cpu"):
     return load_shipped("stylegan2", lambda meta: Generator(StyleGAN2Config.from_dict(meta["arch"])), dest, device)[0]
 
 
+def warm_start(out: Path, device="cpu", progress: bool = True, cfg: WarmStartConfig = WARMSTART):
+    """Stages 1 and 2; returns the warm generator's state dict (cached in ``out/warm_G.pt``)."""
+    from hairlib.mini.data import RenderBatches
+    from hairlib.mini.train_classifier import load_shipped_classifier
+    from hairlib.mini.train_encoder import classifier_features
+    from hairlib.nets.mini_nets import Encoder, EncoderConfig
+    from hairlib.nets.stylegan2 import Generator
+    from hairlib.train import warmstart as W
+    from hairlib.train.checkpoint import load_checkpoint, save_atomic
+
+    done = load_checkpoint(out / "warm_G.pt")
+    if done is not None:
+        return done["G"]
+    torch.manual_seed(cfg.seed)
+    G = Generator(ARCH)
+    E = Encoder(EncoderConfig(1, ARCH.style_dim, ENCODER_WIDTHS, ARCH.size))
+    renders = RenderBatches(cfg.batch, cfg.seed, size=ARCH.size)
+    sample = lambda k: renders[k]["images"]  # noqa: E731
+    clf = load_shipped_classifier(device=device).requires_grad_(False)
+    W.train_autoencoder(G, E, sample, classifier_features(clf), cfg, out / "warmstart_ae", device=device,
+                        progress=progress)
+    bank = W.encode_bank(E, sample, cfg.map_bank, device=device)
+    W.fit_mapping(G, bank, cfg, out / "warmstart_map", device=device, progress=progress)
+    save_samples(G.eval(), 0, out, "warm")
+    save_atomic({"G": G.state_dict(), "warmstart": cfg.to_dict()}, out / "warm_G.pt")
+    return G.state_dict()
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=str(DEFAULT_OUT), help="run folder (state.pt, log.jsonl, samples)")
-    p.add_argument("--steps", type=int, default=CONFIG.steps, help="total steps (resumes count)")
-    p.add_argument("--hours", type=float, default=None, help="stop (and checkpoint) after this wall time")
+    p.add_argument("--steps", type=int, default=CONFIG.steps, help="total GAN steps (resumes count)")
+    p.add_argument("--hours", type=float, default=None, help="stop the GAN stage (and checkpoint) after this wall time")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--workers", type=int, default=0, help="render in this many extra processes (GPU runs)")
+    p.add_argument("--stage", choices=("warm", "all"), default="all", help="stop after the warm start, or go on")
     p.add_argument("--export", action="store_true", help="only export the EMA generator for shipping")
     args = p.parse_args(argv)
     if args.threads:
@@ -99,13 +140,19 @@ def main(argv=None) -> int:
         return 0
     from dataclasses import replace
 
+    import time
+
+    t0 = time.time()
+    init = warm_start(out, args.device)
+    if args.stage == "warm":
+        return 0
     cfg = replace(CONFIG, steps=args.steps)
     from hairlib.train.checkpoint import load_checkpoint
 
     state = load_checkpoint(out / "state.pt")
     sampler = render_sampler(ARCH.size, cfg.seed, int(state["step"]) if state else 0, args.workers)
-    train_gan(cfg, sampler, out, device=args.device,
-              max_seconds=None if args.hours is None else args.hours * 3600,
+    left = None if args.hours is None else args.hours * 3600 - (time.time() - t0)
+    train_gan(cfg, sampler, out, device=args.device, max_seconds=left, init=init,
               on_sample=lambda G, step: save_samples(G, step, out))
     return 0
 

@@ -100,7 +100,8 @@ def _accumulate(ema: Generator, model: Generator, decay: float) -> None:
 
 def train_gan(cfg: GANTrainConfig, sample_real: Callable[[int, torch.Generator], torch.Tensor], out_dir,
               *, device="cpu", progress: bool = True, max_seconds: Optional[float] = None,
-              on_sample: Optional[Callable[[Generator, int], None]] = None) -> Generator:
+              on_sample: Optional[Callable[[Generator, int], None]] = None,
+              init: Optional[dict] = None) -> Generator:
     """Train (or resume) a StyleGAN2 in ``out_dir``; return the EMA generator.
 
     ``out_dir`` holds ``state.pt`` (everything needed to resume: G, D, G_ema, optimisers,
@@ -113,6 +114,8 @@ def train_gan(cfg: GANTrainConfig, sample_real: Callable[[int, torch.Generator],
     torch.manual_seed(cfg.seed)
     G, D = Generator(cfg.arch).to(device), Discriminator(cfg.arch).to(device)
     G_ema = Generator(cfg.arch).to(device).eval().requires_grad_(False)
+    if init is not None:
+        G.load_state_dict(init)
     G_ema.load_state_dict(G.state_dict())
     g_ratio = cfg.g_reg_every / (cfg.g_reg_every + 1)
     d_ratio = cfg.d_reg_every / (cfg.d_reg_every + 1)

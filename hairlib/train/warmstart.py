@@ -1,0 +1,124 @@
+"""An autoencoder warm start for StyleGAN2, for training on a CPU.
+
+A GAN learns from a discriminator's verdict, one bit per image; on two CPU cores it needs days
+before faces appear. When the data come from a renderer, a generator can first be taught as
+the decoder of an autoencoder (dense, per-pixel gradients), then handed to the GAN loop:
+
+1. ``train_autoencoder``: an encoder E maps each render to one w (the StyleGAN2 W space);
+   the synthesis network decodes ``broadcast(w + noise)``; loss = L1 pixels + a perceptual
+   term (any frozen feature net; the mini world uses its attribute classifier's trunk).
+   The latent noise makes the neighbourhood of every code decode to a face too.
+2. ``fit_mapping``: the mapping network z -> w is fitted to the codes E gives to fresh
+   renders, by the sliced Wasserstein distance (random 1-D projections, sorted and
+   matched): sampling z then yields the renders' distribution of w, no discriminator needed.
+3. ``hairlib.train.gan.train_gan(..., init=...)`` fine-tunes G adversarially from there
+   (R1, path length, EMA, mixing), which sharpens what the L1 loss leaves blurred.
+
+The ideas are old (autoencoder-initialised GANs; latent-space matching as in ALAE / "GLO"
+with a fitted prior); the point here is the budget: faces in an hour of one CPU core.
+Both stages run through ``hairlib.train.simple.fit``: resumable, atomic checkpoints, logs.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hairlib.train.simple import fit
+
+__all__ = ["WarmStartConfig", "sliced_wasserstein", "train_autoencoder", "encode_bank", "fit_mapping"]
+
+
+@dataclass(frozen=True)
+class WarmStartConfig:
+    ae_steps: int = 2500  # autoencoder steps
+    batch: int = 32  # renders per autoencoder step
+    lr: float = 0.002  # Adam, cosine decay (G's equalised layers take StyleGAN2's rate)
+    feature_weight: float = 1.0  # perceptual (feature MSE) weight beside L1 pixels
+    latent_noise: float = 0.2  # w + noise * (per-dimension std of the batch's codes)
+    map_steps: int = 1500  # mapping-network steps
+    map_batch: int = 1024  # z samples and bank codes per mapping step
+    map_bank: int = 8192  # codes of fresh renders the mapping is fitted to
+    map_lr: float = 0.01  # Adam on the mapping (its layers multiply their rate by lr_mlp)
+    projections: int = 256  # random directions of the sliced Wasserstein distance
+    seed: int = 0
+    ckpt_every: int = 100
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, projections: int = 256,
+                       gen: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Squared sliced 2-Wasserstein distance between two equal-size samples [N, D]: project on
+    random unit directions, sort each projection, compare order statistics."""
+    if a.shape != b.shape:
+        raise ValueError(f"samples must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    dirs = F.normalize(torch.randn(a.shape[1], projections, generator=gen).to(a), dim=0)
+    pa, _ = torch.sort(a @ dirs, dim=0)
+    pb, _ = torch.sort(b @ dirs, dim=0)
+    return (pa - pb).pow(2).mean()
+
+
+def train_autoencoder(G: nn.Module, E: nn.Module, sample_real: Callable[[int], torch.Tensor],
+                      feature_fn: Optional[Callable[[torch.Tensor], List[torch.Tensor]]], cfg: WarmStartConfig,
+                      out_dir, *, device="cpu", progress: bool = True) -> int:
+    """Stage 1: train G's synthesis network and E (images -> [N, style_dim] or [N, 1, style_dim])
+    as an autoencoder. ``sample_real(step)`` returns step ``step``'s batch of images in [-1, 1]
+    (a pure function of the step, so a resumed run sees the same data)."""
+    model = nn.ModuleDict({"G": G, "E": E}).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    def loss_fn(step: int) -> torch.Tensor:
+        x = sample_real(step).to(device)
+        w = E(x).reshape(x.shape[0], -1)
+        if cfg.latent_noise:
+            noise = torch.randn(w.shape, generator=gen).to(device)
+            w = w + cfg.latent_noise * w.detach().std(0, keepdim=True) * noise
+        y = G.synthesis(G.broadcast(w), noise_mode="random")
+        loss = (y - x).abs().mean()
+        if feature_fn is not None and cfg.feature_weight:
+            loss = loss + cfg.feature_weight * sum(F.mse_loss(fy, fx) for fy, fx in zip(feature_fn(y), feature_fn(x)))
+        return loss
+
+    return fit(model, opt, steps=cfg.ae_steps, lr=cfg.lr, loss_fn=loss_fn, out_dir=Path(out_dir), gen=gen,
+               ckpt_every=cfg.ckpt_every, meta={"warmstart": cfg.to_dict()}, desc="autoencoder", progress=progress)
+
+
+@torch.no_grad()
+def encode_bank(E: nn.Module, sample_real: Callable[[int], torch.Tensor], n: int, *, start: int = 10 ** 6,
+                device="cpu") -> torch.Tensor:
+    """Codes [n, style_dim] that E gives to fresh renders (batches ``start``, ``start + 1``, ...)."""
+    E = E.to(device).eval()
+    codes, k = [], start
+    while sum(c.shape[0] for c in codes) < n:
+        x = sample_real(k).to(device)
+        codes.append(E(x).reshape(x.shape[0], -1).cpu())
+        k += 1
+    return torch.cat(codes)[:n]
+
+
+def fit_mapping(G: nn.Module, bank: torch.Tensor, cfg: WarmStartConfig, out_dir, *, device="cpu",
+                progress: bool = True) -> int:
+    """Stage 2: fit ``G.style`` (z -> w) so that w ~ the bank's distribution (sliced Wasserstein);
+    then set G's latent average to the fitted mapping's mean."""
+    G = G.to(device)
+    mapping = G.style
+    opt = torch.optim.Adam(mapping.parameters(), lr=cfg.map_lr, betas=(0.9, 0.99))
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    bank = bank.to(device)
+
+    def loss_fn(step: int) -> torch.Tensor:
+        z = torch.randn(cfg.map_batch, G.style_dim, generator=gen).to(device)
+        idx = torch.randint(0, bank.shape[0], (cfg.map_batch,), generator=gen).to(device)
+        return sliced_wasserstein(G.mapping(z), bank[idx], cfg.projections, gen) * bank.shape[1]
+
+    step = fit(mapping, opt, steps=cfg.map_steps, lr=cfg.map_lr, loss_fn=loss_fn, out_dir=Path(out_dir), gen=gen,
+               ckpt_every=cfg.ckpt_every, meta={"warmstart": cfg.to_dict()}, desc="fit mapping", progress=progress)
+    G.set_latent_avg(G.mean_latent())
+    return step

@@ -1,0 +1,104 @@
+"""The editing entry point and StyleCLIP's optimisation and global directions, on a tiny random
+world (wiring and the methods' mechanics; behaviour on the trained mini world is in
+test_edit_mini.py)."""
+import pytest
+import torch
+
+import hairlib
+from hairlib.edit.global_dir import GlobalConfig, GlobalDirections, global_edit
+from hairlib.edit.optimize import lr_schedule, optimize
+
+TINY_GLOBAL = GlobalConfig(n_stats=512, n_images=3, batch=40)
+
+
+@pytest.fixture(scope="module")
+def world(tiny_weights):
+    return hairlib.load_world("mini", weights_dir=tiny_weights)
+
+
+def test_lr_schedule_matches_styleclip():
+    assert lr_schedule(0.0, 0.1) == 0.0
+    assert lr_schedule(0.025, 0.1) == pytest.approx(0.05)  # halfway up the 5 % ramp
+    assert lr_schedule(0.5, 0.1) == pytest.approx(0.1)
+    assert lr_schedule(1.0, 0.1) == pytest.approx(0.0)
+    assert lr_schedule(0.875, 0.1) == pytest.approx(0.05)  # halfway down the cosine ramp
+
+
+def test_optimize_lowers_clip_loss_and_respects_l2(world):
+    from hairlib.nets.clip import clip_loss
+
+    w = world.sample(2, seed=1)
+    txt = world.clip.encode_text("red hair")
+    before = clip_loss(world.clip, world.generate(w), txt)
+    r = optimize(world, w, "red hair", steps=25, id_lambda=0.0, l2_lambda=0.0, progress=False)
+    after = clip_loss(world.clip, r.images, txt)
+    assert (after < before).all() and r.latents.shape == w.shape and len(r.losses) == 25
+    assert r.losses[-1] < r.losses[0]
+    # a large L2 weight keeps the latent near the source
+    near = optimize(world, w, "red hair", steps=25, id_lambda=0.0, l2_lambda=100.0, progress=False)
+    assert (near.latents - w).norm() < 0.5 * (r.latents - w).norm()
+
+
+def test_optimize_batches_like_single_runs(world):
+    w = world.sample(2, seed=2)
+    both = optimize(world, w, ["red hair", "blond hair"], steps=5, progress=False)
+    one = optimize(world, w[1:], "blond hair", steps=5, progress=False)
+    assert torch.allclose(both.latents[1:], one.latents, atol=1e-4)
+
+
+def test_optimize_in_stylespace(world):
+    w = world.sample(1, seed=3)
+    r = optimize(world, w, "smiling", steps=5, space="s", progress=False)
+    assert isinstance(r.latents, list) and len(r.latents) == len(world.generator.style_layers)
+
+
+def test_global_directions_mechanics(world, tmp_path):
+    gd = GlobalDirections.compute(world, TINY_GLOBAL, progress=False)
+    G = world.generator
+    n = sum(sl.channels for sl in G.style_layers if not sl.is_torgb)
+    assert gd.relevance.shape == (n, world.clip.embed_dim)
+    assert torch.allclose(gd.relevance.norm(dim=1), torch.ones(n), atol=1e-4)
+    # statistics: per-channel std of s over samples
+    s = G.styles(world.sample(512, seed=9, truncation=1.0))
+    assert torch.allclose(gd.std[0], s[0].std(0), rtol=0.25)
+    # disk round trip
+    back = GlobalDirections.load(gd.save(tmp_path / "gd.safetensors"))
+    assert torch.equal(back.relevance, gd.relevance) and back.layers == gd.layers
+    # beta above every |relevance| touches no channel and leaves the image alone
+    w = world.sample(2, seed=4)
+    dt = gd.text_direction(world.clip, "a smiling face", "a face")
+    top = (gd.relevance @ dt).abs().max().item()
+    r = global_edit(world, w, "a smiling face", beta=top + 1e-3, directions=gd)
+    assert r.info["channels_touched"] == 0
+    assert torch.allclose(r.images, r.source_images, atol=1e-6)
+    # a lower beta touches some, only in covered layers, and alpha 0 is the identity
+    r = global_edit(world, w, "a smiling face", beta=0.5 * top, alpha=[0.0, 4.0], directions=gd)
+    assert r.info["channels_touched"] > 0
+    assert torch.allclose(r.images[:2], r.source_images, atol=1e-5)
+    assert not torch.allclose(r.images[2:], r.source_images, atol=1e-3)
+
+
+def test_global_directions_are_cached(world, monkeypatch):
+    world.defaults["global_preprocess"] = TINY_GLOBAL.to_dict()
+    calls = []
+    real = GlobalDirections.compute.__func__
+
+    def counting(cls, *a, **k):
+        calls.append(1)
+        return real(cls, *a, **k)
+    monkeypatch.setattr(GlobalDirections, "compute", classmethod(counting))
+    a = GlobalDirections.for_world(world, progress=False)
+    b = GlobalDirections.for_world(world, progress=False)
+    assert len(calls) == 1 and torch.equal(a.relevance, b.relevance)
+
+
+def test_edit_entry_point_validates(world):
+    w = world.sample(1, seed=0)
+    with pytest.raises(ValueError, match="unknown method"):
+        hairlib.edit(world, w, "red hair", method="magic")
+    with pytest.raises(ValueError, match="non-empty text"):
+        hairlib.edit(world, w, "  ", method="optimize")
+    with pytest.raises(ValueError, match="latents must be W\\+"):
+        hairlib.edit(world, w[:, 0], "red hair", method="optimize")
+    r = hairlib.edit(world, w, "red hair", method="optimize", steps=2)
+    assert r.method == "optimize" and r.images.shape == (1, 3, 16, 16)
