@@ -22,9 +22,13 @@ __all__ = ["fit"]
 def fit(model: nn.Module, opt: torch.optim.Optimizer, *, steps: int, lr: float,
         loss_fn: Callable[[int], torch.Tensor], out_dir, ckpt_every: int = 250, log_every: int = 25,
         gen: Optional[torch.Generator] = None, meta: Optional[Dict[str, Any]] = None,
-        desc: str = "train", progress: bool = True) -> int:
+        desc: str = "train", progress: bool = True, schedule: str = "cosine",
+        log_fn: Optional[Callable[[], Dict[str, float]]] = None) -> int:
     """Train ``model`` until ``steps``; ``loss_fn(step)`` builds step ``step``'s batch and returns
-    its loss. Resumes from ``out_dir/state.pt``; returns the step reached."""
+    its loss. Resumes from ``out_dir/state.pt``; returns the step reached. ``schedule``:
+    "cosine" (decay to 0) or "constant"; ``log_fn()`` adds fields to each log line."""
+    if schedule not in ("cosine", "constant"):
+        raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
     out_dir = Path(out_dir)
     step = 0
     state = load_checkpoint(out_dir / "state.pt")
@@ -48,7 +52,7 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, *, steps: int, lr: float,
     try:
         while step < steps:
             for g in opt.param_groups:
-                g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+                g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps)) if schedule == "cosine" else lr
             loss = loss_fn(step)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -57,8 +61,9 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, *, steps: int, lr: float,
             bar.update(1)
             if step % log_every == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
+                extra = {k: round(float(v), 5) for k, v in (log_fn() if log_fn else {}).items()}
                 append_log(out_dir / "log.jsonl", {"step": step, "loss": round(loss.item(), 5),
-                                                   "time": round(time.time() - t0, 1)})
+                                                   "time": round(time.time() - t0, 1), **extra})
             if step % ckpt_every == 0:
                 checkpoint()
     finally:

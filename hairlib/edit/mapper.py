@@ -1,0 +1,193 @@
+"""StyleCLIP latent mapper: train one per prompt, save/load, edit (Patashnik et al. 2021, section 5).
+
+Training follows the authors' ``mapper/training/coach.py``: for each batch of W+ latents w,
+``w_hat = w + 0.1 * M(w)``; loss = 1.0 * CLIP(G(w_hat), text) + 0.8 * MSE(w_hat, w)
++ 0.1 * ID(G(w_hat), G(w)); Ranger at lr 0.5 (constant), batch 2, 50 000 steps; noise fixed;
+the text embedded as written. Hair and expression mappers are trained without the fine
+sub-mapper (``groups=("coarse", "medium")``). Latents come from a file of inverted faces
+(the authors: e4e inversions of CelebA-HQ, ``train_faces.pt``; see notebook 01) or, when none
+is given, are sampled from the generator (truncation 0.7).
+
+Checkpoints: ours are safetensors (the mapper's weights + its text, groups and W+ shape in the
+metadata). The authors' ``.pt`` files (``{"state_dict": {"mapper.*", "decoder.*"}, "opts"}``) load
+too, with ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+
+from hairlib.edit.result import EditResult
+from hairlib.nets.mappers import LevelsMapper
+
+__all__ = ["MapperConfig", "train_mapper", "save_mapper", "load_mapper", "mapper_edit", "slug"]
+
+
+@dataclass(frozen=True)
+class MapperConfig:
+    steps: int = 50_000  # the authors' number
+    batch: int = 2
+    lr: float = 0.5  # Ranger (equalised layers with lr_mul 0.01: 0.005 in effect)
+    clip_lambda: float = 1.0
+    l2_lambda: float = 0.8  # MSE(w_hat, w)
+    id_lambda: float = 0.1
+    groups: Sequence[str] = ("coarse", "medium", "fine")
+    strength: float = 0.1  # w_hat = w + strength * M(w)
+    truncation: float = 0.7  # of sampled latents
+    seed: int = 0
+    ckpt_every: int = 500
+    log_every: int = 25
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["groups"] = list(self.groups)
+        return d
+
+
+def slug(text: str) -> str:
+    """File name of a prompt's mapper: "Curly red hair!" -> "curly-red-hair"."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "prompt"
+
+
+def train_mapper(world, text: str, cfg: MapperConfig = MapperConfig(), out_dir=None, *,
+                 latents: Optional[torch.Tensor] = None, progress: bool = True, **overrides) -> LevelsMapper:
+    """Train (or resume, from ``out_dir/state.pt``) a mapper for ``text``; returns it in eval mode.
+    ``latents``: W+ [M, num_ws, D] to draw batches from (else sampled from the world)."""
+    from hairlib.nets.clip import clip_loss
+    from hairlib.train.optim import Ranger
+    from hairlib.train.simple import fit
+
+    cfg = replace(cfg, **overrides) if overrides else cfg
+    if not text or not text.strip():
+        raise ValueError("a mapper needs a non-empty text prompt")
+    G = world.generator
+    out_dir = Path(out_dir) if out_dir is not None else Path("runs") / "mappers" / f"{world.name}-{slug(text)}"
+    torch.manual_seed(cfg.seed)
+    mapper = LevelsMapper(G.num_ws, G.style_dim, cfg.groups).to(world.device)
+    opt = Ranger(mapper.parameters(), lr=cfg.lr)
+    txt = world.clip.encode_text(text.strip())
+    gen = torch.Generator().manual_seed(cfg.seed)
+    if latents is not None:
+        latents = latents.detach()
+        if latents.ndim != 3 or latents.shape[1:] != (G.num_ws, G.style_dim):
+            raise ValueError(f"latents must be W+ [M, {G.num_ws}, {G.style_dim}], got {tuple(latents.shape)}")
+    parts = {}
+
+    def loss_fn(step: int) -> torch.Tensor:
+        with torch.no_grad():
+            if latents is None:
+                z = torch.randn(cfg.batch, G.style_dim, generator=gen).to(world.device)
+                w = G.to_wplus(z, "z", truncation=cfg.truncation)
+            else:
+                w = latents[torch.randint(0, latents.shape[0], (cfg.batch,), generator=gen)].to(world.device)
+            x = world.generate(w)
+            src_id = world.identity(x) if cfg.id_lambda else None
+        w_hat = w + cfg.strength * mapper(w)
+        x_hat = world.generate(w_hat)
+        l_clip = clip_loss(world.clip, x_hat, txt).mean()
+        l_l2 = F.mse_loss(w_hat, w)
+        loss = cfg.clip_lambda * l_clip + cfg.l2_lambda * l_l2
+        parts.update(clip=l_clip.item(), l2=l_l2.item())
+        if cfg.id_lambda:
+            l_id = (1 - (world.identity(x_hat) * src_id).sum(1)).mean()
+            loss = loss + cfg.id_lambda * l_id
+            parts["id"] = l_id.item()
+        return loss
+
+    meta = {"text": text, "mapper": cfg.to_dict(), "world": world.name}
+    fit(mapper, opt, steps=cfg.steps, lr=cfg.lr, loss_fn=loss_fn, out_dir=out_dir, ckpt_every=cfg.ckpt_every,
+        log_every=cfg.log_every, gen=gen, meta=meta, desc=f"train mapper {text!r}", progress=progress,
+        schedule="constant", log_fn=lambda: dict(parts))
+    mapper.text, mapper.strength = text, cfg.strength
+    return mapper.eval().requires_grad_(False)
+
+
+def save_mapper(mapper: LevelsMapper, path, *, text: Optional[str] = None, extra: Optional[dict] = None) -> Path:
+    """Atomic safetensors file with the prompt, groups and W+ shape in its metadata."""
+    import os
+
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"text": text or getattr(mapper, "text", ""), "groups": list(mapper.groups), "num_ws": mapper.num_ws,
+            "dim": mapper.dim, "strength": getattr(mapper, "strength", 0.1), **(extra or {})}
+    tmp = path.with_name(path.name + ".part")
+    save_file({k: v.detach().contiguous().cpu() for k, v in mapper.state_dict().items()}, str(tmp),
+              metadata={"hairlib": json.dumps(meta)})
+    os.replace(tmp, path)
+    return path
+
+
+def load_mapper(path, device="cpu", num_ws: Optional[int] = None) -> LevelsMapper:
+    """A mapper from our safetensors file or the authors' ``.pt`` checkpoint (e.g.
+    ``mapper/pretrained/afro.pt``). The authors' files are for the 1024 px FFHQ generator (18 rows)."""
+    from hairlib.nets.loading import load_state_dict_strict
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no mapper at {path}")
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            meta = json.loads(f.metadata().get("hairlib", "{}"))
+            sd = {k: f.get_tensor(k) for k in f.keys()}
+    else:
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise ValueError(f"{path} is not a StyleCLIP mapper checkpoint ({e})") from None
+        sd = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+        if not isinstance(sd, dict):
+            raise ValueError(f"{path} holds no state dict")
+        if any(k.startswith("mapper.") for k in sd):
+            sd = {k[len("mapper."):]: v for k, v in sd.items() if k.startswith("mapper.")}
+        opts = ckpt.get("opts", {}) if isinstance(ckpt, dict) else {}
+        meta = {"text": opts.get("description", "") if isinstance(opts, dict) else "", "strength": 0.1}
+    groups = LevelsMapper.groups_in(sd)
+    if not groups:
+        raise ValueError(f"{path} holds no StyleCLIP mapper weights (expected keys like course_mapping.mapping.1.weight)")
+    dim = next(v for k, v in sd.items() if k.endswith(".weight")).shape[0]
+    mapper = LevelsMapper(num_ws or meta.get("num_ws", 18), dim, groups)
+    load_state_dict_strict(mapper, sd, what=str(path))
+    mapper.text, mapper.strength = meta.get("text", ""), float(meta.get("strength", 0.1))
+    return mapper.to(device).eval().requires_grad_(False)
+
+
+def mapper_edit(world, latents: torch.Tensor, text: str, *, mapper: Union[None, str, Path, LevelsMapper] = None,
+                strength: Optional[float] = None) -> EditResult:
+    """Edit W+ latents with a trained mapper: the given one (module or path), or the world's
+    mapper for ``text`` (``world.defaults["mappers"]``: prompt -> file)."""
+    t0 = time.time()
+    if mapper is None:
+        known = world.defaults.get("mappers", {})
+        path = known.get(text) or known.get(slug(text))
+        if path is None:
+            raise ValueError(f"no mapper for {text!r} in the {world.name} world (it has: "
+                             f"{', '.join(sorted(known)) or 'none'}); train one with "
+                             f"`hairlib train mapper --world {world.name} --text \"{text}\"` or pass mapper=PATH")
+        mapper = path
+    if not isinstance(mapper, LevelsMapper):
+        mapper = load_mapper(mapper, world.device, num_ws=world.generator.num_ws)
+    if mapper.num_ws != world.generator.num_ws or mapper.dim != world.generator.style_dim:
+        raise ValueError(f"this mapper edits W+ [{mapper.num_ws}, {mapper.dim}]; the {world.name} world's generator "
+                         f"has [{world.generator.num_ws}, {world.generator.style_dim}]")
+    mapper = mapper.to(world.device)
+    k = getattr(mapper, "strength", 0.1) if strength is None else strength
+    with torch.no_grad():
+        w = latents.to(world.device)
+        src = world.generate(w)
+        t_map = time.time()
+        w_hat = mapper.edit(w, k)
+        images = world.generate(w_hat).clamp(-1, 1)
+    return EditResult(latents=w_hat, images=images, source_images=src.clamp(-1, 1), method="mapper", text=text,
+                      seconds=time.time() - t0, info={"groups": list(mapper.groups), "strength": k,
+                                                      "seconds_inference": time.time() - t_map})
