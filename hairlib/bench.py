@@ -4,7 +4,7 @@
 backward) with every backend available here — the PyTorch reference, the reference under
 ``torch.compile``, our CUDA kernels, and ``auto`` (what the library picks) — and the whole
 generator per backend. Numbers are medians in milliseconds; ratios are against the reference.
-Later issues add ``bench edit``.
+``hairlib bench edit`` times each StyleCLIP method on a World beside the paper's numbers.
 """
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ import torch
 import ops
 from ops import _build
 
-__all__ = ["time_fn", "bench_ops", "format_table", "write_csv", "device_name"]
+__all__ = ["time_fn", "bench_ops", "format_table", "write_csv", "device_name", "bench_edit", "format_edit_table",
+           "write_edit_csv"]
 
 
 def device_name(device: torch.device) -> str:
@@ -219,5 +220,95 @@ def write_csv(rows: List[dict], path: Path) -> Path:
         w.writeheader()
         for r in rows:
             w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+    tmp.replace(path)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# Editing methods
+
+# The StyleCLIP paper's timings (Patashnik et al. 2021: optimisation, mapper and global-direction
+# inference, global-direction pre-processing), measured by the authors on one NVIDIA GPU.
+PAPER_SECONDS = {"optimize": 98.0, "mapper": 0.075, "global": 0.072, "global pre-processing": 4 * 3600.0}
+
+
+def bench_edit(world, *, quick: bool = False, progress: bool = True) -> List[dict]:
+    """Time per edit of each StyleCLIP method on ``world``'s device, beside the paper's numbers.
+
+    optimisation: one image at the paper's 300 steps (``quick``: 40, the authors' Colab) ;
+    mapper and global-direction inference: median of repeats for one image (a mapper of random
+    weights when the world ships none: the time does not depend on the weights); global
+    pre-processing: this world's configuration, and the same per (channel, image) cost
+    extrapolated to the paper's 100 images per channel."""
+    from dataclasses import replace
+
+    from hairlib.edit.global_dir import GlobalConfig, GlobalDirections, global_edit
+    from hairlib.edit.mapper import mapper_edit
+    from hairlib.edit.optimize import OptimizeConfig, optimize
+    from hairlib.nets.mappers import LevelsMapper
+
+    dev = world.device
+    rows = []
+    w = world.sample(1, seed=0)
+    cfg = OptimizeConfig(**world.defaults.get("optimize", {}))
+    steps = 40 if quick else 300
+    t0 = time.perf_counter()
+    optimize(world, w, "a face with curly hair", replace(cfg, steps=steps), progress=progress)
+    rows.append({"method": "optimize", "what": f"{steps} steps, 1 image", "seconds": time.perf_counter() - t0})
+    mapper = LevelsMapper(world.generator.num_ws, world.generator.style_dim).to(dev)
+    ms = time_fn(lambda: mapper_edit(world, w, "x", mapper=mapper), dev, repeats=5 if quick else 20)
+    rows.append({"method": "mapper", "what": "inference, 1 image", "seconds": ms / 1e3})
+    gcfg = GlobalConfig(**world.defaults.get("global_preprocess", {}))
+    if quick:
+        gcfg = replace(gcfg, n_images=2, n_stats=min(gcfg.n_stats, 4096))
+    t0 = time.perf_counter()
+    gd = GlobalDirections.compute(world, gcfg, progress=progress)
+    pre = time.perf_counter() - t0
+    rows.append({"method": "global pre-processing", "what": f"{sum(gd.channels)} channels x {gcfg.n_images} images",
+                 "seconds": pre})
+    if gcfg.n_images != 100:
+        rel = gd.meta["seconds_relevance"]
+        est = gd.meta["seconds_stats"] + rel * 100 / gcfg.n_images
+        rows.append({"method": "global pre-processing", "what": f"same, extrapolated to 100 images",
+                     "seconds": est})
+    ms = time_fn(lambda: global_edit(world, w, "a face with curly hair", directions=gd, progress=False), dev,
+                 repeats=5 if quick else 20)
+    rows.append({"method": "global", "what": "inference, 1 image", "seconds": ms / 1e3})
+    for r in rows:
+        paper = PAPER_SECONDS.get(r["method"])
+        r["paper_seconds"] = paper
+        r["speedup_vs_paper"] = paper / r["seconds"] if paper else None
+        r["device"] = device_name(dev)
+        r["world"] = f"{world.name} ({world.resolution} px)"
+    return rows
+
+
+def format_edit_table(rows: List[dict]) -> str:
+    def fmt(s):
+        if s is None:
+            return "-"
+        return f"{s * 1e3:.1f} ms" if s < 1 else (f"{s:.1f} s" if s < 600 else f"{s / 3600:.2f} h")
+    lines = [["method", "what", "this device", "paper", "x paper"]]
+    for r in rows:
+        lines.append([r["method"], r["what"], fmt(r["seconds"]), fmt(r["paper_seconds"]),
+                      f"{r['speedup_vs_paper']:.1f}x" if r["speedup_vs_paper"] else "-"])
+    widths = [max(len(line[i]) for line in lines) for i in range(5)]
+    out = ["  ".join(v.ljust(wd) for v, wd in zip(line, widths)) for line in lines]
+    out.insert(1, "  ".join("-" * wd for wd in widths))
+    if rows:
+        out.insert(0, f"world: {rows[0]['world']}; device: {rows[0]['device']}; torch {torch.__version__}")
+    return "\n".join(out)
+
+
+def write_edit_csv(rows: List[dict], path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".part")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["world", "device", "method", "what", "seconds", "paper_seconds",
+                                          "speedup_vs_paper"])
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
     tmp.replace(path)
     return path

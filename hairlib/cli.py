@@ -2,9 +2,11 @@
 
     hairlib info                      device, ops backend, versions, which weights are present
     hairlib fetch NAME|all            download ffhq-world checkpoints into the cache (checksummed)
-    hairlib bench ops [--quick]       ops backends side by side on this device
+    hairlib bench ops|edit [--quick]  ops backends / editing methods timed on this device
     hairlib demo                      the mini world offline: renders, masks, ground-truth edits
-    hairlib edit | train | eval       (filled by the method issues)
+    hairlib edit --text T [--image I] --method optimize|global|mapper --out O.png
+    hairlib train mapper --text T     a StyleCLIP mapper for one prompt (resumable)
+    hairlib eval                      (coming)
 
 Errors the user can fix (missing weights, bad input) print one paragraph and exit with code 2;
 they never show a traceback.
@@ -115,9 +117,14 @@ def cmd_fetch(args) -> int:
 def cmd_bench(args) -> int:
     from hairlib import bench
 
-    if args.target != "ops":
-        raise UserError(f"`hairlib bench {args.target}` is not available yet: the editing methods land "
-                        f"with the StyleCLIP issue. Available now: `hairlib bench ops`.")
+    if args.target == "edit":
+        world = _load_world_or_explain(args.world, args.device or "cpu")
+        rows = bench.bench_edit(world, quick=args.quick)
+        print(bench.format_edit_table(rows))
+        if args.out:
+            dev = "cuda" if "cpu" not in rows[0]["device"].lower() else "cpu"
+            print(f"wrote {bench.write_edit_csv(rows, Path(args.out) / f'edit-{args.world}-{dev}.csv')}")
+        return 0
     rows = bench.bench_ops(args.device, quick=args.quick, compile=not args.no_compile,
                            backward=not args.no_backward)
     print(bench.format_table(rows))
@@ -125,6 +132,121 @@ def cmd_bench(args) -> int:
         dev = "cuda" if "cpu" not in rows[0]["device"].lower() else "cpu"
         path = bench.write_csv(rows, Path(args.out) / f"ops-{dev}.csv")
         print(f"wrote {path}")
+    return 0
+
+
+def _load_world_or_explain(name: str, device: str, resolution: Optional[int] = None):
+    """load_world with the user-fixable failures turned into one paragraph (exit 2)."""
+    import hairlib
+    from hairlib.weights import WeightsMissingError
+
+    kw = {"resolution": resolution} if name == "ffhq" and resolution else {}
+    try:
+        return hairlib.load_world(name, device=device, **kw)
+    except WeightsMissingError:
+        raise  # its message names every missing file and the `hairlib fetch` commands
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        raise UserError(f"cannot load the {name} world: {e}") from None
+
+
+def _save_picture(image, out: Path) -> Path:
+    """Write a PIL image atomically (a crash never leaves half a file)."""
+    import os
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part" + out.suffix)
+    image.save(tmp)
+    os.replace(tmp, out)
+    return out
+
+
+def cmd_edit(args) -> int:
+    """Text-driven edit of an image (inverted first) or of sampled faces; writes a before/after grid."""
+    import torch
+    import torch.nn.functional as F
+
+    from hairlib import viz
+    from hairlib.edit import METHODS
+
+    if args.method not in METHODS:
+        raise UserError(f"unknown method {args.method!r}; choose one of: {', '.join(METHODS)}")
+    if not (args.text or "").strip():
+        raise UserError(f"--text is required for --method {args.method} (e.g. --text \"curly hair\")")
+    out = Path(args.out)
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise UserError(f"--out must end in .png or .jpg, got {out.name}")
+    if args.image is not None:
+        from PIL import Image
+
+        try:
+            with Image.open(args.image) as im:
+                im.verify()
+        except Exception as e:
+            raise UserError(f"cannot read image {args.image}: {e}") from None
+    if args.mapper is not None and not Path(args.mapper).is_file():
+        raise UserError(f"no mapper file at {args.mapper}")
+    world = _load_world_or_explain(args.world, args.device, args.resolution)
+    import hairlib
+
+    if args.image is not None:
+        try:
+            x = world.align(args.image)
+        except ValueError as e:  # unreadable, or no face found (hairlib.align.NoFaceError)
+            raise UserError(str(e)) from None
+        w = world.invert(x, progress=True)
+    else:
+        w = world.sample(args.n, seed=args.seed, truncation=args.truncation)
+    kw = {}
+    if args.method == "optimize" and args.steps:
+        kw["steps"] = args.steps
+    if args.method == "global":
+        kw.update({k: v for k, v in (("alpha", args.alpha), ("beta", args.beta)) if v is not None})
+    if args.method == "mapper" and args.mapper:
+        kw["mapper"] = args.mapper
+    try:
+        r = hairlib.edit(world, w, args.text, method=args.method, progress=True, **kw)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    rows = [r.source_images, r.images]
+    if rows[0].shape[-1] > 256:
+        rows = [F.interpolate(x, size=(256, 256), mode="area") for x in rows]
+    scale = max(1, 128 // rows[0].shape[-1])
+    _save_picture(viz.grid(rows, labels=["input", args.text[:24]], scale=scale), out)
+    info = ", ".join(f"{k}={v}" for k, v in r.info.items() if k in ("channels_touched", "alpha", "beta", "steps", "groups"))
+    print(f"{args.method}: {len(r)} image(s) in {r.seconds:.2f} s{' (' + info + ')' if info else ''}")
+    print(f"wrote {out}")
+    if args.save_latents:
+        lat = r.latents if isinstance(r.latents, torch.Tensor) else {f"s{i}": s for i, s in enumerate(r.latents)}
+        torch.save(lat, Path(args.save_latents))
+        print(f"wrote {args.save_latents}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    """hairlib train mapper --text ...: a StyleCLIP mapper for one prompt (resumable)."""
+    from hairlib.edit.mapper import MapperConfig, save_mapper, slug, train_mapper
+
+    if not (args.text or "").strip():
+        raise UserError("--text is required, e.g. hairlib train mapper --world mini --text \"afro hairstyle\"")
+    world = _load_world_or_explain(args.world, args.device, args.resolution)
+    latents = None
+    if args.latents:
+        import torch
+
+        try:
+            latents = torch.load(args.latents, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise UserError(f"cannot read latents {args.latents}: {e}") from None
+    groups = ("coarse", "medium") if args.no_fine else ("coarse", "medium", "fine")
+    cfg = MapperConfig(**{**world.defaults.get("mapper", {}), "groups": groups,
+                          **({"steps": args.steps} if args.steps else {}), **({"batch": args.batch} if args.batch else {})})
+    out_dir = Path(args.out) / f"{world.name}-{slug(args.text)}"
+    try:
+        m = train_mapper(world, args.text, cfg, out_dir, latents=latents)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    path = save_mapper(m, out_dir / f"{slug(args.text)}.safetensors", text=args.text)
+    print(f"wrote {path}")
     return 0
 
 
@@ -162,15 +284,43 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-compile", action="store_true", help="skip torch.compile of the references")
     s.add_argument("--no-backward", action="store_true", help="forward only")
     s.add_argument("--out", default="results/bench", help="folder for the CSV ('' to skip)")
+    s.add_argument("--world", default="mini", choices=["mini", "ffhq"], help="bench edit: which world")
     s.set_defaults(func=cmd_bench)
     s = sub.add_parser("demo", help="offline demo on the mini world: pictures in results/demo/")
     s.add_argument("--out", default="results/demo", help="output folder")
     s.add_argument("--seed", type=int, default=0, help="which faces")
     s.set_defaults(func=cmd_demo)
-    for name, text in [("edit", "edit a face by text or reference"),
-                       ("train", "train a mapper"), ("eval", "evaluate a method")]:
-        s = sub.add_parser(name, help=text + " (coming)")
-        s.set_defaults(func=cmd_pending, accepts_any=True)
+    s = sub.add_parser("edit", help="edit faces by text: an image (inverted first) or sampled faces")
+    s.add_argument("--world", default="mini", choices=["mini", "ffhq"])
+    s.add_argument("--resolution", type=int, default=None, help="ffhq world: 1024 (default) or 256")
+    s.add_argument("--image", default=None, help="photo (ffhq: aligned first) or render (mini); none: sampled faces")
+    s.add_argument("--text", default=None, help='what to change, e.g. "curly red hair"')
+    s.add_argument("--method", default="optimize", help="optimize | global | mapper")
+    s.add_argument("--out", default="results/edit.png", help="before/after picture (.png/.jpg)")
+    s.add_argument("--n", type=int, default=4, help="sampled faces when no image is given")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--truncation", type=float, default=0.7)
+    s.add_argument("--steps", type=int, default=None, help="optimize: steps (paper: 300)")
+    s.add_argument("--alpha", type=float, default=None, help="global: strength (paper: 4.1)")
+    s.add_argument("--beta", type=float, default=None, help="global: disentanglement threshold (paper: 0.15)")
+    s.add_argument("--mapper", default=None, help="mapper: checkpoint (ours .safetensors or the authors' .pt)")
+    s.add_argument("--save-latents", default=None, help="also save the edited latents (torch file)")
+    s.add_argument("--device", default="cpu")
+    s.set_defaults(func=cmd_edit)
+    s = sub.add_parser("train", help="train a StyleCLIP mapper for a prompt")
+    s.add_argument("what", choices=["mapper"], help="what to train")
+    s.add_argument("--world", default="mini", choices=["mini", "ffhq"])
+    s.add_argument("--resolution", type=int, default=None)
+    s.add_argument("--text", default=None, help="the prompt")
+    s.add_argument("--latents", default=None, help="W+ latents to train on (e.g. train_faces.pt); default: sampled")
+    s.add_argument("--steps", type=int, default=None, help="paper: 50000")
+    s.add_argument("--batch", type=int, default=None, help="paper: 2")
+    s.add_argument("--no-fine", action="store_true", help="no fine mapper (hair and expression edits, as the paper)")
+    s.add_argument("--out", default="runs/mappers", help="run folder (resumable)")
+    s.add_argument("--device", default="cpu")
+    s.set_defaults(func=cmd_train)
+    s = sub.add_parser("eval", help="evaluate a method (coming)")
+    s.set_defaults(func=cmd_pending, accepts_any=True)
     return p
 
 

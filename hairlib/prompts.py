@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Tuple
 
-__all__ = ["IMAGENET_TEMPLATES"]
+__all__ = ["IMAGENET_TEMPLATES", "HAIRCLIP_HAIRSTYLES", "HAIRCLIP_COLORS"]
 
 IMAGENET_TEMPLATES: Tuple[str, ...] = (
     "a bad photo of a {}.",
@@ -93,3 +93,18 @@ IMAGENET_TEMPLATES: Tuple[str, ...] = (
     "a photo of a small {}.",
     "a tattoo of the {}.",
 )
+
+
+# HairCLIP's vocabulary (wty-ustc/HairCLIP: mapper/hairstyle_list.txt, 44 entries used as
+# "<name> hairstyle"; the README's --color_description, 12 colours used as "<name> hair").
+HAIRCLIP_HAIRSTYLES: Tuple[str, ...] = (
+    "afro", "bob cut", "bowl cut", "braid", "caesar cut", "chignon", "cornrows", "crew cut",
+    "crown braid", "curtained hair", "dido flip", "dreadlocks", "extensions", "fade", "fauxhawk",
+    "finger waves", "french braid", "frosted tips", "full crown", "harvard clip", "high and tight",
+    "hime cut", "hi-top fade", "jewfro", "jheri curl", "liberty spikes", "marcel waves", "mohawk",
+    "pageboy", "perm", "pixie cut", "psychobilly wedge", "quiff", "regular taper cut", "ringlets",
+    "shingle bob", "short hair", "slicked-back", "spiky hair", "surfer hair", "taper cut",
+    "the rachel", "undercut", "updo",
+)
+HAIRCLIP_COLORS: Tuple[str, ...] = ("purple", "red", "orange", "yellow", "green", "blue", "gray", "brown", "black",
+                                   "white", "blond", "pink")

@@ -41,6 +41,7 @@ class World:
     vocab: Dict[str, Any] = field(default_factory=dict)  # hair colours, hairstyles, attributes
     defaults: Dict[str, Any] = field(default_factory=dict)  # per-method settings for this world ("optimize", "global", ...)
     masks: Optional[Callable] = None  # images -> {"hair", "face", "background": [N, 1, H, W] in {0, 1}}
+    aligner: Optional[Callable] = None  # photo -> aligned PIL image (ffhq: dlib FFHQ alignment)
 
     @property
     def device(self) -> torch.device:
@@ -63,7 +64,8 @@ class World:
 
     def align(self, image) -> torch.Tensor:
         """An image (path, PIL image, uint8 [H, W, 3] or [N, H, W, 3], or a tensor in [-1, 1]) ->
-        [N, 3, R, R] in [-1, 1]. The mini world's renders are already aligned: only resized."""
+        [N, 3, R, R] in [-1, 1]. The mini world's renders are already aligned: only resized. The
+        ffhq world aligns photos as FFHQ was (dlib landmarks; tensors are taken as aligned)."""
         if isinstance(image, (str, Path)):
             from PIL import Image
 
@@ -71,13 +73,15 @@ class World:
                 image = Image.open(image).convert("RGB")
             except Exception as e:
                 raise ValueError(f"cannot read image {image}: {e}") from None
+        if self.aligner is not None and not isinstance(image, torch.Tensor):
+            image = self.aligner(image)
         if not isinstance(image, torch.Tensor):
             arr = np.asarray(image)
             if arr.ndim == 3:
                 arr = arr[None]
             if arr.dtype != np.uint8 or arr.shape[-1] != 3:
                 raise ValueError(f"expected RGB uint8 images [H, W, 3], got {arr.dtype} {arr.shape}")
-            image = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float() / 127.5 - 1
+            image = torch.from_numpy(np.array(arr, copy=True)).permute(0, 3, 1, 2).float() / 127.5 - 1
         x = image if image.ndim == 4 else image[None]
         if x.shape[-1] != self.resolution or x.shape[-2] != self.resolution:
             x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear", antialias=True,
@@ -106,7 +110,9 @@ def _load_mini(device, weights_dir: Optional[Path] = None) -> World:
     from hairlib.mini.train_identity import load_shipped_identity
     from hairlib.mini.train_stylegan2 import load_shipped_generator
 
-    wdir = Path(weights_dir) if weights_dir else shipping.WEIGHTS_DIR
+    import os
+
+    wdir = Path(weights_dir or os.environ.get("HAIRLIB_MINI_WEIGHTS") or shipping.WEIGHTS_DIR)
     missing = [n for n in MINI_WEIGHTS if not (wdir / f"{n}.safetensors").exists()]
     if missing:
         raise FileNotFoundError(
@@ -126,11 +132,109 @@ def _load_mini(device, weights_dir: Optional[Path] = None) -> World:
     )
 
 
+FFHQ_WEIGHTS = {1024: ("stylegan2-ffhq-1024", "clip-vit-b32", "e4e-ffhq", "arcface-ir-se50", "face-parser"),
+                256: ("stylegan2-ffhq-256", "clip-vit-b32", "arcface-ir-se50", "face-parser")}
+
+
+def _ffhq_files(resolution: int, download: Optional[bool]) -> Dict[str, Path]:
+    """Paths of the ffhq world's checkpoints, fetched when missing (unless offline). Raises one
+    WeightsMissingError naming every file still missing and the ``hairlib fetch`` commands."""
+    from hairlib import weights
+
+    if resolution not in FFHQ_WEIGHTS:
+        raise ValueError(f"the ffhq world comes at 1024 px (StyleCLIP, HairCLIP) or 256 px (ManiCLIP), not {resolution}")
+    names = FFHQ_WEIGHTS[resolution]
+    missing = [n for n in names if not weights.is_present(n)]
+    if download is None:
+        download = not weights._offline()
+    if missing and download:
+        failed = []
+        for n in missing:
+            try:
+                weights.fetch(n)
+            except weights.WeightsMissingError:
+                failed.append(n)
+        missing = failed
+    paths = weights.require(*names)  # raises, naming all that are missing
+    return dict(zip(names, paths))
+
+
+class _LpipsFeatures:
+    """LPIPS (VGG) as a feature function for ``invert``: each layer's unit-normalised activations
+    times sqrt(C * w_c) (w_c: LPIPS' learned 1x1 weights), so that the sum over layers of the
+    features' mean squared error equals the LPIPS distance."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, x):
+        m = self.model
+        feats = m.net.forward(m.scaling_layer(x))
+        out = []
+        for k, f in enumerate(feats):
+            f = f / (f.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+            w = m.lins[k].model[-1].weight.clamp_min(0).sqrt()  # 1x1 conv weights of LPIPS' linear layers
+            out.append(f * w.view(1, -1, 1, 1) * f.shape[1] ** 0.5)
+        return out
+
+
+def _lpips_features(device):
+    """LPIPS features when the package and its backbone weights are at hand (Colab), else None."""
+    try:
+        import lpips  # noqa: F401
+
+        model = lpips.LPIPS(net="vgg", verbose=False).to(device).eval().requires_grad_(False)
+        return _LpipsFeatures(model)
+    except Exception:
+        return None
+
+
+def _load_ffhq(device, resolution: int = 1024, download: Optional[bool] = None) -> World:
+    files = _ffhq_files(resolution, download)  # first: fail fast, naming every missing file
+    from hairlib import prompts
+    from hairlib.nets.clip import load_clip
+    from hairlib.nets.identity import load_arcface
+    from hairlib.nets.parser import FaceParser, load_parser
+    from hairlib.nets.stylegan2 import load_generator
+
+    G = load_generator(files[FFHQ_WEIGHTS[resolution][0]]).to(device).eval().requires_grad_(False)
+    encoder = None
+    if resolution == 1024:
+        from hairlib.nets.e4e import load_e4e
+
+        encoder = load_e4e(files["e4e-ffhq"], device, with_generator=False)
+    arcface = load_arcface(files["arcface-ir-se50"], device)
+    parser = FaceParser(load_parser(files["face-parser"], device))
+
+    def aligner(image):
+        from hairlib.align import align
+
+        return align(image, size=resolution)
+
+    feature_net = _lpips_features(device)
+    return World(
+        name="ffhq",
+        generator=G,
+        clip=load_clip("ViT-B/32", device),
+        identity=arcface.embed,
+        classifier=None,  # no CelebA attribute classifier is published with the papers' code
+        encoder=encoder,
+        feature_net=feature_net,
+        invert_config=InvertConfig(steps=100 if encoder is not None else 500, lr=0.01 if encoder is not None else 0.05,
+                                   feature_weight=1.0 if feature_net is not None else 0.0, latent_weight=0.0),
+        vocab={"hair_colors": prompts.HAIRCLIP_COLORS, "hairstyles": prompts.HAIRCLIP_HAIRSTYLES},
+        defaults={"neutral": "a face", "global": {"alpha": 4.1, "beta": 0.15}},
+        masks=parser.masks,
+        aligner=aligner,
+    )
+
+
 def load_world(name: str = "mini", device="cpu", **kw) -> World:
-    """``"mini"`` (shipped, offline) or ``"ffhq"`` (the papers' models; not yet in this release)."""
+    """``"mini"`` (shipped, offline) or ``"ffhq"`` (the papers' models: ``resolution=1024`` for
+    StyleCLIP and HairCLIP, ``256`` for ManiCLIP; fetched into the cache on first use, unless
+    offline, when a missing file raises ``WeightsMissingError`` naming it and ``hairlib fetch``)."""
     if name == "mini":
         return _load_mini(torch.device(device), **kw)
     if name == "ffhq":
-        raise NotImplementedError("the ffhq world (FFHQ alignment, e4e, ArcFace, face parser) arrives with its own "
-                                  "issue; its weights can already be fetched with `hairlib fetch all`")
+        return _load_ffhq(torch.device(device), **kw)
     raise ValueError(f"unknown world {name!r}: choose 'mini' or 'ffhq'")

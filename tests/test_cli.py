@@ -25,9 +25,56 @@ def test_info_offline_reports_missing_weights_without_traceback(tmp_path):
     assert "stylegan2-ffhq-1024" in out and "clip-vit-b32" in out
 
 
-def test_pending_commands_exit_2_with_a_message(capsys):
-    assert cli.main(["edit", "--text", "x"]) == 2
-    assert "not available yet" in capsys.readouterr().err
+def test_edit_rejects_bad_input_before_loading_anything(tmp_path, capsys):
+    out = tmp_path / "o.png"
+    assert cli.main(["edit", "--text", "x", "--method", "magic", "--out", str(out)]) == 2
+    assert "unknown method 'magic'" in capsys.readouterr().err
+    assert cli.main(["edit", "--text", "  ", "--out", str(out)]) == 2
+    assert "--text is required" in capsys.readouterr().err
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    assert cli.main(["edit", "--text", "red hair", "--image", str(tmp_path / "bad.png"), "--out", str(out)]) == 2
+    assert "cannot read image" in capsys.readouterr().err
+    assert cli.main(["edit", "--text", "red hair", "--out", str(tmp_path / "o.gif")]) == 2
+    assert not list(tmp_path.glob("o*"))
+
+
+def test_edit_ffhq_offline_lists_the_weights_to_fetch(tmp_path):
+    import os
+
+    env = dict(os.environ, HAIRLIB_HOME=str(tmp_path / "home"), HAIRLIB_OFFLINE="1")
+    photo = tmp_path / "photo.png"
+    from PIL import Image
+    Image.new("RGB", (64, 64), "gray").save(photo)
+    r = run_cli("edit", "--world", "ffhq", "--image", str(photo), "--text", "curly hair", "--out",
+                str(tmp_path / "out.png"), env=env)
+    assert r.returncode == 2, r.stderr
+    msg = r.stdout + r.stderr
+    assert "Traceback" not in msg
+    for f in ("stylegan2-ffhq-config-f.pt", "e4e_ffhq_encode.pt", "model_ir_se50.pth", "hairlib fetch"):
+        assert f in msg
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_edit_and_train_on_a_tiny_world(tiny_weights, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HAIRLIB_MINI_WEIGHTS", str(tiny_weights))
+    out = tmp_path / "edit.png"
+    assert cli.main(["edit", "--text", "red hair", "--steps", "2", "--n", "2", "--out", str(out)]) == 0
+    from PIL import Image
+    assert Image.open(out).size[0] > 2 * 16
+    import numpy as np
+    from hairlib.mini import render as R
+    render = tmp_path / "render.png"
+    Image.fromarray(R.render_batch(R.sample_params(np.random.default_rng(0), n=1))[0][0]).save(render)
+    out.unlink()
+    assert cli.main(["edit", "--image", str(render), "--text", "afro", "--steps", "2", "--out", str(out)]) == 0
+    assert out.exists()
+    capsys.readouterr()
+    assert cli.main(["edit", "--text", "afro", "--method", "mapper", "--out", str(out)]) == 2
+    assert "no mapper for 'afro'" in capsys.readouterr().err
+    assert cli.main(["train", "mapper", "--text", "afro", "--steps", "3", "--batch", "2", "--out", str(tmp_path / "runs")]) == 0
+    ckpt = tmp_path / "runs" / "mini-afro" / "afro.safetensors"
+    assert ckpt.exists()
+    assert cli.main(["edit", "--text", "afro", "--method", "mapper", "--mapper", str(ckpt), "--out", str(out)]) == 0
 
 
 def test_fetch_offline_fails_cleanly(tmp_path):
