@@ -80,6 +80,9 @@ def recipe_main(argv, *, doc: str, default_out, recipe, run: Callable, export: C
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    from hairlib.train.checkpoint import stop_on_signals
+
+    stop_on_signals()  # `kill PID` checkpoints and stops; rerun to resume
     cfg = replace(recipe, steps=args.steps)
     model, metrics = run(cfg, args)
     print(_format_metrics(metrics))

@@ -35,7 +35,7 @@ from hairlib.train.warmstart import WarmStartConfig
 ARCH = StyleGAN2Config(size=64, style_dim=128, n_mlp=4, channel_multiplier=0.125, channel_max=64)
 CONFIG = GANTrainConfig(arch=ARCH, batch=16, steps=60_000, lr=0.002, r1=0.5, ema_kimg=5.0, seed=2026,
                         ckpt_every=250, sample_every=500, log_every=25)
-WARMSTART = WarmStartConfig(ae_steps=2500, batch=32, seed=2026)
+WARMSTART = WarmStartConfig(seed=2026)
 ENCODER_WIDTHS = (32, 64, 128, 128)  # the warm start's encoder (images -> w)
 DEFAULT_OUT = Path("runs") / "mini_stylegan2"
 
@@ -110,7 +110,8 @@ def warm_start(out: Path, device="cpu", progress: bool = True, cfg: WarmStartCon
     G = Generator(ARCH)
     E = Encoder(EncoderConfig(1, ARCH.style_dim, ENCODER_WIDTHS, ARCH.size))
     renders = RenderBatches(cfg.batch, cfg.seed, size=ARCH.size)
-    sample = lambda k: renders[k]["images"]  # noqa: E731
+    held = RenderBatches(cfg.batch, cfg.seed + 1, split="heldout", size=ARCH.size)
+    sample = lambda k: renders[k]["images"] if k >= 0 else held[0]["images"]  # noqa: E731
     clf = load_shipped_classifier(device=device).requires_grad_(False)
     W.train_autoencoder(G, E, sample, classifier_features(clf), cfg, out / "warmstart_ae", device=device,
                         progress=progress)
@@ -135,6 +136,9 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
+    from hairlib.train.checkpoint import stop_on_signals
+
+    stop_on_signals()  # `kill PID` checkpoints and stops
     if args.export:
         print(f"wrote {export(out)}")
         return 0

@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
-__all__ = ["save_atomic", "load_checkpoint", "append_log", "read_log"]
+__all__ = ["save_atomic", "load_checkpoint", "append_log", "read_log", "stop_on_signals"]
 
 
 def save_atomic(obj: Dict[str, Any], path) -> Path:
@@ -67,3 +67,18 @@ def read_log(path):
         except json.JSONDecodeError:
             pass
     return out
+
+
+def stop_on_signals() -> None:
+    """Make SIGTERM (and SIGINT, which a shell ignores in background jobs) raise KeyboardInterrupt,
+    so that a training loop's ``finally`` writes its checkpoint before the process ends."""
+    import signal
+
+    def _raise(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            signal.signal(sig, _raise)
+        except (ValueError, OSError):  # not the main thread
+            pass

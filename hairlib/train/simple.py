@@ -19,7 +19,7 @@ from hairlib.train.checkpoint import append_log, load_checkpoint, save_atomic
 __all__ = ["fit"]
 
 
-def fit(model: nn.Module, opt: torch.optim.Optimizer, *, steps: int, lr: float,
+def fit(model: nn.Module, opt: torch.optim.Optimizer, *, steps: int, lr: Optional[float],
         loss_fn: Callable[[int], torch.Tensor], out_dir, ckpt_every: int = 250, log_every: int = 25,
         gen: Optional[torch.Generator] = None, meta: Optional[Dict[str, Any]] = None,
         desc: str = "train", progress: bool = True, schedule: str = "cosine",
@@ -52,7 +52,8 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, *, steps: int, lr: float,
     try:
         while step < steps:
             for g in opt.param_groups:
-                g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps)) if schedule == "cosine" else lr
+                base = g.setdefault("initial_lr", g["lr"]) if lr is None else lr  # None: each group's own rate
+                g["lr"] = base * 0.5 * (1 + math.cos(math.pi * step / steps)) if schedule == "cosine" else base
             loss = loss_fn(step)
             opt.zero_grad(set_to_none=True)
             loss.backward()

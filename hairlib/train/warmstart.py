@@ -35,11 +35,12 @@ __all__ = ["WarmStartConfig", "sliced_wasserstein", "train_autoencoder", "encode
 
 @dataclass(frozen=True)
 class WarmStartConfig:
-    ae_steps: int = 2500  # autoencoder steps
-    batch: int = 32  # renders per autoencoder step
-    lr: float = 0.002  # Adam, cosine decay (G's equalised layers take StyleGAN2's rate)
-    feature_weight: float = 1.0  # perceptual (feature MSE) weight beside L1 pixels
-    latent_noise: float = 0.2  # w + noise * (per-dimension std of the batch's codes)
+    ae_steps: int = 6000  # autoencoder steps
+    batch: int = 16  # renders per autoencoder step
+    lr: float = 0.002  # G: Adam betas (0, 0.99) as StyleGAN2, cosine decay
+    encoder_lr: float = 0.001  # E: Adam betas (0.9, 0.99)
+    feature_weight: float = 0.0  # perceptual (feature MSE) weight beside L1 pixels (1.0 collapsed the codes)
+    latent_noise: float = 0.1  # w + noise * (per-dimension std of the batch's codes)
     map_steps: int = 1500  # mapping-network steps
     map_batch: int = 1024  # z samples and bank codes per mapping step
     map_bank: int = 8192  # codes of fresh renders the mapping is fitted to
@@ -66,13 +67,28 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, projections: int = 256,
 
 def train_autoencoder(G: nn.Module, E: nn.Module, sample_real: Callable[[int], torch.Tensor],
                       feature_fn: Optional[Callable[[torch.Tensor], List[torch.Tensor]]], cfg: WarmStartConfig,
-                      out_dir, *, device="cpu", progress: bool = True) -> int:
+                      out_dir, *, device="cpu", progress: bool = True, eval_batch: bool = True) -> int:
     """Stage 1: train G's synthesis network and E (images -> [N, style_dim] or [N, 1, style_dim])
     as an autoencoder. ``sample_real(step)`` returns step ``step``'s batch of images in [-1, 1]
-    (a pure function of the step, so a resumed run sees the same data)."""
+    (a pure function of the step, so a resumed run sees the same data); ``sample_real(-1)`` is
+    a held-out batch whose reconstruction PSNR goes to the log (``eval_batch``)."""
     model = nn.ModuleDict({"G": G, "E": E}).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
+    opt = torch.optim.Adam([{"params": G.parameters(), "lr": cfg.lr, "betas": (0.0, 0.99)},
+                            {"params": E.parameters(), "lr": cfg.encoder_lr, "betas": (0.9, 0.99)}])
     gen = torch.Generator().manual_seed(cfg.seed)
+    held = sample_real(-1).to(device) if eval_batch else None  # a fixed batch for the log's PSNR
+    stats = {}
+
+    def log_fn():
+        if held is not None:
+            from hairlib.metrics import psnr
+
+            E.eval()
+            with torch.no_grad():
+                y = G.synthesis(G.broadcast(E(held).reshape(held.shape[0], -1))).clamp(-1, 1)
+            E.train()
+            stats["psnr"] = float(psnr(y, held).mean())
+        return dict(stats)
 
     def loss_fn(step: int) -> torch.Tensor:
         x = sample_real(step).to(device)
@@ -82,12 +98,14 @@ def train_autoencoder(G: nn.Module, E: nn.Module, sample_real: Callable[[int], t
             w = w + cfg.latent_noise * w.detach().std(0, keepdim=True) * noise
         y = G.synthesis(G.broadcast(w), noise_mode="random")
         loss = (y - x).abs().mean()
+        stats["l1"] = loss.item()
         if feature_fn is not None and cfg.feature_weight:
             loss = loss + cfg.feature_weight * sum(F.mse_loss(fy, fx) for fy, fx in zip(feature_fn(y), feature_fn(x)))
         return loss
 
-    return fit(model, opt, steps=cfg.ae_steps, lr=cfg.lr, loss_fn=loss_fn, out_dir=Path(out_dir), gen=gen,
-               ckpt_every=cfg.ckpt_every, meta={"warmstart": cfg.to_dict()}, desc="autoencoder", progress=progress)
+    return fit(model, opt, steps=cfg.ae_steps, lr=None, loss_fn=loss_fn, out_dir=Path(out_dir), gen=gen,
+               ckpt_every=cfg.ckpt_every, meta={"warmstart": cfg.to_dict()}, desc="autoencoder", progress=progress,
+               log_fn=log_fn, log_every=50)
 
 
 @torch.no_grad()
