@@ -12,6 +12,7 @@ The ``ffhq`` world (the papers' models) is built by the ffhq-world issue on the 
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
@@ -26,6 +27,16 @@ from hairlib.invert import InversionResult, InvertConfig, invert
 __all__ = ["World", "load_world", "MINI_WEIGHTS"]
 
 MINI_WEIGHTS = ("stylegan2", "clip", "identity", "classifier", "encoder")
+
+# Per-method settings of the mini world (64 px, W+ of 10 x 128, a small CLIP): the papers'
+# defaults where they transfer; the global-direction pre-processing at a CPU-sized budget.
+MINI_DEFAULTS: Dict[str, Any] = {
+    "neutral": "a face",
+    "global_preprocess": {"n_stats": 20_000, "n_images": 16, "max_resolution": 64, "batch": 128},
+    "global": {"alpha": 4.1, "beta": 0.15},
+    "optimize": {},
+    "mapper": {"steps": 2000, "batch": 8},
+}
 
 
 @dataclass
@@ -119,6 +130,11 @@ def _load_mini(device, weights_dir: Optional[Path] = None) -> World:
             f"the mini world is incomplete: {', '.join(missing)} missing in {wdir}. Each is made by "
             f"`python -m hairlib.mini.train_<name>` (see hairlib/mini/); a released hairlib ships them all.")
     classifier = load_shipped_classifier(wdir, device)
+    masks = None
+    if (wdir / "parser.safetensors").exists():
+        from hairlib.mini.train_parser import load_shipped_parser
+
+        masks = load_shipped_parser(wdir, device).masks
     return World(
         name="mini",
         generator=load_shipped_generator(wdir, device),
@@ -129,6 +145,8 @@ def _load_mini(device, weights_dir: Optional[Path] = None) -> World:
         feature_net=classifier_features(classifier),
         vocab={"hair_colors": vocab.HAIR_COLORS, "hairstyles": vocab.HAIRSTYLES, "attributes": dict(vocab.ATTRIBUTES),
                "groups": dict(vocab.GROUPS)},
+        defaults=copy.deepcopy(MINI_DEFAULTS),
+        masks=masks,
     )
 
 

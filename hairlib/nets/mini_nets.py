@@ -11,6 +11,9 @@ W+ row (refined by optimisation in ``hairlib.invert``).
 trunk, then a unit-norm embedding; trained so that renders of one person (same identity
 parameters) embed together whatever the hair, accessories, background or pose.
 
+``MiniParser`` plays the face parser's role: hair / face / background masks of generated
+images (a small U-Net trained on renders, whose masks are exact).
+
 Images are [N, 3, 64, 64] in [-1, 1] (renders or generator output).
 """
 from __future__ import annotations
@@ -23,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["ClassifierConfig", "AttributeClassifier", "multi_label_loss", "IdentityConfig", "IdentityNet",
-           "EncoderConfig", "Encoder", "conv_trunk", "nt_xent"]
+           "EncoderConfig", "Encoder", "conv_trunk", "nt_xent", "PARSER_CLASSES", "ParserConfig", "MiniParser"]
 
 
 def conv_trunk(widths: Tuple[int, ...]) -> nn.Sequential:
@@ -169,3 +172,56 @@ class Encoder(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         delta = self.head(self.trunk(images).flatten(1)).view(-1, self.config.num_ws, self.config.style_dim)
         return self.latent_avg[:, None] + delta
+
+
+PARSER_CLASSES = ("background", "face", "hair")  # the mini parser's labels (index = class id)
+
+
+@dataclass(frozen=True)
+class ParserConfig:
+    widths: Tuple[int, ...] = (16, 32, 64)  # channels per U-Net level (64, 32, 16 px), 8 px bottleneck
+
+    def to_dict(self) -> dict:
+        return {"widths": list(self.widths)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ParserConfig":
+        return cls(widths=tuple(d["widths"]))
+
+
+def _block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+                         nn.Conv2d(c_out, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+class MiniParser(nn.Module):
+    """A small U-Net: images [N, 3, H, W] in [-1, 1] -> logits [N, 3, H, W] over ``PARSER_CLASSES``
+    (the mini world's face parser for generated images; renders have exact masks)."""
+
+    def __init__(self, config: ParserConfig = None):
+        super().__init__()
+        self.config = config or ParserConfig()
+        w = self.config.widths
+        self.down = nn.ModuleList([_block(3 if i == 0 else w[i - 1], w[i]) for i in range(len(w))])
+        self.mid = _block(w[-1], w[-1])
+        self.up = nn.ModuleList([_block(w[i] + (w[i + 1] if i + 1 < len(w) else w[-1]), w[i])
+                                 for i in reversed(range(len(w)))])
+        self.head = nn.Conv2d(w[0], len(PARSER_CLASSES), 1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        skips, x = [], images
+        for blk in self.down:
+            x = blk(x)
+            skips.append(x)
+            x = F.max_pool2d(x, 2)
+        x = self.mid(x)
+        for blk, skip in zip(self.up, reversed(skips)):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = blk(torch.cat([skip, x], 1))
+        return self.head(x)
+
+    @torch.no_grad()
+    def masks(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """{"background", "face", "hair": float [N, 1, H, W] in {0, 1}} from the argmax label."""
+        labels = self(images).argmax(1, keepdim=True)
+        return {name: (labels == i).float() for i, name in enumerate(PARSER_CLASSES)}
