@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-__all__ = ["to_uint8", "grid", "overlay_mask"]
+__all__ = ["to_uint8", "grid", "overlay_mask", "global_sliders"]
 
 ImageBatch = Union[torch.Tensor, np.ndarray]
 
@@ -58,3 +58,33 @@ def grid(rows: Sequence[ImageBatch], labels: Optional[Sequence[str]] = None, sca
             tile = Image.fromarray(img).resize((w, h), Image.NEAREST)
             canvas.paste(tile, (label_width + pad + j * (w + pad), y))
     return canvas
+
+
+def global_sliders(world, latents: torch.Tensor, text: str, directions=None, *, neutral: Optional[str] = None,
+                   scale: int = 2):
+    """An ipywidgets view of a StyleCLIP global direction: sliders for alpha (strength) and beta
+    (disentanglement threshold), the edited faces and the number of channels touched.
+    Returns the widget (display it as a notebook cell's last value)."""
+    import io
+
+    import ipywidgets as W
+
+    from hairlib.edit.global_dir import GlobalDirections, global_edit
+
+    gd = directions or GlobalDirections.for_world(world)
+    image = W.Image(format="png")
+    caption = W.Label()
+
+    def update(alpha: float, beta: float):
+        r = global_edit(world, latents, text, neutral=neutral, alpha=alpha, beta=beta, directions=gd, progress=False)
+        buf = io.BytesIO()
+        grid([r.source_images, r.images], scale=scale).save(buf, format="png")
+        image.value = buf.getvalue()
+        caption.value = f"{text!r}: alpha {alpha:+.1f}, beta {beta:.2f} -> {r.info['channels_touched']} channels touched"
+
+    alpha = W.FloatSlider(value=4.1, min=-10, max=10, step=0.1, description="alpha")
+    beta = W.FloatSlider(value=0.15, min=0.0, max=0.4, step=0.01, description="beta")
+    for slider in (alpha, beta):
+        slider.observe(lambda change: update(alpha.value, beta.value), names="value")
+    update(alpha.value, beta.value)
+    return W.VBox([W.HBox([alpha, beta]), caption, image])

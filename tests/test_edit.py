@@ -102,3 +102,16 @@ def test_edit_entry_point_validates(world):
         hairlib.edit(world, w[:, 0], "red hair", method="optimize")
     r = hairlib.edit(world, w, "red hair", method="optimize", steps=2)
     assert r.method == "optimize" and r.images.shape == (1, 3, 16, 16)
+
+
+def test_global_sliders_widget_updates(world):
+    from hairlib import viz
+
+    gd = GlobalDirections.compute(world, TINY_GLOBAL, progress=False)
+    box = viz.global_sliders(world, world.sample(2, seed=0), "red hair", directions=gd)
+    (alpha, beta), caption, image = box.children[0].children, box.children[1], box.children[2]
+    first = bytes(image.value)
+    assert first[:4] == b"\x89PNG" and "channels touched" in caption.value
+    beta.value = 0.0
+    alpha.value = 8.0
+    assert "alpha +8.0, beta 0.00" in caption.value and bytes(image.value) != first

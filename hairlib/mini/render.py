@@ -42,7 +42,7 @@ from .vocab import (ATTRIBUTES, FEMALE_ONLY, HAIR_COLOR_RGB, HAIR_COLORS, HAIRST
 __all__ = [
     "FaceParams", "RenderResult", "sample_params", "render", "render_batch", "to_tensor",
     "from_tensor", "is_heldout_combination", "make_grid", "contact_sheet", "PARTS",
-    "IDENTITY_FIELDS", "HAIR_FIELDS", "BACKGROUNDS", "CLOTHES", "HAT_COLORS",
+    "IDENTITY_FIELDS", "HAIR_FIELDS", "BACKGROUNDS", "CLOTHES", "HAT_COLORS", "write_renders",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -1127,3 +1127,20 @@ def contact_sheet(params_list: Sequence[FaceParams], nrow: int = 8, upscale: int
         for r, t in enumerate(row_titles):
             draw.text((pad, pad + r * (h + th + pad) + h // 2 - 6), t, fill=(0, 0, 0), font=font)
     return sheet
+
+
+def write_renders(folder, n: int, seed: int = 0, split: str = "train", size: int = 64) -> list:
+    """Render ``n`` faces into ``folder`` as PNG files (``face_0000.png`` ...); returns their paths.
+    A stand-in for a folder of photos in the notebooks and tests."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    images = render_batch(sample_params(seed, n=n, split=split), size=size)[0]
+    paths = []
+    for i, im in enumerate(images):
+        paths.append(folder / f"face_{i:04d}.png")
+        Image.fromarray(im).save(paths[-1])
+    return paths
