@@ -33,9 +33,9 @@ from hairlib.train.gan import GANTrainConfig, train_gan
 from hairlib.train.warmstart import WarmStartConfig
 
 ARCH = StyleGAN2Config(size=64, style_dim=128, n_mlp=4, channel_multiplier=0.125, channel_max=64)
-CONFIG = GANTrainConfig(arch=ARCH, batch=16, steps=60_000, lr=0.002, r1=0.5, ema_kimg=5.0, seed=2026,
+CONFIG = GANTrainConfig(arch=ARCH, batch=16, steps=60_000, lr=0.001, r1=0.5, ema_kimg=5.0, seed=2026,
                         ckpt_every=250, sample_every=500, log_every=25)
-WARMSTART = WarmStartConfig(seed=2026)
+WARMSTART = WarmStartConfig(seed=2026, map_steps=3000, map_lr=0.1)
 ENCODER_WIDTHS = (32, 64, 128, 128)  # the warm start's encoder (images -> w)
 DEFAULT_OUT = Path("runs") / "mini_stylegan2"
 
