@@ -52,3 +52,22 @@ def test_recipe_main_runs_logs_and_exports(tmp_path, capsys):
     recipe_main(argv[:4] + ["--no-export"], doc="t", default_out=tmp_path, recipe=Cfg(), run=lambda c, a: ("m", {"y": 1.0}),
                 export=export)
     assert "export" not in seen
+
+
+def test_encoder_starts_from_the_warm_start_encoder(tmp_path):
+    import torch
+
+    from hairlib.mini.train_encoder import init_from_warmstart
+    from hairlib.nets.mini_nets import Encoder, EncoderConfig
+    from hairlib.train.checkpoint import save_atomic
+
+    torch.manual_seed(0)
+    warm = Encoder(EncoderConfig(1, 16, (8, 8), image_size=16)).eval()
+    with torch.no_grad():
+        warm.head.weight.normal_()
+        warm.head.bias.normal_()
+    save_atomic({"model": {f"E.{k}": v for k, v in warm.state_dict().items()}}, tmp_path / "state.pt")
+    enc = Encoder(EncoderConfig(6, 16, (8, 8), image_size=16), torch.randn(1, 16)).eval()
+    init_from_warmstart(enc, tmp_path / "state.pt")
+    x = torch.randn(3, 3, 16, 16)
+    assert torch.allclose(enc(x), warm(x).expand(-1, 6, -1), atol=1e-5)

@@ -70,16 +70,18 @@ def main(argv=None) -> int:
     from hairlib.train.checkpoint import load_checkpoint
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--state", default=None, help="a training state.pt (default: the shipped generator)")
+    p.add_argument("--state", default=None, help="a training state.pt or warm_G.pt (default: the shipped generator)")
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--out", default="results")
     args = p.parse_args(argv)
     if args.state:
-        state = load_checkpoint(args.state)
-        G = Generator(StyleGAN2Config.from_dict(state["config"]["arch"]))
-        G.load_state_dict(state["G_ema"])
+        from hairlib.mini.train_stylegan2 import ARCH
+
+        state = load_checkpoint(args.state)  # a GAN state (G_ema) or the warm start's warm_G.pt (G)
+        G = Generator(StyleGAN2Config.from_dict(state["config"]["arch"]) if "config" in state else ARCH)
+        G.load_state_dict(state["G_ema"] if "G_ema" in state else state["G"])
         G.eval().requires_grad_(False)
-        step = int(state["step"])
+        step = int(state.get("step", 0))
     else:
         G, step = load_shipped_generator(), None
     res = evaluate_generator(G, load_shipped_classifier(), n=args.n)

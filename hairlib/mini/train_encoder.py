@@ -2,7 +2,10 @@
 
     python -m hairlib.mini.train_encoder [--steps N] [--out DIR] [--threads T] [--device cuda]
 
-Needs the shipped mini StyleGAN2 (frozen). Each step mixes two kinds of examples:
+Needs the shipped mini StyleGAN2 (frozen). It starts from the encoder that the StyleGAN2
+recipe's autoencoder warm start trained beside the generator (``Recipe.init``; its single w is
+copied to every W+ row), so it only has to follow the generator through the GAN stage and
+learn W+. Each step mixes two kinds of examples:
 * generator samples, whose W+ is known (truncation 0.5-1, half of them style-mixed): latent
   MSE plus pixel MSE of the reconstruction;
 * fresh renders of the training split (the images it must invert): pixel MSE plus a
@@ -30,8 +33,8 @@ DEFAULT_OUT = Path("runs") / "mini_encoder"
 
 @dataclass(frozen=True)
 class Recipe:
-    steps: int = 6000  # optimisation steps
-    batch: int = 32  # half generator samples, half renders
+    steps: int = 1500  # optimisation steps
+    batch: int = 16  # half generator samples, half renders
     lr: float = 1e-3  # AdamW, cosine decay
     latent_weight: float = 1.0  # W+ MSE on generator samples
     pixel_weight: float = 1.0  # image MSE
@@ -39,6 +42,8 @@ class Recipe:
     seed: int = 5
     ckpt_every: int = 250
     eval_n: int = 200
+    widths: tuple = (32, 64, 128, 128)  # trunk (the StyleGAN2 warm start's encoder)
+    init: str = "runs/mini_stylegan2/warmstart_ae/state.pt"  # start from the warm start's encoder ("" for none)
 
 
 RECIPE = Recipe()
@@ -58,13 +63,29 @@ def classifier_features(classifier):
     return feats
 
 
+def init_from_warmstart(enc: Encoder, path) -> None:
+    """Copy the warm start's encoder (images -> one w) into ``enc`` (images -> W+): same trunk,
+    head rows tiled, bias shifted by ``enc.latent_avg`` so that every row starts at that w."""
+    from hairlib.train.checkpoint import load_checkpoint
+
+    sd = {k[2:]: v for k, v in load_checkpoint(path)["model"].items() if k.startswith("E.")}
+    rows = enc.config.num_ws
+    with torch.no_grad():
+        enc.trunk.load_state_dict({k[len("trunk."):]: v for k, v in sd.items() if k.startswith("trunk.")})
+        enc.head.weight.copy_(sd["head.weight"].repeat(rows, 1))
+        enc.head.bias.copy_(sd["head.bias"].repeat(rows) - enc.latent_avg.reshape(-1).repeat(rows))
+
+
 def train(G, classifier, cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, device="cpu", progress=True) -> Encoder:
     from hairlib.mini import render as R
 
     torch.manual_seed(cfg.seed)
     G = G.to(device).eval().requires_grad_(False)
     feats = classifier_features(classifier.to(device).eval().requires_grad_(False))
-    enc = Encoder(EncoderConfig(G.num_ws, G.style_dim, image_size=G.size), G.get_latent_avg()).to(device)
+    enc = Encoder(EncoderConfig(G.num_ws, G.style_dim, tuple(cfg.widths), image_size=G.size), G.get_latent_avg())
+    if cfg.init and Path(cfg.init).exists() and not (Path(out_dir) / "state.pt").exists():
+        init_from_warmstart(enc, cfg.init)
+    enc = enc.to(device)
     opt = torch.optim.AdamW(enc.parameters(), lr=cfg.lr, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(cfg.seed)
     half = cfg.batch // 2
