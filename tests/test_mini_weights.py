@@ -49,3 +49,28 @@ def test_identity_net_keeps_people_apart_and_ignores_hair(fresh):
     strangers = (e_x * e_x.roll(1, 0)).sum(1)
     assert same.mean() > 0.9 and same.min() > 0.6  # a hair edit keeps the identity
     assert strangers.mean() < 0.3  # different people are told apart
+
+
+def test_clip_reads_hair_and_eyes_like_the_renderer(fresh):
+    """Zero-shot on held-out renders with held-out phrasings: the labels the shipped mini CLIP
+    knows (see README for all of them; the binary face attributes are not there yet)."""
+    from hairlib.mini.train_clip import load_shipped_clip, zero_shot
+
+    acc = zero_shot(load_shipped_clip(), n=300, seed=777)
+    assert acc["hair_color"] >= 0.9, acc
+    assert acc["hairstyle"] >= 0.7, acc
+    assert acc["eye_color"] >= 0.85 and acc["gender"] >= 0.95, acc
+
+
+def test_parser_finds_the_renderers_masks(fresh):
+    from hairlib.mini.train_parser import load_shipped_parser
+
+    parser = load_shipped_parser()
+    params, x, _ = fresh
+    truth = R.render_batch(params[:100])[1]
+    m = parser.masks(x[:100])
+    for name in ("hair", "face", "background"):
+        t = torch.as_tensor(truth[name])
+        p = m[name][:, 0] > 0.5
+        iou = (p & t).sum().item() / max((p | t).sum().item(), 1)
+        assert iou >= 0.85, f"{name}: IoU {iou:.3f}"
