@@ -69,3 +69,27 @@ def test_loads_the_authors_checkpoint_layout(tmp_path):
     assert torch.allclose(back(w, e, e), m(w, e, e))
     with pytest.raises(ValueError, match="does not fit"):
         load_state_dict_strict(HairMapper(18, 256, 512), load_hair_mapper_state(ckpt), "hairclip.pt")
+
+
+def test_hairclip_edit_with_text_and_reference(tiny_weights):
+    import hairlib
+
+    world = hairlib.load_world("mini", weights_dir=tiny_weights)
+    G = world.generator
+    torch.manual_seed(0)
+    mapper = HairMapper(G.num_ws, G.style_dim, world.clip.embed_dim)
+    w = world.sample(2, seed=0)
+    r = hairlib.edit(world, w, method="hairclip", hairstyle="afro hairstyle", mapper=mapper)
+    assert r.images.shape == (2, 3, 16, 16) and r.text == {"hairstyle": "afro hairstyle", "color": None}
+    other = hairlib.edit(world, w, method="hairclip", hairstyle="bob cut hairstyle", mapper=mapper)
+    assert not torch.allclose(r.latents[:, :8], other.latents[:, :8])  # the text drives coarse + medium
+    assert torch.allclose(r.latents[:, 8:], other.latents[:, 8:])  # ... not the fine rows
+    with pytest.raises(ValueError, match="no face parser"):
+        hairlib.edit(world, w, method="hairclip", color=world.sample(1, seed=5), mapper=mapper)
+    world.masks = lambda x: {"hair": torch.ones_like(x[:, :1])}
+    ref = hairlib.edit(world, w, method="hairclip", color=world.sample(1, seed=5), mapper=mapper)
+    assert torch.allclose(ref.latents[:, :8], (w + 0.1 * mapper(w, None, None))[:, :8], atol=1e-5)
+    with pytest.raises(ValueError, match="hairstyle, a colour, or both"):
+        hairlib.edit(world, w, method="hairclip", mapper=mapper)
+    with pytest.raises(ValueError, match="not a text"):
+        hairlib.edit(world, w, "afro", method="hairclip", mapper=mapper)

@@ -20,6 +20,7 @@ METHODS = {
     "optimize": "StyleCLIP latent optimisation (hairlib.edit.optimize)",
     "global": "StyleCLIP global directions in StyleSpace (hairlib.edit.global_dir)",
     "mapper": "StyleCLIP latent mapper, one trained per prompt (hairlib.edit.mapper)",
+    "hairclip": "HairCLIP conditional hair mapper: hairstyle= and/or color=, text or reference (hairlib.edit.hairclip)",
 }
 
 
@@ -27,7 +28,8 @@ def edit(world, latents, text=None, method: str = "optimize", *, progress: bool 
     """Edit ``latents`` (W+ [N, num_ws, D]) of ``world`` toward ``text`` with ``method``.
 
     Keyword arguments go to the method: optimize (steps, lr, l2_lambda, id_lambda, space, ...),
-    global (alpha, beta, neutral), mapper (mapper=path or module, or the shipped one for the text)."""
+    global (alpha, beta, neutral), mapper (mapper=path or module, or the shipped one for the text),
+    hairclip (hairstyle=, color=: a text, a reference image or W+ latents; mapper=)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of: " + ", ".join(METHODS))
     if method in ("optimize", "global", "mapper"):
@@ -47,9 +49,15 @@ def edit(world, latents, text=None, method: str = "optimize", *, progress: bool 
 
         kw = {**world.defaults.get("global", {}), **kw}
         return global_edit(world, latents, text, progress=progress, **kw)
-    from hairlib.edit.mapper import mapper_edit
+    if method == "mapper":
+        from hairlib.edit.mapper import mapper_edit
 
-    return mapper_edit(world, latents, text, **kw)
+        return mapper_edit(world, latents, text, **kw)
+    from hairlib.edit.hairclip import hairclip_edit
+
+    if text is not None:
+        raise ValueError("method 'hairclip' takes hairstyle= and color= (texts or references), not a text")
+    return hairclip_edit(world, latents, **kw)
 
 
 class _CallableModule(types.ModuleType):

@@ -276,6 +276,22 @@ class CLIP(nn.Module):
         x = self.normalize(resize_for_clip(images.to(self.device), self.image_size))
         return F.normalize(self.model.encode_image(x).float(), dim=-1)
 
+    # -- unnormalised embeddings (HairCLIP's conditions) -----------------------------------------
+    @torch.no_grad()
+    def embed_text_raw(self, prompts: Union[str, Sequence[str]]) -> Tensor:
+        """CLIP's text features as ``model.encode_text`` returns them (no L2 norm, no templates):
+        what HairCLIP feeds its mapper. [N, D] fp32."""
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        return self.model.encode_text(self.tokenizer(prompts).to(self.device)).float()
+
+    def embed_image_raw(self, images: Tensor) -> Tensor:
+        """HairCLIP's image features: AdaptiveAvgPool2d to CLIP's input size (not StyleCLIP's x7
+        upsampling), [-1, 1] -> [0, 1], CLIP normalisation, ``encode_image``, no L2 norm. [N, D]."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be [N, 3, H, W] in [-1, 1], got {tuple(images.shape)}")
+        x = F.adaptive_avg_pool2d(images.to(self.device, torch.float32), (self.image_size, self.image_size))
+        return self.model.encode_image(self.normalize(x)).float()
+
     def preprocess(self, images: Any, *, crop: bool = True) -> Tensor:
         """Photos -> the image encoder's input [N, 3, image_size, image_size] (normalised, ``dtype``).
 
