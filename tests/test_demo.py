@@ -8,5 +8,6 @@ def test_demo_writes_a_grid(tmp_path, capsys):
     assert cli.main(["demo", "--out", str(tmp_path), "--seed", "3"]) == 0
     assert "wrote" in capsys.readouterr().out
     img = Image.open(tmp_path / "demo.png")
-    # 5 rows (renders, hair mask, three ground-truth edits) of 8 faces at 2x of 64 px
-    assert img.width > 8 * 128 and img.height >= 5 * 128
+    # 7 rows (renders, hair mask, three ground-truth edits, mini StyleGAN2 samples, inversions)
+    # of 8 faces at 2x of 64 px
+    assert img.width > 8 * 128 and img.height >= 7 * 128

@@ -72,18 +72,29 @@ def save_samples(G, step: int, out_dir: Path, prefix: str = "samples") -> None:
     Image.fromarray(grid).save(out_dir / f"{prefix}_{step:06d}.png")
 
 
-def export(out_dir: Path, dest: Path = WEIGHTS_DIR) -> Path:
-    """EMA generator of ``out_dir/state.pt`` -> ``dest/stylegan2.safetensors`` + ``.json``."""
+def export(out_dir: Path, dest: Path = WEIGHTS_DIR, source: str = "gan", metrics: dict = None) -> Path:
+    """The EMA generator of ``out_dir/state.pt`` (``source="gan"``) or the warm-start generator
+    of ``out_dir/warm_G.pt`` (``"warm"``) -> ``dest/stylegan2.safetensors`` + ``.json``."""
     from hairlib.nets.stylegan2 import Generator
     from hairlib.train.checkpoint import load_checkpoint
 
-    state = load_checkpoint(Path(out_dir) / "state.pt")
-    if state is None:
-        raise FileNotFoundError(f"no training state in {out_dir}")
-    G = Generator(StyleGAN2Config.from_dict(state["config"]["arch"]))
-    G.load_state_dict(state["G_ema"])
-    return save_shipped("stylegan2", G, {"arch": state["config"]["arch"], "train": state["config"], "step": state["step"],
-                                         "command": "python -m hairlib.mini.train_stylegan2"}, dest)
+    if source == "warm":
+        state = load_checkpoint(Path(out_dir) / "warm_G.pt")
+        if state is None:
+            raise FileNotFoundError(f"no warm-start generator in {out_dir}")
+        G = Generator(ARCH)
+        G.load_state_dict(state["G"])
+        meta = {"arch": ARCH.to_dict(), "warmstart": state["warmstart"], "stage": "warm start (autoencoder + mapping)"}
+    else:
+        state = load_checkpoint(Path(out_dir) / "state.pt")
+        if state is None:
+            raise FileNotFoundError(f"no training state in {out_dir}")
+        G = Generator(StyleGAN2Config.from_dict(state["config"]["arch"]))
+        G.load_state_dict(state["G_ema"])
+        meta = {"arch": state["config"]["arch"], "train": state["config"], "step": state["step"], "stage": "gan"}
+    meta.update({"command": f"python -m hairlib.mini.train_stylegan2 && python -m hairlib.mini.train_stylegan2 "
+                            f"--export {source}", "metrics": metrics or {}})
+    return save_shipped("stylegan2", G, meta, dest)
 
 
 def load_shipped_generator(dest: Path = WEIGHTS_DIR, device="cpu"):
@@ -131,7 +142,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--workers", type=int, default=0, help="render in this many extra processes (GPU runs)")
     p.add_argument("--stage", choices=("warm", "all"), default="all", help="stop after the warm start, or go on")
-    p.add_argument("--export", action="store_true", help="only export the EMA generator for shipping")
+    p.add_argument("--export", choices=("gan", "warm"), default=None,
+                   help="only export for shipping: the GAN stage's EMA generator, or the warm start's")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -140,7 +152,7 @@ def main(argv=None) -> int:
 
     stop_on_signals()  # `kill PID` checkpoints and stops
     if args.export:
-        print(f"wrote {export(out)}")
+        print(f"wrote {export(out, source=args.export)}")
         return 0
     from dataclasses import replace
 
