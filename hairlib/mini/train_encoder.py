@@ -70,6 +70,9 @@ def init_from_warmstart(enc: Encoder, path) -> None:
 
     sd = {k[2:]: v for k, v in load_checkpoint(path)["model"].items() if k.startswith("E.")}
     rows = enc.config.num_ws
+    if sd["head.weight"].shape[0] * rows != enc.head.weight.shape[0] or sd["head.weight"].shape[1] != enc.head.weight.shape[1]:
+        raise ValueError(f"{path}: its encoder ({tuple(sd['head.weight'].shape)} head) does not fit this generator's "
+                         f"W+ ({rows} x {enc.config.style_dim}); pass init='' to start from scratch")
     with torch.no_grad():
         enc.trunk.load_state_dict({k[len("trunk."):]: v for k, v in sd.items() if k.startswith("trunk.")})
         enc.head.weight.copy_(sd["head.weight"].repeat(rows, 1))
