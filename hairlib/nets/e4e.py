@@ -3,21 +3,29 @@
 A checkpoint such as ``e4e_ffhq_encode.pt`` holds ``state_dict`` with ``encoder.*`` keys
 (this module's ``Encoder4Editing``) and ``decoder.*`` keys (a rosinality StyleGAN2 generator),
 plus ``latent_avg`` ([n_styles, 512] for e4e, sometimes [1, 512] or [512]) that is added to the
-encoder's codes (pSp's ``start_from_latent_avg``) and ``opts`` (with ``stylegan_size``).
+encoder's codes (pSp's ``start_from_latent_avg``) and ``opts`` (``vars()`` of the training
+options: str / int / float / bool / None / list values only, so ``weights_only=True`` reads it;
+``stylegan_size`` gives the number of W+ rows). ``Encoder4Editing`` matches the authors' module
+numerically on the same weights (tested to < 1e-4; 0.0 measured on CPU).
+
+What differs from the authors' code: no progressive-training stages (we only infer: every delta
+is applied, as in their ``ProgressiveStage.Inference``); ``E4E`` resizes inputs that are not
+256 px with antialiased bilinear, close to what their test transform (torchvision ``Resize`` on
+PIL images) does to aligned 1024 px photos.
 """
 from __future__ import annotations
 
 import math
 import os
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hairlib.nets.irse import fill_num_batches_tracked, make_body, make_input_layer, upsample_add
+from hairlib.nets.irse import fill_num_batches_tracked, get_blocks, make_body, make_input_layer, upsample_add
 from hairlib.nets.loading import load_state_dict_strict
-from hairlib.nets.stylegan2 import EqualLinear
+from hairlib.nets.stylegan2 import EqualLinear, infer_generator_config, load_generator
 
 __all__ = ["GradualStyleBlock", "Encoder4Editing", "E4E", "load_e4e", "n_styles_for_size"]
 
@@ -61,8 +69,9 @@ class Encoder4Editing(nn.Module):
             raise ValueError(f"n_styles must be positive, got {n_styles}")
         self.input_layer = make_input_layer()
         self.body = make_body(num_layers, mode)
-        # indices of the last unit of the 128-, 256- and 512-channel stages
-        ends = [sum(n) - 1 for n in _cumulative_units(num_layers)]
+        # indices of the last unit of the 128-, 256- and 512-channel stages (6, 20, 23 for IR-SE50):
+        # their outputs c1 [N, 128, 64, 64], c2 [N, 256, 32, 32], c3 [N, 512, 16, 16] feed the FPN
+        ends = [sum(len(stage) for stage in get_blocks(num_layers)[:k + 1]) - 1 for k in range(4)]
         self.tap_c1, self.tap_c2, self.tap_c3 = ends[1], ends[2], ends[3]
         self.style_count = n_styles
         self.styles = nn.ModuleList()
@@ -73,6 +82,11 @@ class Encoder4Editing(nn.Module):
         self.latlayer2 = nn.Conv2d(128, 512, kernel_size=1, stride=1, padding=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [N, 3, 256, 256] in [-1, 1] -> codes [N, n_styles, 512] (add latent_avg for W+)."""
+        if x.ndim != 4 or tuple(x.shape[1:]) != (3, INPUT_SIZE, INPUT_SIZE):
+            # the style blocks reduce 16/32/64 px maps to 1x1: other sizes would mix up the batch
+            raise ValueError(f"Encoder4Editing takes [N, 3, {INPUT_SIZE}, {INPUT_SIZE}] images, got "
+                             f"{tuple(x.shape)} (E4E resizes other sizes)")
         x = self.input_layer(x)
         c1 = c2 = c3 = None
         for i, unit in enumerate(self.body):
@@ -96,10 +110,15 @@ class Encoder4Editing(nn.Module):
         return torch.stack(rows, dim=1)
 
 
-def _cumulative_units(num_layers: int):
-    from hairlib.nets.irse import get_blocks
-    blocks = get_blocks(num_layers)
-    return [[len(b) for b in blocks[:k + 1]] for k in range(len(blocks))]
+def _latent_avg_rows(latent_avg: torch.Tensor, n_styles: int) -> torch.Tensor:
+    """latent_avg as [n_styles, 512] or [1, 512] float; ValueError if it fits neither."""
+    la = latent_avg.detach().float()
+    if la.ndim == 1:
+        la = la[None]
+    if la.ndim != 2 or la.shape[-1] != 512 or la.shape[0] not in (1, n_styles):
+        raise ValueError(f"latent_avg of shape {tuple(latent_avg.shape)} does not fit an encoder "
+                         f"with {n_styles} styles (expected [{n_styles}, 512], [1, 512] or [512])")
+    return la
 
 
 class E4E(nn.Module):
@@ -109,14 +128,7 @@ class E4E(nn.Module):
     def __init__(self, encoder: Encoder4Editing, latent_avg: torch.Tensor):
         super().__init__()
         self.encoder = encoder
-        n = encoder.style_count
-        la = latent_avg.detach().float()
-        if la.ndim == 1:
-            la = la[None]
-        if la.ndim != 2 or la.shape[-1] != 512 or la.shape[0] not in (1, n):
-            raise ValueError(f"latent_avg of shape {tuple(latent_avg.shape)} does not fit an encoder "
-                             f"with {n} styles (expected [{n}, 512], [1, 512] or [512])")
-        self.register_buffer("latent_avg", la.clone())
+        self.register_buffer("latent_avg", _latent_avg_rows(latent_avg, encoder.style_count).clone())
 
     @property
     def n_styles(self) -> int:
@@ -147,13 +159,22 @@ def load_e4e(path_or_dict: Union[str, os.PathLike, dict], device="cpu", with_gen
     Returns a frozen ``E4E``; with ``with_generator=True`` also the generator built from the
     ``decoder.*`` keys by ``hairlib.nets.stylegan2.load_generator``. The number of W+ rows comes
     from the checkpoint (its ``styles.N`` blocks) and must agree with ``opts['stylegan_size']``,
-    ``latent_avg`` and the decoder's size; anything that does not fit raises ValueError.
+    ``latent_avg`` and the decoder's size; anything that does not fit raises ValueError (checked
+    before the encoder's ~1 GB of weights are copied). ``latent_avg`` is added as the authors'
+    ``pSp.forward`` does with ``opts['start_from_latent_avg']`` (true for the released
+    checkpoints); a checkpoint trained without it may omit it.
     """
     if isinstance(path_or_dict, dict):
         ckpt, name = path_or_dict, "e4e checkpoint"
     else:
         name = str(path_or_dict)
-        ckpt = torch.load(name, map_location="cpu", weights_only=True)
+        try:
+            ckpt = torch.load(name, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise
+        except Exception as e:
+            raise ValueError(f"{name}: cannot be read as a PyTorch checkpoint with weights_only=True "
+                             f"({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict):
         raise ValueError(f"{name}: expected a dict checkpoint, got {type(ckpt).__name__}")
     sd = ckpt["state_dict"] if isinstance(ckpt.get("state_dict"), dict) else ckpt
@@ -170,25 +191,32 @@ def load_e4e(path_or_dict: Union[str, os.PathLike, dict], device="cpu", with_gen
                          f"(expects {n_styles_for_size(int(size))})")
     if n_styles == 0:
         raise ValueError(f"{name}: encoder state dict has no 'styles.N' blocks; it does not fit Encoder4Editing")
-    encoder = Encoder4Editing(50, "ir_se", n_styles=n_styles)
-    load_state_dict_strict(encoder, fill_num_batches_tracked(encoder, enc_sd), what=f"{name}[encoder]")
-    if "latent_avg" not in ckpt or ckpt["latent_avg"] is None:
+    if ckpt.get("latent_avg") is not None:
+        latent_avg = ckpt["latent_avg"]
+    elif isinstance(opts, dict) and opts.get("start_from_latent_avg") is False:
+        latent_avg = torch.zeros(1, 512)  # trained without it: the codes are W+ as they are
+    else:
         raise ValueError(f"{name}: no 'latent_avg'; e4e codes are offsets from it")
-    latent_avg = ckpt["latent_avg"]
+    _latent_avg_rows(latent_avg, n_styles)
+    dec_sd = _sub(sd, "decoder") if with_generator else None
+    if with_generator:
+        if not dec_sd:
+            raise ValueError(f"{name}: no 'decoder.*' keys to build a generator from")
+        dec_cfg = infer_generator_config(dec_sd)
+        if dec_cfg.num_ws != n_styles:
+            raise ValueError(f"{name}: decoder of {dec_cfg.size} px ({dec_cfg.num_ws} W+ rows) does not fit "
+                             f"the encoder's {n_styles} styles")
+
+    with torch.device("meta"):  # ~270M parameters at 1024 px: skip the random init the checkpoint overwrites
+        encoder = Encoder4Editing(50, "ir_se", n_styles=n_styles)
+    encoder = encoder.to_empty(device="cpu")
+    load_state_dict_strict(encoder, fill_num_batches_tracked(encoder, enc_sd), what=f"{name}[encoder]")
     e4e = E4E(encoder, latent_avg).to(device).eval().requires_grad_(False)
     if not with_generator:
         return e4e
 
-    from hairlib.nets.stylegan2 import load_generator
-    dec_sd = _sub(sd, "decoder")
-    if not dec_sd:
-        raise ValueError(f"{name}: no 'decoder.*' keys to build a generator from")
     g_ckpt = {"g_ema": dec_sd}
     la = latent_avg.detach().float().reshape(-1, latent_avg.shape[-1])
     if torch.allclose(la, la[:1].expand_as(la)):  # rows identical: a single w average
         g_ckpt["latent_avg"] = la[0]
-    generator = load_generator(g_ckpt, device=device)
-    if generator.n_latent != n_styles:
-        raise ValueError(f"{name}: decoder of {generator.size} px ({generator.n_latent} W+ rows) does not fit "
-                         f"the encoder's {n_styles} styles")
-    return e4e, generator
+    return e4e, load_generator(g_ckpt, config=dec_cfg, device=device)
