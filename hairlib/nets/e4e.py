@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hairlib.nets.irse import fill_num_batches_tracked, get_blocks, make_body, make_input_layer, upsample_add
-from hairlib.nets.loading import load_state_dict_strict
+from hairlib.nets.irse import get_blocks, make_body, make_input_layer, upsample_add
+from hairlib.nets.loading import fill_num_batches_tracked, load_state_dict_strict, read_checkpoint
 from hairlib.nets.stylegan2 import EqualLinear, infer_generator_config, load_generator
 
 __all__ = ["GradualStyleBlock", "Encoder4Editing", "E4E", "load_e4e", "n_styles_for_size"]
@@ -164,19 +164,7 @@ def load_e4e(path_or_dict: Union[str, os.PathLike, dict], device="cpu", with_gen
     ``pSp.forward`` does with ``opts['start_from_latent_avg']`` (true for the released
     checkpoints); a checkpoint trained without it may omit it.
     """
-    if isinstance(path_or_dict, dict):
-        ckpt, name = path_or_dict, "e4e checkpoint"
-    else:
-        name = str(path_or_dict)
-        try:
-            ckpt = torch.load(name, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise
-        except Exception as e:
-            raise ValueError(f"{name}: cannot be read as a PyTorch checkpoint with weights_only=True "
-                             f"({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, dict):
-        raise ValueError(f"{name}: expected a dict checkpoint, got {type(ckpt).__name__}")
+    ckpt, name = read_checkpoint(path_or_dict, "e4e checkpoint")
     sd = ckpt["state_dict"] if isinstance(ckpt.get("state_dict"), dict) else ckpt
     enc_sd = _sub(sd, "encoder")
     if not enc_sd:

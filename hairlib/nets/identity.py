@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hairlib.nets.irse import Flatten, fill_num_batches_tracked, l2_norm, make_body, make_input_layer
-from hairlib.nets.loading import load_state_dict_strict
+from hairlib.nets.irse import Flatten, l2_norm, make_body, make_input_layer
+from hairlib.nets.loading import fill_num_batches_tracked, load_state_dict_strict, read_checkpoint
 
 __all__ = ["Backbone", "ArcFace", "load_arcface"]
 
@@ -96,19 +96,7 @@ class ArcFace(nn.Module):
 def load_arcface(path_or_state_dict: Union[str, os.PathLike, Dict[str, torch.Tensor]],
                  device="cpu") -> ArcFace:
     """Load ``model_ir_se50.pth`` (a plain state dict) or an already-loaded dict into a frozen ArcFace."""
-    if isinstance(path_or_state_dict, dict):
-        sd, name = path_or_state_dict, "ArcFace state dict"
-    else:
-        name = str(path_or_state_dict)
-        try:
-            sd = torch.load(name, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise
-        except Exception as e:
-            raise ValueError(f"{name}: cannot be read as a PyTorch checkpoint with weights_only=True "
-                             f"({type(e).__name__}: {e})") from None
-    if not isinstance(sd, dict):
-        raise ValueError(f"{name}: expected a state dict, got {type(sd).__name__}")
+    sd, name = read_checkpoint(path_or_state_dict, "ArcFace state dict")
     if "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if sd and all(k.startswith("module.") for k in sd):  # saved from DataParallel

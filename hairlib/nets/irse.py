@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hairlib.nets.loading import fill_num_batches_tracked  # noqa: F401  (re-exported)
+
 __all__ = ["Flatten", "l2_norm", "SEModule", "BottleneckIR", "BottleneckIRSE", "BlockSpec",
            "get_blocks", "make_input_layer", "make_body", "upsample_add", "fill_num_batches_tracked"]
 
@@ -118,13 +120,3 @@ def make_body(num_layers: int = 50, mode: str = "ir_se") -> nn.Sequential:
 def upsample_add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Bilinearly resize ``x`` to ``y``'s spatial size (align_corners=True) and add ``y`` (FPN merge)."""
     return F.interpolate(x, size=y.shape[-2:], mode="bilinear", align_corners=True) + y
-
-
-def fill_num_batches_tracked(module: nn.Module, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Checkpoints written by old PyTorch (< 0.4.1) lack BatchNorm's ``num_batches_tracked``;
-    add zeros for those (they do not affect eval) so strict loading still checks everything else."""
-    out = dict(state_dict)
-    for k, v in module.state_dict().items():
-        if k.endswith("num_batches_tracked") and k not in out and k[:-len("num_batches_tracked")] + "running_mean" in out:
-            out[k] = torch.zeros_like(v)
-    return out

@@ -1,12 +1,13 @@
 """Strict state-dict loading with errors a person can act on (shared by every network)."""
 from __future__ import annotations
 
-from typing import Dict
+import os
+from typing import Any, Dict, Tuple, Union
 
 import torch
 from torch import nn
 
-__all__ = ["load_state_dict_strict"]
+__all__ = ["load_state_dict_strict", "read_checkpoint", "fill_num_batches_tracked"]
 
 
 def load_state_dict_strict(module: nn.Module, state_dict: Dict[str, torch.Tensor], what: str = "checkpoint") -> None:
@@ -29,3 +30,32 @@ def load_state_dict_strict(module: nn.Module, state_dict: Dict[str, torch.Tensor
             parts.append(f"{len(shapes)} shape mismatches: {few(shapes)}")
         raise ValueError(f"{what} does not fit {type(module).__name__}: " + "; ".join(parts))
     module.load_state_dict(state_dict, strict=True)
+
+
+def read_checkpoint(path_or_ckpt: Union[str, os.PathLike, Dict[str, Any]], default_name: str) -> Tuple[Dict[str, Any], str]:
+    """(checkpoint dict, name for messages) from a path, read with ``torch.load(weights_only=True)``,
+    or from an already-loaded dict (named ``default_name``). A missing file raises
+    FileNotFoundError; an unreadable one, or one that is not a dict, a ValueError naming it."""
+    if isinstance(path_or_ckpt, dict):
+        return path_or_ckpt, default_name
+    name = str(path_or_ckpt)
+    try:
+        ckpt = torch.load(name, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:
+        raise ValueError(f"{name}: cannot be read as a PyTorch checkpoint with weights_only=True "
+                         f"({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{name}: expected a dict checkpoint, got {type(ckpt).__name__}")
+    return ckpt, name
+
+
+def fill_num_batches_tracked(module: nn.Module, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Checkpoints written by old PyTorch (< 0.4.1) lack BatchNorm's ``num_batches_tracked``;
+    add zeros for those (they do not affect eval) so strict loading still checks everything else."""
+    out = dict(state_dict)
+    for k, v in module.state_dict().items():
+        if k.endswith("num_batches_tracked") and k not in out and k[:-len("num_batches_tracked")] + "running_mean" in out:
+            out[k] = torch.zeros_like(v)
+    return out

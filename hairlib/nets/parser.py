@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hairlib.nets.loading import load_state_dict_strict
+from hairlib.nets.loading import fill_num_batches_tracked, load_state_dict_strict, read_checkpoint
 
 __all__ = ["PARSER_CLASSES", "HAIR", "BACKGROUND", "FACE_CLASSES", "INPUT_SIZE", "ParseNetConfig", "ParseNet",
            "load_parser", "FaceParser"]
@@ -134,25 +134,12 @@ def load_parser(path_or_state_dict, device="cpu") -> ParseNet:
     in eval mode, frozen, on ``device``. Read with ``torch.load(weights_only=True)``; every key
     and shape must match (a ``ValueError`` names the ones that do not). BatchNorm
     ``num_batches_tracked`` counters, absent from pre-0.4.1 files and unused in eval, may be missing."""
-    if isinstance(path_or_state_dict, dict):
-        sd, name = path_or_state_dict, "face-parser checkpoint"
-    else:
-        name = str(path_or_state_dict)
-        try:
-            sd = torch.load(name, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise
-        except Exception as e:
-            raise ValueError(f"{name}: cannot be read as a PyTorch checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+    sd, name = read_checkpoint(path_or_state_dict, "face-parser checkpoint")
+    if not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise ValueError(f"{name}: expected a state dict of tensors (HairCLIP's parsenet.pth), "
-                         f"got {type(sd).__name__}" + (f" with keys {sorted(sd)[:8]}" if isinstance(sd, dict) else ""))
+                         f"got a dict with keys {sorted(sd)[:8]}")
     net = ParseNet()
-    sd = dict(sd)
-    for k, v in net.state_dict().items():
-        if k.endswith("num_batches_tracked") and k not in sd:
-            sd[k] = v
-    load_state_dict_strict(net, sd, what=name)
+    load_state_dict_strict(net, fill_num_batches_tracked(net, sd), what=name)
     return net.to(device).eval().requires_grad_(False)
 
 

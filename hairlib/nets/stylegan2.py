@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hairlib.nets.loading import load_state_dict_strict
+from hairlib.nets.loading import load_state_dict_strict, read_checkpoint
 from ops import FusedLeakyReLU, fused_leaky_relu, upfirdn2d
 
 __all__ = ["StyleGAN2Config", "Generator", "Discriminator", "StyleLayer", "infer_generator_config",
@@ -575,18 +575,7 @@ def load_generator(path_or_ckpt, *, key: str = "g_ema", config: Optional[StyleGA
     ("g_ema" by default; a bare state dict also works). The architecture is inferred from the
     tensors' shapes unless ``config`` is given. ``latent_avg`` is loaded when present.
     """
-    if isinstance(path_or_ckpt, dict):
-        ckpt, name = path_or_ckpt, "checkpoint"
-    else:
-        name = str(path_or_ckpt)
-        try:
-            ckpt = torch.load(name, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise
-        except Exception as e:
-            raise ValueError(f"{name}: cannot be read as a PyTorch checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, dict):
-        raise ValueError(f"{name}: expected a dict checkpoint, got {type(ckpt).__name__}")
+    ckpt, name = read_checkpoint(path_or_ckpt, "checkpoint")
     sd = ckpt[key] if key in ckpt else ckpt
     if "style.1.weight" not in sd:
         raise ValueError(f"{name}: no generator found (looked for key {key!r} holding 'style.1.weight'; "
