@@ -211,17 +211,22 @@ def format_table(rows: List[dict]) -> str:
     return "\n".join(out)
 
 
-def write_csv(rows: List[dict], path: Path) -> Path:
+def _write_rows(rows: List[dict], path: Path, fields: List[str], fmt: str) -> Path:
+    """Atomic CSV of ``rows`` (floats formatted with ``fmt``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".part")
     with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["device", "case", "shape", "pass", "backend", "ms", "vs_ref", "fastest"])
+        w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         for r in rows:
-            w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+            w.writerow({k: (format(v, fmt) if isinstance(v, float) else v) for k, v in r.items()})
     tmp.replace(path)
     return path
+
+
+def write_csv(rows: List[dict], path: Path) -> Path:
+    return _write_rows(rows, path, ["device", "case", "shape", "pass", "backend", "ms", "vs_ref", "fastest"], ".4f")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -301,14 +306,5 @@ def format_edit_table(rows: List[dict]) -> str:
 
 
 def write_edit_csv(rows: List[dict], path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".part")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["world", "device", "method", "what", "seconds", "paper_seconds",
-                                          "speedup_vs_paper"])
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    tmp.replace(path)
-    return path
+    return _write_rows(rows, path, ["world", "device", "method", "what", "seconds", "paper_seconds",
+                                    "speedup_vs_paper"], ".6g")
