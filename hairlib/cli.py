@@ -5,7 +5,9 @@
     hairlib bench ops|edit [--quick]  ops backends / editing methods timed on this device
     hairlib demo                      the mini world offline: renders, masks, ground-truth edits
     hairlib edit --text T [--image I] --method optimize|global|mapper --out O.png
+    hairlib edit --method hairclip [--hairstyle T | --hairstyle-ref IMG] [--color T | --color-ref IMG]
     hairlib train mapper --text T     a StyleCLIP mapper for one prompt (resumable)
+    hairlib train hairclip            HairCLIP's conditional hair mapper (resumable)
     hairlib eval                      (coming)
 
 Errors the user can fix (missing weights, bad input) print one paragraph and exit with code 2;
@@ -170,19 +172,22 @@ def cmd_edit(args) -> int:
 
     if args.method not in METHODS:
         raise UserError(f"unknown method {args.method!r}; choose one of: {', '.join(METHODS)}")
-    if not (args.text or "").strip():
+    conditions = _hairclip_conditions(args)
+    if args.method == "hairclip":
+        if args.text:
+            raise UserError("--method hairclip takes --hairstyle/--hairstyle-ref and --color/--color-ref, not --text")
+        if not conditions:
+            raise UserError("--method hairclip needs --hairstyle TEXT, --hairstyle-ref IMG, --color TEXT or --color-ref IMG")
+    elif conditions:
+        raise UserError("--hairstyle/--color/--*-ref are for --method hairclip; the other methods take --text")
+    elif not (args.text or "").strip():
         raise UserError(f"--text is required for --method {args.method} (e.g. --text \"curly hair\")")
     out = Path(args.out)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise UserError(f"--out must end in .png or .jpg, got {out.name}")
-    if args.image is not None:
-        from PIL import Image
-
-        try:
-            with Image.open(args.image) as im:
-                im.verify()
-        except Exception as e:
-            raise UserError(f"cannot read image {args.image}: {e}") from None
+    for image in [args.image, args.hairstyle_ref, args.color_ref]:
+        if image is not None:
+            _check_image(image)
     if args.mapper is not None and not Path(args.mapper).is_file():
         raise UserError(f"no mapper file at {args.mapper}")
     world = _load_world_or_explain(args.world, args.device, args.resolution)
@@ -201,8 +206,9 @@ def cmd_edit(args) -> int:
         kw["steps"] = args.steps
     if args.method == "global":
         kw.update({k: v for k, v in (("alpha", args.alpha), ("beta", args.beta)) if v is not None})
-    if args.method == "mapper" and args.mapper:
+    if args.method in ("mapper", "hairclip") and args.mapper:
         kw["mapper"] = args.mapper
+    kw.update(conditions)
     try:
         r = hairlib.edit(world, w, args.text, method=args.method, progress=True, **kw)
     except ValueError as e:
@@ -211,7 +217,9 @@ def cmd_edit(args) -> int:
     if rows[0].shape[-1] > 256:
         rows = [F.interpolate(x, size=(256, 256), mode="area") for x in rows]
     scale = max(1, 128 // rows[0].shape[-1])
-    _save_picture(viz.grid(rows, labels=["input", args.text[:24]], scale=scale), out)
+    label = args.text or " + ".join([t for t in (args.hairstyle, args.color) if t] +
+                                    [Path(r).name for r in (args.hairstyle_ref, args.color_ref) if r])
+    _save_picture(viz.grid(rows, labels=["input", label[:24]], scale=scale), out)
     info = ", ".join(f"{k}={v}" for k, v in r.info.items() if k in ("channels_touched", "alpha", "beta", "steps", "groups"))
     print(f"{args.method}: {len(r)} image(s) in {r.seconds:.2f} s{' (' + info + ')' if info else ''}")
     print(f"wrote {out}")
@@ -222,21 +230,40 @@ def cmd_edit(args) -> int:
     return 0
 
 
+def _check_image(path) -> None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except Exception as e:
+        raise UserError(f"cannot read image {path}: {e}") from None
+
+
+def _hairclip_conditions(args) -> dict:
+    """--hairstyle/--hairstyle-ref and --color/--color-ref -> hairclip_edit's keywords."""
+    kw = {}
+    for name in ("hairstyle", "color"):
+        text, ref = getattr(args, name), getattr(args, f"{name}_ref")
+        if text is not None and ref is not None:
+            raise UserError(f"give --{name} or --{name}-ref, not both")
+        if text is not None and not text.strip():
+            raise UserError(f"--{name} is empty")
+        if text is not None or ref is not None:
+            kw[name] = text.strip() if text is not None else Path(ref)
+    return kw
+
+
 def cmd_train(args) -> int:
-    """hairlib train mapper --text ...: a StyleCLIP mapper for one prompt (resumable)."""
+    """hairlib train mapper --text ... | hairlib train hairclip: resumable training runs."""
+    if args.what == "hairclip":
+        return _train_hairclip(args)
     from hairlib.edit.mapper import MapperConfig, save_mapper, slug, train_mapper
 
     if not (args.text or "").strip():
         raise UserError("--text is required, e.g. hairlib train mapper --world mini --text \"afro hairstyle\"")
     world = _load_world_or_explain(args.world, args.device, args.resolution)
-    latents = None
-    if args.latents:
-        import torch
-
-        try:
-            latents = torch.load(args.latents, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise UserError(f"cannot read latents {args.latents}: {e}") from None
+    latents = _read_latents(args.latents)
     groups = ("coarse", "medium") if args.no_fine else ("coarse", "medium", "fine")
     cfg = MapperConfig(**{**world.defaults.get("mapper", {}), "groups": groups,
                           **({"steps": args.steps} if args.steps else {}), **({"batch": args.batch} if args.batch else {})})
@@ -246,6 +273,36 @@ def cmd_train(args) -> int:
     except ValueError as e:
         raise UserError(str(e)) from None
     path = save_mapper(m, out_dir / f"{slug(args.text)}.safetensors", text=args.text)
+    print(f"wrote {path}")
+    return 0
+
+
+def _read_latents(path):
+    if not path:
+        return None
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(f"cannot read latents {path}: {e}") from None
+
+
+def _train_hairclip(args) -> int:
+    from hairlib.edit.hairclip import HairCLIPConfig, save_hair_mapper, train_hairclip
+
+    if args.text:
+        raise UserError("hairlib train hairclip takes no --text: it learns every hairstyle and colour at once")
+    world = _load_world_or_explain(args.world, args.device, args.resolution)
+    latents = _read_latents(args.latents)
+    cfg = HairCLIPConfig(**{**world.defaults.get("hairclip", {}), **({"steps": args.steps} if args.steps else {}),
+                            **({"batch": args.batch} if args.batch else {})})
+    out_dir = Path(args.out if args.out != "runs/mappers" else "runs/hairclip") / world.name
+    try:
+        m = train_hairclip(world, cfg, out_dir, latents=latents)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    path = save_hair_mapper(m, out_dir / "hairclip.safetensors")
     print(f"wrote {path}")
     return 0
 
@@ -295,7 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resolution", type=int, default=None, help="ffhq world: 1024 (default) or 256")
     s.add_argument("--image", default=None, help="photo (ffhq: aligned first) or render (mini); none: sampled faces")
     s.add_argument("--text", default=None, help='what to change, e.g. "curly red hair"')
-    s.add_argument("--method", default="optimize", help="optimize | global | mapper")
+    s.add_argument("--method", default="optimize", help="optimize | global | mapper | hairclip")
+    s.add_argument("--hairstyle", default=None, help='hairclip: hairstyle text, e.g. "afro hairstyle"')
+    s.add_argument("--hairstyle-ref", default=None, help="hairclip: hairstyle from this reference image")
+    s.add_argument("--color", default=None, help='hairclip: colour text, e.g. "purple hair"')
+    s.add_argument("--color-ref", default=None, help="hairclip: hair colour from this reference image")
     s.add_argument("--out", default="results/edit.png", help="before/after picture (.png/.jpg)")
     s.add_argument("--n", type=int, default=4, help="sampled faces when no image is given")
     s.add_argument("--seed", type=int, default=0)
@@ -303,20 +364,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=None, help="optimize: steps (paper: 300)")
     s.add_argument("--alpha", type=float, default=None, help="global: strength (paper: 4.1)")
     s.add_argument("--beta", type=float, default=None, help="global: disentanglement threshold (paper: 0.15)")
-    s.add_argument("--mapper", default=None, help="mapper: checkpoint (ours .safetensors or the authors' .pt)")
+    s.add_argument("--mapper", default=None, help="mapper/hairclip: checkpoint (ours .safetensors or the authors' .pt)")
     s.add_argument("--save-latents", default=None, help="also save the edited latents (torch file)")
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=cmd_edit)
-    s = sub.add_parser("train", help="train a StyleCLIP mapper for a prompt")
-    s.add_argument("what", choices=["mapper"], help="what to train")
+    s = sub.add_parser("train", help="train a StyleCLIP mapper for a prompt, or HairCLIP's hair mapper")
+    s.add_argument("what", choices=["mapper", "hairclip"], help="what to train")
     s.add_argument("--world", default="mini", choices=["mini", "ffhq"])
     s.add_argument("--resolution", type=int, default=None)
-    s.add_argument("--text", default=None, help="the prompt")
+    s.add_argument("--text", default=None, help="mapper: the prompt")
     s.add_argument("--latents", default=None, help="W+ latents to train on (e.g. train_faces.pt); default: sampled")
-    s.add_argument("--steps", type=int, default=None, help="paper: 50000")
-    s.add_argument("--batch", type=int, default=None, help="paper: 2")
+    s.add_argument("--steps", type=int, default=None, help="paper: 50000 (mapper), 500000 (hairclip)")
+    s.add_argument("--batch", type=int, default=None, help="paper: 2 (mapper), 1 (hairclip)")
     s.add_argument("--no-fine", action="store_true", help="no fine mapper (hair and expression edits, as the paper)")
-    s.add_argument("--out", default="runs/mappers", help="run folder (resumable)")
+    s.add_argument("--out", default="runs/mappers", help="run folder (resumable; hairclip: runs/hairclip)")
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=cmd_train)
     s = sub.add_parser("eval", help="evaluate a method (coming)")

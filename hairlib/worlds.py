@@ -36,6 +36,7 @@ MINI_DEFAULTS: Dict[str, Any] = {
     "global": {"alpha": 4.1, "beta": 0.15},
     "optimize": {},
     "mapper": {"steps": 2000, "batch": 8},
+    "hairclip": {"steps": 6000, "batch": 4},
 }
 
 
@@ -145,9 +146,18 @@ def _load_mini(device, weights_dir: Optional[Path] = None) -> World:
         feature_net=classifier_features(classifier),
         vocab={"hair_colors": vocab.HAIR_COLORS, "hairstyles": vocab.HAIRSTYLES, "attributes": dict(vocab.ATTRIBUTES),
                "groups": dict(vocab.GROUPS)},
-        defaults=copy.deepcopy(MINI_DEFAULTS),
+        defaults={**copy.deepcopy(MINI_DEFAULTS), **_shipped_mappers(wdir)},
         masks=masks,
     )
+
+
+def _shipped_mappers(wdir: Path) -> Dict[str, Any]:
+    """The trained mappers shipped beside a world's weights: StyleCLIP mappers in ``mappers/``
+    (prompt slug -> file) and HairCLIP's ``hairclip.safetensors``."""
+    out: Dict[str, Any] = {"mappers": {p.stem: p for p in sorted((wdir / "mappers").glob("*.safetensors"))}}
+    if (wdir / "hairclip.safetensors").exists():
+        out["hairclip_mapper"] = wdir / "hairclip.safetensors"
+    return out
 
 
 FFHQ_WEIGHTS = {1024: ("stylegan2-ffhq-1024", "clip-vit-b32", "e4e-ffhq", "arcface-ir-se50", "face-parser"),

@@ -60,4 +60,8 @@ def tiny_weights(tmp_path_factory):
     shipping.save_shipped("encoder", enc, {"config": enc.config.to_dict()}, d)
     model = train_clip.build_model(TINY_CLIP)[0]
     train_clip.export(model, {}, replace(train_clip.RECIPE, steps=0), config=TINY_CLIP, dest=d)
+    from hairlib.nets.mini_nets import MiniParser, ParserConfig
+
+    parser = MiniParser(ParserConfig(widths=(4, 8)))
+    shipping.save_shipped("parser", parser, {"config": parser.config.to_dict()}, d)
     return d

@@ -84,6 +84,7 @@ def test_hairclip_edit_with_text_and_reference(tiny_weights):
     other = hairlib.edit(world, w, method="hairclip", hairstyle="bob cut hairstyle", mapper=mapper)
     assert not torch.allclose(r.latents[:, :8], other.latents[:, :8])  # the text drives coarse + medium
     assert torch.allclose(r.latents[:, 8:], other.latents[:, 8:])  # ... not the fine rows
+    world.masks = None
     with pytest.raises(ValueError, match="no face parser"):
         hairlib.edit(world, w, method="hairclip", color=world.sample(1, seed=5), mapper=mapper)
     world.masks = lambda x: {"hair": torch.ones_like(x[:, :1])}

@@ -52,3 +52,25 @@ def test_recipe_round_trip(tmp_path):
     assert back.dtype == torch.float32
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     assert torch.allclose(back.encode_image(x), clip.encode_image(x), atol=1e-2)  # fp16 storage
+
+
+def test_contrast_pairs_differ_in_one_attribute_and_say_so():
+    from hairlib.mini import render as R
+    from hairlib.mini.vocab import ATTRIBUTES, PHRASES
+
+    data = T.ContrastBatches(batch=16, seed=1, p_pairs=0.5)
+    item = data[3]
+    assert item["images"].shape == (16, 3, 64, 64) and len(item["captions"]) == 16
+    labels = {k: v.tolist() for k, v in item["labels"].items()}
+    for i in range(4):
+        a, b = ({k: v[2 * i] for k, v in labels.items()}, {k: v[2 * i + 1] for k, v in labels.items()})
+        changed = [k for k in a if a[k] != b[k]]
+        assert len(changed) == 1 and changed[0] in T.PAIR_ATTRIBUTES
+        attr = changed[0]
+        for lab, cap in ((a, item["captions"][2 * i]), (b, item["captions"][2 * i + 1])):
+            value = ATTRIBUTES[attr][lab[attr]]
+            words = [w for form in PHRASES[attr][value].values() for w in form]
+            assert any(w in cap for w in words), (attr, value, cap)
+        assert not R.is_heldout_combination(b)
+    # the same step renders the same batch (resumable)
+    assert data[3]["captions"] == item["captions"]

@@ -10,12 +10,31 @@ A condition is a CLIP embedding, as the authors compute it (``hairlib.nets.hair_
   ``clip.embed_image_raw``. A reference may be a path or an array (aligned by the world, as a
   photo), an image tensor in [-1, 1] at the generator's resolution, or W+ latents (generated).
 Either condition may be absent: that part of the mapper then runs without modulation.
+
+Training (``train_hairclip``) follows the authors' ``mapper/training/coach.py`` and
+``mapper/datasets/latents_dataset.py``: each step edits the hairstyle only (p 0.5), the colour
+only (0.2), both (0.27) or nothing (0.03); each condition is a text (p 0.5; "<style> hairstyle",
+"<colour> hair") or a reference image. Losses, weights as the paper's defaults:
+
+* text manipulation, 2.0 x CLIP loss of the edited image against each text condition;
+* image manipulation: hairstyle, 5.0 x (1 - cos) of CLIP features of the hair-masked edit and
+  the hair-masked reference (the authors apply it to out-of-domain references, i.e. photos: here
+  renders); colour, 0.02 x L1 of the average LAB hair colours of the edit and the reference;
+* attribute preservation: identity 0.3, colour kept when only the hairstyle changes 0.02
+  (average LAB of the edit vs the source), background 1.0 (MSE where neither image has hair),
+  latent L2 0.8.
+
+Ranger at lr 0.0005, batch 1, 500 000 steps for FFHQ. The mini world's defaults
+(``world.defaults["hairclip"]``) train 4 faces a step for a few thousand steps; its references
+are fresh renders of the target style or colour, with the renderer's exact hair masks.
 """
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -23,7 +42,8 @@ import torch
 from hairlib.edit.result import EditResult
 from hairlib.nets.hair_mapper import HairMapper
 
-__all__ = ["condition_embedding", "reference_image", "hairclip_edit"]
+__all__ = ["condition_embedding", "reference_image", "hairclip_edit", "HairCLIPConfig", "train_hairclip",
+           "save_hair_mapper", "load_hair_mapper", "hairclip_vocab", "render_references"]
 
 Condition = Union[None, str, Path, np.ndarray, torch.Tensor, Any]
 
@@ -65,7 +85,13 @@ def hairclip_edit(world, latents: torch.Tensor, *, hairstyle: Condition = None, 
     if mapper is None:
         mapper = world.defaults.get("hairclip_mapper")
         if mapper is None:
-            raise ValueError(f"the {world.name} world has no trained HairCLIP mapper yet; pass mapper=")
+            raise ValueError(f"the {world.name} world has no trained HairCLIP mapper yet; train one with "
+                             f"`hairlib train hairclip --world {world.name}` or pass mapper=PATH")
+    if not isinstance(mapper, HairMapper):
+        mapper = load_hair_mapper(mapper, world.device, num_ws=world.generator.num_ws)
+    if (mapper.num_ws, mapper.dim) != (world.generator.num_ws, world.generator.style_dim):
+        raise ValueError(f"this HairCLIP mapper edits W+ [{mapper.num_ws}, {mapper.dim}]; the {world.name} world's "
+                         f"generator has [{world.generator.num_ws}, {world.generator.style_dim}]")
     mapper = mapper.to(world.device).eval()
     e_style, e_color = condition_embedding(world, hairstyle), condition_embedding(world, color)
     with torch.no_grad():
@@ -77,3 +103,225 @@ def hairclip_edit(world, latents: torch.Tensor, *, hairstyle: Condition = None, 
     return EditResult(latents=w_hat, images=images, source_images=src.clamp(-1, 1), method="hairclip",
                       text={"hairstyle": describe(hairstyle), "color": describe(color)}, seconds=time.time() - t0,
                       info={"strength": strength})
+
+
+# ---------------------------------------------------------------------------------------------
+# vocabulary and references
+
+def hairclip_vocab(world) -> Tuple[List[str], List[str]]:
+    """(hairstyle names, colour names) the mapper is trained on: the papers' 44 + 12 for ffhq;
+    the mini world's styles (bald left out: it has no hair to colour or mask) and colours."""
+    if world.name == "mini":
+        return [s for s in world.vocab["hairstyles"] if s != "bald"], list(world.vocab["hair_colors"])
+    from hairlib.prompts import HAIRCLIP_COLORS, HAIRCLIP_HAIRSTYLES
+
+    return list(HAIRCLIP_HAIRSTYLES), list(HAIRCLIP_COLORS)
+
+
+def style_text(style: str) -> str:
+    return f"{style} hairstyle"
+
+
+def color_text(color: str) -> str:
+    return f"{color} hair"
+
+
+def render_references(kind: str, values: Sequence[str], rng: np.random.Generator, split: str = "train"
+                      ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Mini-world references: one fresh render per value, with that hairstyle (``kind="hairstyle"``)
+    or hair colour (``"color"``), and its exact hair mask. -> (images [N, 3, 64, 64] in [-1, 1],
+    hair masks [N, 1, 64, 64])."""
+    from hairlib.mini import render as R
+
+    params = []
+    for v in values:
+        if kind == "hairstyle":
+            params.append(R.sample_params(rng, split=split, hairstyle=v))
+        elif kind == "color":
+            p = R.sample_params(rng, split=split, hair_color=v)
+            while R.HAIRSTYLES[p.hairstyle] == "bald":
+                p = R.sample_params(rng, split=split, hair_color=v)
+            params.append(p)
+        else:
+            raise ValueError(f"kind must be 'hairstyle' or 'color', not {kind!r}")
+    images, masks, _ = R.render_batch(params)
+    return R.to_tensor(images), torch.from_numpy(masks["hair"]).float()[:, None]
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+
+@dataclass(frozen=True)
+class HairCLIPConfig:
+    steps: int = 500_000  # the authors' max_steps
+    batch: int = 1
+    lr: float = 0.0005  # Ranger
+    text_lambda: float = 2.0
+    image_hairstyle_lambda: float = 5.0
+    image_color_lambda: float = 0.02
+    id_lambda: float = 0.3
+    maintain_color_lambda: float = 0.02
+    background_lambda: float = 1.0
+    l2_lambda: float = 0.8
+    p_hairstyle: float = 0.5  # edit the hairstyle only
+    p_color: float = 0.2  # the colour only
+    p_both: float = 0.27  # both (the rest, 0.03: no edit)
+    p_hairstyle_text: float = 0.5  # a text condition (else a reference image)
+    p_color_text: float = 0.5
+    strength: float = 0.1  # w_hat = w + strength * M(w, e_style, e_color)
+    truncation: float = 0.7  # of sampled latents
+    seed: int = 0
+    ckpt_every: int = 250
+    log_every: int = 25
+
+    def __post_init__(self):
+        if self.p_hairstyle + self.p_color + self.p_both > 1 + 1e-9:
+            raise ValueError("p_hairstyle + p_color + p_both must be at most 1")
+
+
+def _edit_kind(cfg: HairCLIPConfig, rng: np.random.Generator) -> Tuple[bool, bool]:
+    """(edit the hairstyle?, edit the colour?) drawn with the authors' probabilities."""
+    k = rng.choice(4, p=[cfg.p_hairstyle, cfg.p_color, cfg.p_both, max(0.0, 1 - cfg.p_hairstyle - cfg.p_color - cfg.p_both)])
+    return k in (0, 2), k in (1, 2)
+
+
+def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, *,
+                   latents: Optional[torch.Tensor] = None,
+                   references: Optional[Callable[[str, Sequence[str], np.random.Generator], Tuple[torch.Tensor, torch.Tensor]]] = None,
+                   progress: bool = True, **overrides) -> HairMapper:
+    """Train (or resume, from ``out_dir/state.pt``) a HairCLIP mapper for ``world``.
+
+    ``latents``: W+ [M, num_ws, D] to draw faces from (the authors: e4e inversions of CelebA-HQ),
+    else faces are sampled. ``references(kind, values, rng) -> (images, hair masks)`` gives
+    reference images of given hairstyles / colours; the mini world renders them
+    (``render_references``); a world without references trains on text conditions only."""
+    from hairlib.edit.losses import avg_lab_loss, background_loss, image_embedding_loss
+    from hairlib.nets.clip import clip_loss
+    from hairlib.train.optim import Ranger
+    from hairlib.train.simple import fit
+
+    cfg = replace(cfg, **overrides) if overrides else cfg
+    if world.masks is None:
+        raise ValueError(f"the {world.name} world has no face parser: HairCLIP's losses need hair masks")
+    if references is None and world.name == "mini":
+        references = render_references
+    if references is None:
+        cfg = replace(cfg, p_hairstyle_text=1.0, p_color_text=1.0)
+    G, clip = world.generator, world.clip
+    out_dir = Path(out_dir) if out_dir is not None else Path("runs") / "hairclip" / world.name
+    torch.manual_seed(cfg.seed)
+    emb_dim = clip.embed_text_raw("hair").shape[-1]
+    mapper = HairMapper(G.num_ws, G.style_dim, emb_dim).to(world.device)
+    opt = Ranger(mapper.parameters(), lr=cfg.lr)
+    styles, colors = hairclip_vocab(world)
+    if latents is not None:
+        latents = latents.detach()
+        if latents.ndim != 3 or latents.shape[1:] != (G.num_ws, G.style_dim):
+            raise ValueError(f"latents must be W+ [M, {G.num_ws}, {G.style_dim}], got {tuple(latents.shape)}")
+    gen = torch.Generator().manual_seed(cfg.seed)
+    parts: Dict[str, float] = {}
+    dev = world.device
+
+    def condition(kind: str, names: List[str], p_text: float, rng) -> Dict[str, Any]:
+        if rng.random() < p_text:
+            texts = [style_text(n) if kind == "hairstyle" else color_text(n) for n in names]
+            return {"text": texts, "embedding": clip.embed_text_raw(texts), "target": clip.encode_text(texts)}
+        images, hair = references(kind, names, rng)
+        images, hair = images.to(dev), hair.to(dev)
+        with torch.no_grad():
+            emb = clip.embed_image_raw(images * hair)
+        return {"image": images, "hair": hair, "embedding": emb}
+
+    def loss_fn(step: int) -> torch.Tensor:
+        rng = np.random.default_rng([cfg.seed, step])
+        do_style, do_color = _edit_kind(cfg, rng)
+        with torch.no_grad():
+            if latents is None:
+                z = torch.randn(cfg.batch, G.style_dim, generator=gen).to(dev)
+                w = G.to_wplus(z, "z", truncation=cfg.truncation)
+            else:
+                w = latents[torch.randint(0, latents.shape[0], (cfg.batch,), generator=gen)].to(dev)
+            x = world.generate(w)
+            hair_x = world.masks(x)["hair"]
+            id_x = world.identity(x)
+        style = condition("hairstyle", [styles[i] for i in rng.integers(len(styles), size=cfg.batch)],
+                          cfg.p_hairstyle_text, rng) if do_style else None
+        color = condition("color", [colors[i] for i in rng.integers(len(colors), size=cfg.batch)],
+                          cfg.p_color_text, rng) if do_color else None
+        w_hat = mapper.edit(w, style and style["embedding"], color and color["embedding"], cfg.strength)
+        x_hat = world.generate(w_hat)
+        with torch.no_grad():
+            hair_hat = world.masks(x_hat)["hair"]
+        terms = {}
+        for name, c in (("hairstyle", style), ("color", color)):
+            if c is not None and "text" in c:
+                terms[f"text_{name}"] = (cfg.text_lambda, clip_loss(clip, x_hat, c["target"]).mean())
+        if style is not None and "image" in style:
+            l_img = image_embedding_loss(clip, x_hat * hair_hat, style["image"] * style["hair"])
+            terms["img_hairstyle"] = (cfg.image_hairstyle_lambda, l_img)
+        if color is not None and "image" in color:
+            terms["img_color"] = (cfg.image_color_lambda, avg_lab_loss(color["image"], color["hair"], x_hat, hair_hat))
+        if do_style and not do_color:
+            terms["maintain_color"] = (cfg.maintain_color_lambda, avg_lab_loss(x, hair_x, x_hat, hair_hat))
+        terms["id"] = (cfg.id_lambda, (1 - (world.identity(x_hat) * id_x).sum(1)).mean())
+        terms["background"] = (cfg.background_lambda, background_loss(x, x_hat, hair_x, hair_hat))
+        terms["l2"] = (cfg.l2_lambda, torch.nn.functional.mse_loss(w_hat, w))
+        parts.clear()
+        parts.update({k: v.item() for k, (_, v) in terms.items()})
+        return sum(lam * v for lam, v in terms.values() if lam)
+
+    meta = {"world": world.name, "hairclip": asdict(cfg), "hairstyles": styles, "colors": colors}
+    fit(mapper, opt, steps=cfg.steps, lr=cfg.lr, loss_fn=loss_fn, out_dir=out_dir, ckpt_every=cfg.ckpt_every,
+        log_every=cfg.log_every, gen=gen, meta=meta, desc="train HairCLIP", progress=progress,
+        schedule="constant", log_fn=lambda: dict(parts))
+    mapper.strength = cfg.strength
+    mapper.vocab = {"hairstyles": styles, "colors": colors}
+    return mapper.eval().requires_grad_(False)
+
+
+# ---------------------------------------------------------------------------------------------
+# save / load
+
+def save_hair_mapper(mapper: HairMapper, path, extra: Optional[dict] = None) -> Path:
+    """Atomic safetensors file with the W+ shape, embedding size and vocabulary in its metadata."""
+    import os
+
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"num_ws": mapper.num_ws, "dim": mapper.dim, "embed_dim": mapper.embed_dim,
+            "strength": getattr(mapper, "strength", 0.1), "vocab": getattr(mapper, "vocab", {}), **(extra or {})}
+    tmp = path.with_name(path.name + ".part")
+    save_file({k: v.detach().contiguous().cpu() for k, v in mapper.state_dict().items()}, str(tmp),
+              metadata={"hairlib": json.dumps(meta)})
+    os.replace(tmp, path)
+    return path
+
+
+def load_hair_mapper(path, device="cpu", num_ws: Optional[int] = None) -> HairMapper:
+    """A HairCLIP mapper from our safetensors file or the authors' ``hairclip.pt`` (18 rows of 512,
+    ViT-B/32 embeddings; the CLIP stored inside it is dropped)."""
+    from hairlib.nets.hair_mapper import load_hair_mapper_state
+    from hairlib.nets.loading import load_state_dict_strict, read_checkpoint
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no HairCLIP mapper at {path}")
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            meta = json.loads(f.metadata().get("hairlib", "{}"))
+            sd = {k: f.get_tensor(k) for k in f.keys()}
+    else:
+        sd, meta = load_hair_mapper_state(read_checkpoint(path, "hairclip.pt")[0]), {}
+    key = "course_mapping.modulation_module_list.0.fc.weight"
+    if key not in sd:
+        raise ValueError(f"{path} holds no HairCLIP mapper weights (expected keys like {key})")
+    dim = sd[key].shape[0]
+    embed_dim = sd["course_mapping.modulation_module_list.0.gamma_function.0.weight"].shape[1]
+    mapper = HairMapper(num_ws or meta.get("num_ws", 18), dim, embed_dim)
+    load_state_dict_strict(mapper, sd, what=str(path))
+    mapper.strength, mapper.vocab = float(meta.get("strength", 0.1)), meta.get("vocab", {})
+    return mapper.to(device).eval().requires_grad_(False)

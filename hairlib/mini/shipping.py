@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from torch import nn
 
@@ -56,11 +56,12 @@ def _format_metrics(metrics: Dict[str, Any]) -> str:
 
 
 def recipe_main(argv, *, doc: str, default_out, recipe, run: Callable, export: Callable,
-                device: bool = False, workers: bool = False) -> int:
+                device: bool = False, workers: bool = False, stages: Optional[Dict[str, Any]] = None) -> int:
     """The command line every mini recipe shares: parse ``--out --steps --threads [--device]
     [--workers] --no-export``; ``run(cfg, args) -> (model, metrics)`` trains and evaluates with
     ``cfg = replace(recipe, steps=--steps)``; the metrics are printed and logged, and
-    ``export(model, metrics, cfg)`` ships the weights unless ``--no-export``."""
+    ``export(model, metrics, cfg)`` ships the weights unless ``--no-export``. ``stages``: other
+    recipes, chosen by ``--stage NAME`` (their run folder defaults to ``<default_out>_NAME``)."""
     import argparse
     from dataclasses import replace
 
@@ -70,7 +71,9 @@ def recipe_main(argv, *, doc: str, default_out, recipe, run: Callable, export: C
 
     p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("--out", default=str(default_out), help="run folder (state.pt, log.jsonl)")
-    p.add_argument("--steps", type=int, default=recipe.steps, help="total steps (a resumed run counts on)")
+    p.add_argument("--steps", type=int, default=None, help="total steps (a resumed run counts on)")
+    if stages:
+        p.add_argument("--stage", choices=["main", *stages], default="main", help="which recipe to run")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     if device:
         p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -78,12 +81,17 @@ def recipe_main(argv, *, doc: str, default_out, recipe, run: Callable, export: C
         p.add_argument("--workers", type=int, default=0, help="render in this many extra processes")
     p.add_argument("--no-export", action="store_true", help="train and evaluate only")
     args = p.parse_args(argv)
+    stage = getattr(args, "stage", "main")
+    if stage != "main":
+        recipe = stages[stage]
+        if args.out == str(default_out):
+            args.out = f"{default_out}_{stage}"
     if args.threads:
         torch.set_num_threads(args.threads)
     from hairlib.train.checkpoint import stop_on_signals
 
     stop_on_signals()  # `kill PID` checkpoints and stops; rerun to resume
-    cfg = replace(recipe, steps=args.steps)
+    cfg = replace(recipe, steps=args.steps or recipe.steps)
     model, metrics = run(cfg, args)
     print(_format_metrics(metrics))
     append_log(Path(args.out) / "log.jsonl", {"eval": metrics})

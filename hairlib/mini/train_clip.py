@@ -1,6 +1,7 @@
 """Recipe: the mini world's small CLIP, trained contrastively on renders and their captions.
 
     python -m hairlib.mini.train_clip [--steps N] [--out DIR] [--threads T] [--device cuda]
+    python -m hairlib.mini.train_clip --stage pairs      # then: the contrast-pair fine-tune
 
 An open_clip architecture (``MINI_CLIP``: a 4-layer ViT over 16 px patches of the 64 px render,
 a 3-layer text transformer) with CLIP's real BPE tokenizer, trained with CLIP's symmetric
@@ -11,6 +12,13 @@ on renders of the held-out attribute combinations with the held-out phrasings
 (``attribute_prompts(..., split="heldout")``), the issue's targets being hair colour >= 95 %,
 hairstyle >= 85 %, every face attribute >= 90 %. Ships ``clip.safetensors`` (fp16) +
 ``clip.json``.
+
+Stage ``pairs`` (``PAIRS``) fine-tunes the shipped CLIP with contrast pairs: half of each batch
+is pairs of renders identical but for one face attribute (glasses on/off, smiling or not...),
+captioned by ``captions.attribute_caption`` with that attribute present or negated ("a man with
+no glasses"). After the main stage the image tower had not learnt glasses, earrings or smiles
+(zero-shot at chance): in a batch of random faces they are never needed to tell two captions
+apart, while in a pair nothing else is.
 """
 from __future__ import annotations
 
@@ -47,9 +55,17 @@ class Recipe:
     seed: int = 3
     ckpt_every: int = 250
     eval_n: int = 1000  # held-out renders for zero-shot accuracy
+    p_pairs: float = 0.0  # share of each batch made of contrast pairs (ContrastBatches)
+    init: str = ""  # start from these weights (a .safetensors file; "shipped": the shipped CLIP)
 
 
 RECIPE = Recipe()
+PAIRS = Recipe(steps=2500, lr=1e-4, p_pairs=0.5, seed=4, init="shipped")
+
+# attribute -> weight when drawing the attribute a contrast pair flips (the ones the main stage
+# missed weigh more); the renderer's constraints decide which are possible for a face
+PAIR_ATTRIBUTES = {"eyeglasses": 3, "earrings": 3, "smiling": 3, "hat": 2, "mustache": 2, "age": 2,
+                   "beard": 1, "lipstick": 1, "eye_color": 1}
 
 
 def captions_for(params, rng: np.random.Generator, p_styles=RECIPE.p_styles) -> List[str]:
@@ -70,6 +86,52 @@ def captions_for(params, rng: np.random.Generator, p_styles=RECIPE.p_styles) -> 
         prompts = C.attribute_prompts(name, split="train")[value_name(name, labels[name])]
         out.append(prompts[int(rng.integers(len(prompts)))])
     return out
+
+
+def flip_pair(p, rng: np.random.Generator):
+    """A training render's parameters -> (attribute, the same face with that attribute changed)."""
+    from hairlib.mini.render import is_heldout_combination
+    from hairlib.mini.vocab import ATTRIBUTES, FEMALE_ONLY, HAIRSTYLES, HAT_STYLES, MALE_ONLY
+
+    names = [a for a in PAIR_ATTRIBUTES
+             if not (a in MALE_ONLY and p.gender != 1) and not (a in FEMALE_ONLY and p.gender != 0)
+             and not (a == "hat" and HAIRSTYLES[p.hairstyle] not in HAT_STYLES)]
+    w = np.asarray([PAIR_ATTRIBUTES[a] for a in names], float)
+    for a in rng.choice(names, size=len(names), replace=False, p=w / w.sum()):
+        a = str(a)
+        others = [v for v in range(len(ATTRIBUTES[a])) if v != getattr(p, a)]
+        q = p.replace(**{a: int(others[int(rng.integers(len(others)))])})
+        if not is_heldout_combination(q):
+            return a, q
+    raise RuntimeError("no attribute of this face can be flipped within the training split")
+
+
+class ContrastBatches:
+    """Like ``data.RenderBatches`` with captions, but the first ``p_pairs`` of each batch are
+    pairs (face, face with one attribute changed) captioned by that attribute's value."""
+
+    def __init__(self, batch: int, seed: int, p_pairs: float, p_styles=RECIPE.p_styles):
+        self.batch, self.seed, self.p_pairs, self.p_styles = batch, seed, p_pairs, p_styles
+
+    def __len__(self) -> int:
+        return 2 ** 31 - 1
+
+    def __getitem__(self, step: int):
+        from hairlib.mini import captions as C
+        from hairlib.mini import render as R
+
+        rng = np.random.default_rng([self.seed, int(step)])
+        params = R.sample_params(rng, n=self.batch, split="train")
+        n_pairs = int(self.batch * self.p_pairs) // 2
+        caps = []
+        for i in range(n_pairs):
+            attr, q = flip_pair(params[2 * i], rng)
+            params[2 * i + 1] = q
+            caps += [C.attribute_caption(params[2 * i], attr, rng), C.attribute_caption(q, attr, rng)]
+        caps += captions_for(params[2 * n_pairs:], rng, self.p_styles)
+        images, _, labels = R.render_batch(params)
+        return {"images": R.to_tensor(images), "labels": {k: torch.as_tensor(v) for k, v in labels.items()},
+                "captions": caps}
 
 
 def _normalize(images: torch.Tensor) -> torch.Tensor:
@@ -97,13 +159,21 @@ def train(cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, config=MINI_CLIP, device
 
     torch.manual_seed(cfg.seed)
     model = build_model(config)[0].to(device)
+    if cfg.init and not (Path(out_dir) / "state.pt").exists():
+        from safetensors.torch import load_file
+
+        init = Path(WEIGHTS_DIR) / "clip.safetensors" if cfg.init == "shipped" else Path(cfg.init)
+        model.load_state_dict({k: v.float() for k, v in load_file(str(init)).items()})
     tok = _bpe_tokenizer(config["text_cfg"]["context_length"])
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}],
                             lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
 
-    data = RenderBatches(cfg.batch, cfg.seed, caption_fn=functools.partial(captions_for, p_styles=cfg.p_styles))
+    if cfg.p_pairs > 0:
+        data = ContrastBatches(cfg.batch, cfg.seed, cfg.p_pairs, cfg.p_styles)
+    else:
+        data = RenderBatches(cfg.batch, cfg.seed, caption_fn=functools.partial(captions_for, p_styles=cfg.p_styles))
     batches = None
 
     def loss_fn(step: int) -> torch.Tensor:
@@ -168,7 +238,7 @@ def main(argv=None) -> int:
         return model, {"heldout": zero_shot(clip), "train_phrasings": zero_shot(clip, phrasings="train")}
 
     return recipe_main(argv, doc=__doc__, default_out=DEFAULT_OUT, recipe=RECIPE, run=run, export=export,
-                       device=True, workers=True)
+                       device=True, workers=True, stages={"pairs": PAIRS})
 
 
 if __name__ == "__main__":

@@ -1,0 +1,63 @@
+"""Image losses of HairCLIP (Wei et al. 2022), shared by training and evaluation.
+
+Facts from the authors' ``criteria/`` kept exactly:
+
+* **Average LAB colour** (``parse_related_loss/average_lab_color_loss.py``): images in [-1, 1]
+  go to [0, 1], to XYZ by the sRGB matrix with each row divided by its sum (so white is
+  (1, 1, 1): no gamma expansion), to CIE LAB with the 0.008856 / 7.787 / 903.3 branches; the
+  colour is the mean over the hair mask of each image; the loss is L1 between the two means.
+* **Background** (``bg_loss.py``): MSE between ``x * m`` and ``x_hat * m`` over the whole image,
+  where m is 1 where *neither* image has hair.
+* **Image embedding** (``image_embedding_loss.py``): ``1 - cos`` of CLIP's image features of the
+  two hair-masked images (``CosineEmbeddingLoss`` with target 1), images average-pooled to CLIP's
+  input size.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["rgb_to_lab", "average_lab", "avg_lab_loss", "background_loss", "image_embedding_loss"]
+
+_M = torch.tensor([[0.412453, 0.357580, 0.180423],
+                   [0.212671, 0.715160, 0.072169],
+                   [0.019334, 0.119193, 0.950227]])
+_EPS = 0.008856
+
+
+def _f(t: torch.Tensor) -> torch.Tensor:
+    return torch.where(t > _EPS, t.clamp_min(_EPS).pow(1 / 3), 7.787 * t + 0.137931)
+
+
+def rgb_to_lab(images: torch.Tensor) -> torch.Tensor:
+    """[N, 3, H, W] in [-1, 1] -> CIE LAB [N, 3, H, W] as the authors compute it (L in 0..100)."""
+    rgb = (images + 1) / 2
+    m = _M.to(images.device, images.dtype)
+    xyz = torch.einsum("nc,bchw->bnhw", m / m.sum(1, keepdim=True), rgb)
+    fx, fy, fz = _f(xyz[:, 0]), _f(xyz[:, 1]), _f(xyz[:, 2])
+    y = xyz[:, 1]
+    L = torch.where(y > _EPS, 116 * fy - 16, 903.3 * y)
+    return torch.stack([L, 500 * (fx - fy), 200 * (fy - fz)], dim=1)
+
+
+def average_lab(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean LAB colour [N, 3] over ``mask`` [N, 1, H, W] (an empty mask gives the sum, 0)."""
+    lab = rgb_to_lab(images) * mask
+    return lab.sum((2, 3)) / mask.sum((2, 3)).clamp_min(1)
+
+
+def avg_lab_loss(fake: torch.Tensor, fake_mask: torch.Tensor, real: torch.Tensor, real_mask: torch.Tensor) -> torch.Tensor:
+    """L1 between the mean LAB hair colours of two image batches (a scalar)."""
+    return F.l1_loss(average_lab(fake, fake_mask), average_lab(real, real_mask))
+
+
+def background_loss(x: torch.Tensor, x_hat: torch.Tensor, hair: torch.Tensor, hair_hat: torch.Tensor) -> torch.Tensor:
+    """MSE outside the hair of both images (``hair``, ``hair_hat``: [N, 1, H, W] in {0, 1})."""
+    keep = (1 - hair) * (1 - hair_hat)
+    return F.mse_loss(x * keep, x_hat * keep)
+
+
+def image_embedding_loss(clip, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """1 - cos(CLIP image features of ``a``, of ``b``), mean over the batch (gradients flow into
+    both; pass ``b`` detached or under no_grad for a fixed target)."""
+    return (1 - F.cosine_similarity(clip.embed_image_raw(a), clip.embed_image_raw(b), dim=-1)).mean()
