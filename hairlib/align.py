@@ -6,11 +6,17 @@ HairCLIP all use: dlib's 68 landmarks; the eye centres (points 36-41, 42-47) and
 2 x eye-to-eye and 1.8 x eye-to-mouth; shrink the photo when the face is much larger than the
 output, crop with a border, pad by reflection with FFHQ's blur/median blend when the square
 leaves the photo; map the quad onto a 4096 px square and resize (Lanczos) to the output size.
-In the output, the eyes of a frontal face sit near (0.375, 0.47) and (0.625, 0.47) of the side.
+
+Where the eyes land (frontal face, eye distance e, eye-centre-to-mouth distance m): the quad's
+half side is max(2e, 1.8m) and its centre 0.1 m below the eyes, so in a 1024 px output the
+eyes sit at x = 512 -/+ 128 = 384 and 640 when m <= 1.11 e (a longer face brings them closer:
+512 -/+ 142 e/m) and at y = 512 - 25.6 m/e, or 483.6 when m > 1.11 e: y is about 484-490.
 
 Needs dlib and the 68-point predictor (``pip install "hairlib[align]"``: dlib-bin and
 face_recognition_models, whose ``.dat`` file is found without importing that package, which
-needs the removed ``pkg_resources``).
+needs the removed ``pkg_resources``). Importing this module does not need them.
+
+Coordinates are dlib's: (x, y) with pixel centres at integers.
 """
 from __future__ import annotations
 
@@ -18,13 +24,13 @@ import importlib.util
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import List, Union
+from typing import List, Optional, Union
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
-__all__ = ["NoFaceError", "Alignment", "landmarks", "align", "align_with_info", "predictor_path",
-           "output_position"]
+__all__ = ["NoFaceError", "Alignment", "landmarks", "align", "align_with_info", "align_landmarks",
+           "predictor_path", "output_position", "input_position"]
 
 INSTALL_HINT = 'pip install "hairlib[align]"  (dlib-bin and face_recognition_models)'
 
@@ -36,20 +42,29 @@ class NoFaceError(ValueError):
 @dataclass
 class Alignment:
     image: Image.Image  # the aligned face, size x size
-    quad: np.ndarray  # [4, 2] corners in the input photo (top-left, bottom-left, bottom-right, top-right)
-    landmarks: np.ndarray  # [68, 2] in the input photo
+    quad: np.ndarray  # [4, 2] corners in the input photo: top-left, bottom-left, bottom-right, top-right
+    landmarks: np.ndarray  # [68, 2] (x, y) in the input photo
+
+    def to_output(self, points) -> np.ndarray:
+        """Points [K, 2] of the input photo -> where they land in ``image``."""
+        return output_position(points, self.quad, self.image.size[0])
+
+    def to_input(self, points) -> np.ndarray:
+        """Points [K, 2] of ``image`` (e.g. an edited face's) -> the input photo, to paste back."""
+        return input_position(points, self.quad, self.image.size[0])
 
 
 def predictor_path() -> Path:
     """dlib's ``shape_predictor_68_face_landmarks.dat`` inside face_recognition_models."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError(f"the 68-landmark predictor is not installed: {INSTALL_HINT}")
+        raise ImportError(f"face alignment needs the 68-landmark predictor: {INSTALL_HINT}")
     for root in spec.submodule_search_locations:
         path = Path(root) / "models" / "shape_predictor_68_face_landmarks.dat"
         if path.is_file():
             return path
-    raise ImportError(f"shape_predictor_68_face_landmarks.dat not found in face_recognition_models: {INSTALL_HINT}")
+    raise ImportError(f"shape_predictor_68_face_landmarks.dat is missing from face_recognition_models "
+                      f"({list(spec.submodule_search_locations)}): reinstall with {INSTALL_HINT}")
 
 
 @lru_cache(maxsize=1)
@@ -58,14 +73,16 @@ def _dlib():
         import dlib
     except ImportError:
         raise ImportError(f"face alignment needs dlib: {INSTALL_HINT}") from None
-    return dlib, dlib.get_frontal_face_detector(), dlib.shape_predictor(str(predictor_path()))
+    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(predictor_path()))
 
 
 def _to_pil(image) -> Image.Image:
+    """A path, PIL image or array [H, W] / [H, W, 3|4] (uint8, or float in [0, 1]) -> RGB PIL."""
     if isinstance(image, (str, Path)):
         try:
-            image = Image.open(image)
-            image.load()
+            with Image.open(image) as f:
+                image = ImageOps.exif_transpose(f)  # phone photos: upright, as viewers show them
+                image.load()
         except Exception as e:
             raise ValueError(f"cannot read image {image}: {e}") from None
     if isinstance(image, Image.Image):
@@ -74,75 +91,110 @@ def _to_pil(image) -> Image.Image:
     if arr.ndim == 2:
         arr = np.stack([arr] * 3, -1)
     if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
-        raise ValueError(f"expected an RGB image [H, W, 3], got shape {arr.shape}")
+        raise ValueError(f"expected an image [H, W] or [H, W, 3|4], got shape {arr.shape}")
     if arr.dtype != np.uint8:
-        arr = np.clip(arr * (255 if arr.max() <= 1.0 else 1), 0, 255).astype(np.uint8)
-    return Image.fromarray(np.ascontiguousarray(arr[..., :3]))
+        arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).round().astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(arr[..., :3]), "RGB")
 
 
-def landmarks(image) -> List[np.ndarray]:
-    """dlib's 68 landmarks [68, 2] (x, y) of every face, largest face first (empty if none)."""
-    dlib, detector, predictor = _dlib()
-    arr = np.asarray(_to_pil(image))
-    rects = detector(arr, 1)  # upsample once: finds faces down to ~40 px
+def landmarks(image, *, upsample: Optional[int] = 1, min_score: float = 0.0) -> List[np.ndarray]:
+    """dlib's 68 landmarks [68, 2] (x, y) of every face, largest face first; [] if none.
+
+    ``upsample``: how many times dlib's frontal face detector doubles the photo before looking.
+    1 (default) is e4e's and StyleCLIP's ``align_face`` call and finds faces down to ~40 px wide;
+    ``None`` is faster on large photos: the photo as it is (faces from ~80 px), upsampled once only
+    if that finds nothing. The landmarks follow the detector's box, so the two can differ by a few
+    pixels. ``min_score`` raises the detector's threshold (0) to drop weak detections: on
+    skimage's astronaut, upsampling once also "finds" the flag on her sleeve, at score 0.1."""
+    detector, predictor = _dlib()
+    arr = np.asarray(_to_pil(image))  # [H, W, 3] uint8
+    rects = detector.run(arr, 0 if upsample is None else int(upsample), float(min_score))[0]
+    if upsample is None and len(rects) == 0:
+        rects = detector.run(arr, 1, float(min_score))[0]
     rects = sorted(rects, key=lambda r: r.width() * r.height(), reverse=True)
-    return [np.array([[p.x, p.y] for p in predictor(arr, r).parts()], dtype=np.float64) for r in rects]
+    return [np.array([[p.x, p.y] for p in predictor(arr, r).parts()], np.float64) for r in rects]
 
 
-def _quad(lm: np.ndarray):
+def _quad(lm: np.ndarray) -> np.ndarray:
+    """FFHQ's oriented square [4, 2] from 68 landmarks."""
+    lm = np.asarray(lm, np.float64)
+    assert lm.shape == (68, 2), f"expected 68 landmarks [68, 2], got {lm.shape}"
     eye_left, eye_right = lm[36:42].mean(0), lm[42:48].mean(0)
     eye_avg = (eye_left + eye_right) * 0.5
     eye_to_eye = eye_right - eye_left
     mouth_avg = (lm[48] + lm[54]) * 0.5
     eye_to_mouth = mouth_avg - eye_avg
-    x = eye_to_eye - np.flipud(eye_to_mouth) * [-1, 1]
+    x = eye_to_eye - np.flipud(eye_to_mouth) * [-1, 1]  # the face's horizontal, tilt averaged
     x /= np.hypot(*x)
-    x *= max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8)
+    x *= max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8)  # half side
     y = np.flipud(x) * [-1, 1]
     c = eye_avg + eye_to_mouth * 0.1
-    return np.stack([c - x - y, c - x + y, c + x + y, c + x - y]), c, x, y
+    return np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
 
 
-def output_position(points: np.ndarray, quad: np.ndarray, size: int) -> np.ndarray:
-    """Where points [K, 2] of the input photo land in the aligned ``size`` px image."""
-    c = quad.mean(0)
-    x = (quad[3] - quad[0]) / 2  # half-side vectors of the square
-    y = (quad[1] - quad[0]) / 2
-    d = np.asarray(points, np.float64) - c
-    u = d @ x / (x @ x)
-    v = d @ y / (y @ y)
-    return np.stack([(u + 1) / 2 * size, (v + 1) / 2 * size], -1)
+def _frame(quad: np.ndarray):
+    quad = np.asarray(quad, np.float64)
+    return quad[0], quad[3] - quad[0], quad[1] - quad[0]  # origin, side along x, side along y
 
 
-def _align_one(img: Image.Image, lm: np.ndarray, size: int, transform_size: int, enable_padding: bool) -> Alignment:
-    quad0, _, x, _ = _quad(lm)
-    quad = quad0.copy()
-    qsize = np.hypot(*x) * 2
-    # shrink
+def output_position(points, quad: np.ndarray, size: int) -> np.ndarray:
+    """Where points [K, 2] of the input photo land in the aligned ``size`` px image.
+
+    The quad transform maps corner quad[0] to the output's corner (-0.5, -0.5) and the square's
+    sides onto the output's ``size`` pixels; the shrink step moves this by < 0.2 output px."""
+    o, sx, sy = _frame(quad)
+    d = np.asarray(points, np.float64) - o
+    return np.stack([d @ sx / (sx @ sx), d @ sy / (sy @ sy)], -1) * size - 0.5
+
+
+def input_position(points, quad: np.ndarray, size: int) -> np.ndarray:
+    """Points [K, 2] of the aligned ``size`` px image -> the input photo (``output_position``'s inverse)."""
+    o, sx, sy = _frame(quad)
+    uv = (np.asarray(points, np.float64) + 0.5) / size
+    return o + uv[..., :1] * sx + uv[..., 1:] * sy
+
+
+def align_landmarks(image, lm: np.ndarray, size: int = 1024, *, transform_size: int = 4096,
+                    enable_padding: bool = True) -> Alignment:
+    """FFHQ's crop of ``image`` from given 68 landmarks [68, 2] (dlib's, or FFHQ's JSON)."""
+    img = _to_pil(image)
+    lm = np.asarray(lm, np.float64)
+    quad = _quad(lm)
+    qsize = np.hypot(*(quad[3] - quad[0]))
+    transform_size = max(int(transform_size), int(size))
+    out = quad.copy()
+
+    # Shrink: a face much larger than the output is first downsampled, antialiased.
     shrink = int(np.floor(qsize / size * 0.5))
     if shrink > 1:
-        img = img.resize((int(np.rint(img.size[0] / shrink)), int(np.rint(img.size[1] / shrink))), Image.LANCZOS)
-        quad /= shrink
+        rsize = (int(np.rint(img.size[0] / shrink)), int(np.rint(img.size[1] / shrink)))
+        img = img.resize(rsize, Image.LANCZOS)  # PIL's ANTIALIAS, as FFHQ
+        out /= shrink
         qsize /= shrink
-    # crop
+
+    # Crop to the quad plus a border.
     border = max(int(np.rint(qsize * 0.1)), 3)
-    crop = (int(np.floor(quad[:, 0].min())), int(np.floor(quad[:, 1].min())),
-            int(np.ceil(quad[:, 0].max())), int(np.ceil(quad[:, 1].max())))
-    crop = (max(crop[0] - border, 0), max(crop[1] - border, 0), min(crop[2] + border, img.size[0]),
-            min(crop[3] + border, img.size[1]))
+    crop = (int(np.floor(out[:, 0].min())), int(np.floor(out[:, 1].min())),
+            int(np.ceil(out[:, 0].max())), int(np.ceil(out[:, 1].max())))
+    crop = (max(crop[0] - border, 0), max(crop[1] - border, 0),
+            min(crop[2] + border, img.size[0]), min(crop[3] + border, img.size[1]))
     if crop[2] - crop[0] < img.size[0] or crop[3] - crop[1] < img.size[1]:
         img = img.crop(crop)
-        quad -= crop[0:2]
-    # pad (reflect, then FFHQ's blur toward the edges and blend toward the median colour)
-    pad = (int(np.floor(quad[:, 0].min())), int(np.floor(quad[:, 1].min())),
-           int(np.ceil(quad[:, 0].max())), int(np.ceil(quad[:, 1].max())))
-    pad = (max(-pad[0] + border, 0), max(-pad[1] + border, 0), max(pad[2] - img.size[0] + border, 0),
-           max(pad[3] - img.size[1] + border, 0))
+        out -= crop[0:2]
+
+    # Pad where the quad leaves the photo: reflect, blur toward the edges, fade to the median colour.
+    pad = (int(np.floor(out[:, 0].min())), int(np.floor(out[:, 1].min())),
+           int(np.ceil(out[:, 0].max())), int(np.ceil(out[:, 1].max())))
+    pad = (max(-pad[0] + border, 0), max(-pad[1] + border, 0),
+           max(pad[2] - img.size[0] + border, 0), max(pad[3] - img.size[1] + border, 0))
     if enable_padding and max(pad) > border - 4:
-        from scipy.ndimage import gaussian_filter
+        try:
+            from scipy.ndimage import gaussian_filter
+        except ImportError:
+            raise ImportError(f"FFHQ's padding step needs scipy: pip install scipy, or {INSTALL_HINT}") from None
 
         pad = np.maximum(pad, int(np.rint(qsize * 0.3)))
-        arr = np.pad(np.float32(img), ((pad[1], pad[3]), (pad[0], pad[2]), (0, 0)), "reflect")
+        arr = np.pad(np.float32(img), ((pad[1], pad[3]), (pad[0], pad[2]), (0, 0)), "reflect")  # [H, W, 3]
         h, w, _ = arr.shape
         yy, xx, _ = np.ogrid[:h, :w, :1]
         mask = np.maximum(1.0 - np.minimum(np.float32(xx) / pad[0], np.float32(w - 1 - xx) / pad[2]),
@@ -151,33 +203,42 @@ def _align_one(img: Image.Image, lm: np.ndarray, size: int, transform_size: int,
         arr += (gaussian_filter(arr, [blur, blur, 0]) - arr) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
         arr += (np.median(arr, axis=(0, 1)) - arr) * np.clip(mask, 0.0, 1.0)
         img = Image.fromarray(np.uint8(np.clip(np.rint(arr), 0, 255)), "RGB")
-        quad += pad[:2]
-    # transform
-    img = img.transform((transform_size, transform_size), Image.QUAD, (quad + 0.5).flatten(), Image.BILINEAR)
+        out += pad[:2]
+
+    # Transform: the quad onto a transform_size square, then down to the output size.
+    img = img.transform((transform_size, transform_size), Image.QUAD, (out + 0.5).flatten(), Image.BILINEAR)
     if size < transform_size:
         img = img.resize((size, size), Image.LANCZOS)
-    return Alignment(img, quad0, lm)
+    return Alignment(img, quad, lm)
 
 
 def align_with_info(image, size: int = 1024, *, faces: str = "largest", transform_size: int = 4096,
-                    enable_padding: bool = True) -> Union[Alignment, List[Alignment]]:
+                    enable_padding: bool = True, upsample: Optional[int] = 1,
+                    min_score: float = 0.0) -> Union[Alignment, List[Alignment]]:
     """Align the largest face (``faces="largest"``) or every face (``"all"``, largest first);
-    returns the aligned image with its quad and landmarks in the input photo."""
+    each ``Alignment`` holds the aligned image, its quad and landmarks in the input photo.
+    ``upsample`` and ``min_score`` go to the face detector (see ``landmarks``)."""
     if faces not in ("largest", "all"):
         raise ValueError(f"faces must be 'largest' or 'all', got {faces!r}")
+    if int(size) < 1:
+        raise ValueError(f"size must be a positive number of pixels, got {size}")
     img = _to_pil(image)
-    found = landmarks(img)
+    found = landmarks(img, upsample=upsample, min_score=min_score)
     if not found:
-        name = image if isinstance(image, (str, Path)) else "the image"
-        raise NoFaceError(f"no face found in {name}: use a photo with a frontal, unoccluded face, at least "
-                          f"~40 px between the eyes (dlib's frontal face detector)")
+        name = str(image) if isinstance(image, (str, Path)) else f"the {img.size[0]}x{img.size[1]} image"
+        raise NoFaceError(f"no face found in {name}: use a photo with a frontal, unoccluded face with the eyes "
+                          f"at least ~100 px apart (dlib's detector misses faces under ~40 px wide, "
+                          f"and small faces come out blurry)")
     picked = found if faces == "all" else found[:1]
-    out = [_align_one(img, lm, size, max(transform_size, size), enable_padding) for lm in picked]
+    out = [align_landmarks(img, lm, size, transform_size=transform_size, enable_padding=enable_padding)
+           for lm in picked]
     return out if faces == "all" else out[0]
 
 
 def align(image, size: int = 1024, *, faces: str = "largest", **kw) -> Union[Image.Image, List[Image.Image]]:
-    """A photo (path, PIL image, or array) -> the FFHQ-aligned face (PIL, ``size`` px), or a list
-    of them with ``faces="all"``. Raises ``NoFaceError`` when there is no face."""
+    """A photo (path, PIL image, or uint8 RGB array) -> the FFHQ-aligned face (PIL, ``size`` px),
+    or a list of them with ``faces="all"``. Raises ``NoFaceError`` when there is no face.
+    Keywords: ``transform_size``, ``enable_padding``, ``upsample``, ``min_score`` (see
+    ``align_with_info``)."""
     res = align_with_info(image, size, faces=faces, **kw)
     return [a.image for a in res] if isinstance(res, list) else res.image

@@ -208,9 +208,14 @@ class _LpipsFeatures:
 
 def _lpips_features(device):
     """LPIPS features when the package and its backbone weights are at hand (Colab), else None."""
+    from hairlib import weights
+
     try:
         import lpips  # noqa: F401
 
+        vgg = Path(torch.hub.get_dir()) / "checkpoints" / "vgg16-397923af.pth"  # torchvision's VGG16
+        if weights._offline() and not vgg.exists():
+            return None  # offline: no download attempt
         model = lpips.LPIPS(net="vgg", verbose=False).to(device).eval().requires_grad_(False)
         return _LpipsFeatures(model)
     except Exception:

@@ -1,0 +1,106 @@
+"""load_world("ffhq") end to end, offline, on stand-in checkpoints in the authors' formats.
+
+The registry's published sizes and checksums refuse any file but the real one, so the test
+points each entry at its stand-in (``WeightSpec`` with the stand-in's size and sha256): the
+same path a real cache takes, checksum verification included. The generator is a 256 px
+rosinality checkpoint with narrow layers (its shape is read from the file); ArcFace IR-SE50 and
+HairCLIP's parsenet have their real architectures and random weights. CLIP ViT-B/32 (350 MB) is
+the one stand-in that is not in the file's format: its loader is tested on its own
+(tests/test_clip.py), here a tiny CLIP takes its place.
+"""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+import hairlib
+from hairlib import weights
+
+
+def _pin(monkeypatch, name, path):
+    spec = weights.REGISTRY[name]
+    monkeypatch.setitem(weights.REGISTRY, name, dataclasses.replace(
+        spec, size=path.stat().st_size, sha256=weights.sha256_file(path)))
+
+
+@pytest.fixture(scope="module")
+def standins(tmp_path_factory):
+    from hairlib.nets.identity import Backbone
+    from hairlib.nets.parser import ParseNet
+    from hairlib.nets.stylegan2 import Generator, StyleGAN2Config
+
+    d = tmp_path_factory.mktemp("ffhq_cache")
+    torch.manual_seed(0)
+    G = Generator(StyleGAN2Config(size=256, style_dim=32, n_mlp=2, channel_multiplier=0.25, channel_max=16))
+    g_sd = G.state_dict()
+    torch.save({"g_ema": g_sd, "latent_avg": torch.zeros(32)}, d / weights.REGISTRY["stylegan2-ffhq-256"].filename)
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in Backbone().state_dict().items()},
+               d / weights.REGISTRY["arcface-ir-se50"].filename)
+    torch.save(ParseNet().state_dict(), d / weights.REGISTRY["face-parser"].filename)
+    (d / weights.REGISTRY["clip-vit-b32"].filename).write_bytes(b"stand-in")
+    return d
+
+
+@pytest.fixture
+def ffhq_home(standins, tmp_path, monkeypatch):
+    import shutil
+
+    from hairlib.nets import clip as clip_mod
+
+    home = tmp_path / "home"
+    shutil.copytree(standins, home / "weights")
+    monkeypatch.setenv("HAIRLIB_HOME", str(home))
+    monkeypatch.setenv("HAIRLIB_OFFLINE", "1")
+    assert weights.cache_dir() == home / "weights"
+    for name in ("stylegan2-ffhq-256", "arcface-ir-se50", "face-parser", "clip-vit-b32"):
+        _pin(monkeypatch, name, weights.local_path(name))
+    from tests.conftest import TINY_CLIP
+
+    tiny = clip_mod.build_model(TINY_CLIP)[0]
+    real_load = clip_mod.load_clip
+    monkeypatch.setattr(clip_mod, "load_clip", lambda name, device="cpu", **kw: real_load(
+        "tiny", device, config=TINY_CLIP, state_dict=tiny.state_dict()))
+    return home
+
+
+def test_ffhq_world_from_photo_to_edit(ffhq_home):
+    from skimage import data
+
+    world = hairlib.load_world("ffhq", resolution=256)
+    assert world.name == "ffhq" and world.resolution == 256 and world.encoder is None
+    for f in world.generator.parameters():
+        assert not f.requires_grad
+    x = world.align(data.astronaut())  # dlib FFHQ alignment
+    assert x.shape == (1, 3, 256, 256) and -1 <= x.min() and x.max() <= 1
+    res = world.invert(x, steps=2, full=True)  # no e4e at 256 px: optimisation from the mean latent
+    assert res.wplus.shape == (1, world.generator.num_ws, 32) and torch.isfinite(res.wplus).all()
+    img = world.generate(res.wplus)
+    masks = world.masks(img)
+    assert set(masks) >= {"hair", "background"} and masks["hair"].shape == (1, 1, 256, 256)
+    sim = world.identity_similarity(img, img)
+    assert sim.item() == pytest.approx(1.0, abs=1e-4)
+    r = hairlib.edit(world, res.wplus, "curly hair", method="optimize", steps=2)
+    assert r.images.shape == (1, 3, 256, 256) and r.method == "optimize"
+    assert len(world.vocab["hairstyles"]) == 44 and len(world.vocab["hair_colors"]) == 12
+
+
+def test_a_corrupted_cache_file_is_refused(ffhq_home):
+    path = weights.local_path("face-parser")
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF  # same size, other bytes
+    path.write_bytes(bytes(data))
+    with pytest.raises(weights.ChecksumError, match="face-parser"):
+        hairlib.load_world("ffhq", resolution=256)
+
+
+def test_offline_without_weights_names_every_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("HAIRLIB_HOME", str(tmp_path))
+    monkeypatch.setenv("HAIRLIB_OFFLINE", "1")
+    with pytest.raises(weights.WeightsMissingError) as e:
+        hairlib.load_world("ffhq", resolution=1024)
+    for name in ("stylegan2-ffhq-1024", "e4e-ffhq", "arcface-ir-se50", "face-parser", "clip-vit-b32"):
+        assert name in str(e.value)
+    assert "hairlib fetch" in str(e.value)
+    with pytest.raises(ValueError, match="1024 px"):
+        hairlib.load_world("ffhq", resolution=512)
