@@ -8,7 +8,7 @@
     hairlib edit --method hairclip [--hairstyle T | --hairstyle-ref IMG] [--color T | --color-ref IMG]
     hairlib train mapper --text T     a StyleCLIP mapper for one prompt (resumable)
     hairlib train hairclip            HairCLIP's conditional hair mapper (resumable)
-    hairlib eval                      (coming)
+    hairlib eval [--method all] [--n 64]  success / preservation / identity / PSNR table per method
 
 Errors the user can fix (missing weights, bad input) print one paragraph and exit with code 2;
 they never show a traceback.
@@ -320,10 +320,35 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def cmd_pending(args) -> int:
-    raise UserError(f"`hairlib {args.command}` is not available yet in hairlib "
-                    f"{__import__('hairlib').__version__}: it arrives with the mini-world and editing "
-                    f"issues (see README). Available now: info, fetch, bench ops.")
+def cmd_eval(args) -> int:
+    """Each method on the same sampled faces and hair/face edits: a markdown table and a CSV."""
+    from hairlib import bench
+    from hairlib.evaluate import EDIT_TASKS, HAIR_TASKS, evaluate, format_table, summarize
+
+    methods = ["hairclip", "global", "mapper", "optimize"] if args.method == "all" else [args.method]
+    tasks = HAIR_TASKS if args.hair_only else EDIT_TASKS
+    if args.n < 1:
+        raise UserError("--n must be at least 1")
+    world = _load_world_or_explain(args.world, args.device, args.resolution)
+    rows = []
+    for m in methods:
+        kw = {"steps": args.steps} if m == "optimize" and args.steps else {}
+        if m == "global" and args.alpha is not None:
+            kw["alpha"] = args.alpha
+        try:
+            rows += evaluate(world, m, tasks, n=args.n, seed=args.seed, progress=True, **kw)
+        except ValueError as e:
+            raise UserError(f"{m}: {e}") from None
+    table = format_table(rows + summarize(rows))
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        fields = sorted({k for r in rows for k in r}, key=lambda k: list(rows[0]).index(k) if k in rows[0] else 99)
+        print(f"wrote {bench._write_rows(rows, out / f'eval-{world.name}.csv', fields, '.4f')}")
+        md = out / f"eval-{world.name}.md"
+        md.write_text(table + "\n")
+        print(f"wrote {md}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -380,16 +405,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="runs/mappers", help="run folder (resumable; hairclip: runs/hairclip)")
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=cmd_train)
-    s = sub.add_parser("eval", help="evaluate a method (coming)")
-    s.set_defaults(func=cmd_pending, accepts_any=True)
+    s = sub.add_parser("eval", help="score editing methods on the same faces (success, preservation, identity)")
+    s.add_argument("--world", default="mini", choices=["mini", "ffhq"])
+    s.add_argument("--resolution", type=int, default=None)
+    s.add_argument("--method", default="all", choices=["all", "hairclip", "global", "mapper", "optimize"])
+    s.add_argument("--n", type=int, default=64, help="sampled faces (issue: >= 64)")
+    s.add_argument("--seed", type=int, default=1234)
+    s.add_argument("--steps", type=int, default=None, help="optimize: steps")
+    s.add_argument("--alpha", type=float, default=None, help="global: strength")
+    s.add_argument("--hair-only", action="store_true", help="only the hair edits (HairCLIP's comparison)")
+    s.add_argument("--out", default="results/eval", help="folder for the table ('' to skip)")
+    s.add_argument("--device", default="cpu")
+    s.set_defaults(func=cmd_eval)
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and not getattr(args, "accepts_any", False):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args = parser.parse_args(argv)
     try:
         return args.func(args)
     except UserError as e:

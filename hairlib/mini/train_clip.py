@@ -188,11 +188,16 @@ def train(cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, config=MINI_CLIP, device
     return model
 
 
+NEUTRAL_PROMPTS = ("a photo of a person.", "a portrait of a person.", "a picture of a person.")
+
+
 @torch.no_grad()
 def zero_shot(clip: CLIP, n: int = RECIPE.eval_n, split: str = "heldout", phrasings: str = "heldout",
               seed: int = 2024) -> Dict[str, float]:
     """Zero-shot accuracy per label: each render gets the value whose prompts (mean embedding)
-    are closest; renders of ``split`` combinations, prompts of ``phrasings``."""
+    are closest; renders of ``split`` combinations, prompts of ``phrasings``. A binary attribute's
+    absence is the neutral ``NEUTRAL_PROMPTS`` (its presence must score above a plain "a photo of
+    a person."), not a negated phrase: the main stage's CLIP reads "with no beard" as "beard"."""
     from hairlib.mini import captions as C
     from hairlib.mini import render as R
     from hairlib.mini.vocab import LABEL_NAMES, value_index
@@ -205,6 +210,8 @@ def zero_shot(clip: CLIP, n: int = RECIPE.eval_n, split: str = "heldout", phrasi
     for name in LABEL_NAMES:
         prompts = C.attribute_prompts(name, split=phrasings)
         values = list(prompts)
+        if values == ["no", "yes"]:  # absence as a neutral sentence: small CLIPs cannot read "no glasses"
+            prompts = {"no": list(NEUTRAL_PROMPTS), "yes": prompts["yes"]}
         txt = F.normalize(torch.stack([clip.encode_text(prompts[v]).mean(0) for v in values]), dim=-1)
         pred = torch.as_tensor([value_index(name, values[i]) for i in (img @ txt.t()).argmax(1).tolist()])
         y = torch.as_tensor(labels[name])

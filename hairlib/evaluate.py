@@ -1,0 +1,186 @@
+"""How well an edit worked, measured as the papers do, on the mini world's own judges.
+
+    rows = evaluate(world, "global", tasks=EDIT_TASKS, n=64)
+    print(format_table(rows))
+
+A **task** changes one attribute: a prompt for the StyleCLIP methods ("a photo of a person with
+blond hair"), the HairCLIP condition for the same change (``color="blond hair"``) and the label
+the attribute classifier should then give (hair_color = blond). Each method edits the same
+``n`` sampled faces; for each task we report
+
+* **success**: the share of edited faces the classifier gives the target value, among the faces
+  that did not have it before the edit;
+* **preserved**: the share of (face, other attribute) pairs whose predicted value did not change
+  (the issue's "other attributes unchanged"); attributes that the target changes by definition
+  are left out (hats are drawn on some hairstyles only), and a bald head (before or after) has
+  no hair colour to keep;
+* **identity**: the identity net's cosine similarity between source and edit;
+* **clip**: the CLIP score (cosine) of the edit with the prompt;
+* **psnr_bg / ssim_bg**: PSNR and SSIM outside the hair of both images (HairCLIP's metric, masks
+  from the world's parser);
+* **seconds**: wall time per face of the edit itself (pre-processing and training excluded).
+
+The mini world's classifier plays the CelebA classifier's role; on the ffhq world no attribute
+classifier is published, so success and preservation are not measured there.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+from hairlib.metrics import psnr, ssim
+
+__all__ = ["EditTask", "EDIT_TASKS", "HAIR_TASKS", "evaluate", "summarize", "format_table", "predict_labels"]
+
+
+@dataclass(frozen=True)
+class EditTask:
+    name: str  # short name, e.g. "blond"
+    attribute: str  # the classifier's label
+    value: str  # the target value
+    text: str  # prompt for optimize / global / mapper
+    hairclip: Dict[str, str] = field(default_factory=dict)  # hairstyle= / color= for HairCLIP, if a hair edit
+    free: Sequence[str] = ()  # other labels this edit may change by definition
+
+
+def _hair(name, attribute, value, text):
+    key = "color" if attribute == "hair_color" else "hairstyle"
+    cond = f"{value} hair" if key == "color" else f"{value} hairstyle"
+    free = () if key == "color" else ("hat",)  # hats are only drawn on some hairstyles
+    return EditTask(name, attribute, value, text, {key: cond}, free)
+
+
+HAIR_TASKS: List[EditTask] = [
+    _hair("blond", "hair_color", "blond", "a photo of a person with blond hair."),
+    _hair("red", "hair_color", "red", "a photo of a person with red hair."),
+    _hair("purple", "hair_color", "purple", "a photo of a person with purple hair."),
+    _hair("afro", "hairstyle", "afro", "a photo of a person with an afro."),
+    _hair("curly", "hairstyle", "curly", "a photo of a person with curly hair."),
+    _hair("bob cut", "hairstyle", "bob cut", "a photo of a person with a bob cut."),
+]
+EDIT_TASKS: List[EditTask] = HAIR_TASKS + [
+    EditTask("smiling", "smiling", "yes", "a photo of a person with a smile."),
+    EditTask("glasses", "eyeglasses", "yes", "a photo of a person with glasses."),
+]
+
+
+@torch.no_grad()
+def predict_labels(world, images: torch.Tensor, batch: int = 256) -> Dict[str, torch.Tensor]:
+    """The world's attribute classifier: images -> {label: predicted value index [N]}."""
+    if world.classifier is None:
+        raise ValueError(f"the {world.name} world has no attribute classifier: success cannot be measured")
+    out: Dict[str, List[torch.Tensor]] = {}
+    for i in range(0, len(images), batch):
+        for k, v in world.classifier(images[i:i + batch].to(world.device)).items():
+            out.setdefault(k, []).append(v.argmax(1).cpu())
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def _run(world, method: str, w: torch.Tensor, task: EditTask, kw: dict):
+    import hairlib
+
+    if method == "hairclip":
+        if not task.hairclip:
+            return None
+        return hairlib.edit(world, w, method="hairclip", **task.hairclip, **kw)
+    if method == "mapper":
+        from hairlib.edit.mapper import slug
+
+        known = world.defaults.get("mappers", {})
+        if task.text not in known and slug(task.text) not in known and "mapper" not in kw:
+            return None
+    return hairlib.edit(world, w, task.text, method=method, **kw)
+
+
+def evaluate(world, method: str, tasks: Sequence[EditTask] = EDIT_TASKS, n: int = 64, seed: int = 1234,
+             batch: int = 64, progress: bool = False, **kw) -> List[dict]:
+    """One row per task that ``method`` can run (mapper: the tasks with a shipped mapper;
+    hairclip: the hair tasks). ``kw`` go to the method (e.g. steps=, alpha=)."""
+    from tqdm.auto import tqdm
+
+    if method == "global" and "directions" not in kw:  # the one-off pre-processing is not the edit's time
+        from hairlib.edit.global_dir import GlobalDirections
+
+        kw = {**kw, "directions": GlobalDirections.for_world(world, progress=progress)}
+    w_all = world.sample(n, seed=seed)
+    with torch.no_grad():
+        src_all = torch.cat([world.generate(w_all[i:i + batch]).clamp(-1, 1) for i in range(0, n, batch)])
+    before = predict_labels(world, src_all) if world.classifier is not None else None
+    rows = []
+    for task in tqdm(tasks, desc=f"evaluate {method}", disable=not progress):
+        images, seconds = [], 0.0
+        skipped = False
+        for i in range(0, n, batch):
+            t0 = time.time()
+            r = _run(world, method, w_all[i:i + batch], task, kw)
+            if r is None:
+                skipped = True
+                break
+            seconds += time.time() - t0
+            images.append(r.images.detach().clamp(-1, 1))
+        if skipped:
+            continue
+        edit = torch.cat(images)
+        row = {"method": method, "task": task.name, "n": n}
+        if before is not None:
+            row.update(_label_scores(world, task, before, predict_labels(world, edit)))
+        with torch.no_grad():
+            ident = torch.cat([world.identity_similarity(src_all[i:i + batch], edit[i:i + batch])
+                               for i in range(0, n, batch)])
+            txt = world.clip.encode_text(task.text)
+            clip = torch.cat([(world.clip.encode_image(edit[i:i + batch]) @ txt.t())[:, 0] for i in range(0, n, batch)])
+        row.update(identity=ident.mean().item(), clip=clip.mean().item(), seconds=seconds / n)
+        if world.masks is not None:
+            with torch.no_grad():
+                keep = torch.cat([(1 - world.masks(src_all[i:i + batch])["hair"]) * (1 - world.masks(edit[i:i + batch])["hair"])
+                                  for i in range(0, n, batch)])
+            row["psnr_bg"] = psnr(edit, src_all, keep).mean().item()
+            row["ssim_bg"] = ssim(edit, src_all, keep).mean().item()
+        rows.append(row)
+    return rows
+
+
+def _label_scores(world, task: EditTask, before: Dict[str, torch.Tensor], after: Dict[str, torch.Tensor]) -> dict:
+    """success and preservation from the classifier's predictions before and after."""
+    from hairlib.mini.vocab import HAIRSTYLES, value_index
+
+    target = value_index(task.attribute, task.value)
+    todo = before[task.attribute] != target
+    success = (after[task.attribute][todo] == target).float().mean().item() if todo.any() else float("nan")
+    others = [k for k in before if k != task.attribute and k not in task.free]
+    kept = torch.stack([(after[k] == before[k]) for k in others], 1)  # [n, attributes]
+    if "hair_color" in others and "hairstyle" in before:  # a bald head has no hair colour to keep
+        bald = HAIRSTYLES.index("bald")
+        kept[:, others.index("hair_color")] |= (before["hairstyle"] == bald) | (after["hairstyle"] == bald)
+    kept = kept.float()
+    return {"success": success, "preserved": kept.mean().item(), "all_kept": kept.all(1).float().mean().item()}
+
+
+def summarize(rows: Sequence[dict]) -> List[dict]:
+    """Mean of each measure per method (over its tasks)."""
+    out = []
+    for m in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == m]
+        keys = [k for k in mine[0] if isinstance(mine[0][k], float)]
+        out.append({"method": m, "task": f"mean of {len(mine)}", "n": mine[0]["n"],
+                    **{k: sum(r[k] for r in mine) / len(mine) for k in keys}})
+    return out
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """A markdown table of ``evaluate`` rows."""
+    cols = ["method", "task", "success", "preserved", "identity", "clip", "psnr_bg", "ssim_bg", "seconds"]
+    cols = [c for c in cols if any(c in r for r in rows)]
+    fmt = {"success": "{:.0%}", "preserved": "{:.0%}", "identity": "{:.3f}", "clip": "{:.3f}", "psnr_bg": "{:.1f}",
+           "ssim_bg": "{:.3f}", "seconds": "{:.3f}"}
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r.get(c, "")
+            cells.append(fmt[c].format(v) if c in fmt and isinstance(v, float) and v == v else str(v if v == v else "-"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,61 @@
+"""hairlib.evaluate: what success, preservation and the table mean."""
+import math
+
+import pytest
+import torch
+
+from hairlib import evaluate as E
+from hairlib.mini.vocab import HAIRSTYLES, value_index
+
+
+def _labels(**kw):
+    base = {"hair_color": [0, 0, 0, 0], "hairstyle": [0, 0, 0, 0], "smiling": [0, 0, 0, 0], "hat": [0, 0, 0, 0]}
+    base.update(kw)
+    return {k: torch.tensor(v) for k, v in base.items()}
+
+
+def test_success_counts_only_faces_that_did_not_have_the_target():
+    task = next(t for t in E.EDIT_TASKS if t.name == "smiling")
+    before = _labels(smiling=[1, 0, 0, 0])
+    after = _labels(smiling=[1, 1, 0, 1])
+    s = E._label_scores(None, task, before, after)
+    assert s["success"] == pytest.approx(2 / 3)  # 2 of the 3 faces that were not smiling
+    assert s["preserved"] == 1.0 and s["all_kept"] == 1.0
+    after = _labels(smiling=[1, 1, 1, 1], hair_color=[0, 3, 0, 0])
+    s = E._label_scores(None, task, before, after)
+    assert s["success"] == 1.0 and s["preserved"] == pytest.approx(1 - 1 / 12) and s["all_kept"] == 0.75
+    assert math.isnan(E._label_scores(None, task, after, after)["success"])  # nobody left to edit
+
+
+def test_hairstyle_edits_may_move_hats_and_bald_heads_have_no_colour():
+    task = next(t for t in E.EDIT_TASKS if t.name == "afro")
+    afro, bald = value_index("hairstyle", "afro"), HAIRSTYLES.index("bald")
+    before = _labels(hairstyle=[bald, 0, 0, 0], hat=[0, 1, 0, 0])
+    after = _labels(hairstyle=[afro, afro, afro, 0], hat=[0, 0, 0, 0], hair_color=[5, 0, 0, 0])
+    s = E._label_scores(None, task, before, after)
+    assert s["success"] == pytest.approx(3 / 4) and s["preserved"] == 1.0
+
+
+def test_table_and_summary():
+    rows = [{"method": "global", "task": "red", "n": 4, "success": 0.5, "preserved": 1.0, "identity": 0.9,
+             "clip": 0.3, "seconds": 0.01},
+            {"method": "global", "task": "afro", "n": 4, "success": float("nan"), "preserved": 0.5, "identity": 0.7,
+             "clip": 0.2, "seconds": 0.03}]
+    table = E.format_table(rows + E.summarize(rows))
+    assert "| global | red | 50% | 100% | 0.900 |" in table and "| - |" in table
+    assert "mean of 2" in table
+
+
+def test_evaluate_runs_each_method_on_the_same_faces(tiny_weights):
+    import hairlib
+    from hairlib.nets.hair_mapper import HairMapper
+
+    world = hairlib.load_world("mini", weights_dir=tiny_weights)
+    G = world.generator
+    mapper = HairMapper(G.num_ws, G.style_dim, world.clip.embed_dim)
+    rows = E.evaluate(world, "hairclip", n=3, batch=2, mapper=mapper)
+    assert [r["task"] for r in rows] == [t.name for t in E.HAIR_TASKS]  # hair tasks only
+    assert all(0 <= r["preserved"] <= 1 and -1 <= r["identity"] <= 1 and r["psnr_bg"] > 0 for r in rows)
+    assert E.evaluate(world, "mapper", n=2) == []  # no shipped mapper in this world: nothing to score
+    rows = E.evaluate(world, "optimize", E.EDIT_TASKS[-1:], n=2, steps=1)
+    assert rows[0]["task"] == "glasses" and rows[0]["seconds"] > 0
