@@ -3,7 +3,8 @@
 It shows the mini world: renders of the procedural face renderer with their exact hair masks,
 the renderer's *ground-truth* hair edits (same person, new hair: what every editing method is
 measured against), faces sampled from the mini StyleGAN2, and the renders inverted into its
-W+ (encoder + a few optimisation steps) and generated back, with their PSNR.
+W+ (encoder + a few optimisation steps) and generated back, with their PSNR, and the shipped
+HairCLIP mapper's edits of those inversions toward the same hair as the ground-truth rows.
 """
 from __future__ import annotations
 
@@ -46,6 +47,11 @@ def run_demo(out_dir="results/demo", seed: int = 0, n: int = 8, invert_steps: in
         res = world.invert(world.align(images), steps=invert_steps, full=True)
         rows.append(res.images)
         labels.append(f"inverted ({res.psnr.mean():.1f} dB)")
+        if world.defaults.get("hairclip_mapper") is not None:
+            for color, style in TRUTH_EDITS:
+                r = hairlib.edit(world, res.wplus, method="hairclip", hairstyle=f"{style} hairstyle", color=f"{color} hair")
+                rows.append(r.images)
+                labels.append(f"HairCLIP: {color} {style}")
     picture = viz.grid(rows, labels, scale=2)
     paths["grid"] = out_dir / "demo.png"
     picture.save(paths["grid"])

@@ -30,7 +30,6 @@ are fresh renders of the target style or colour, with the renderer's exact hair 
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -284,36 +283,24 @@ def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, 
 
 def save_hair_mapper(mapper: HairMapper, path, extra: Optional[dict] = None) -> Path:
     """Atomic safetensors file with the W+ shape, embedding size and vocabulary in its metadata."""
-    import os
+    from hairlib.nets.loading import save_with_meta
 
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"num_ws": mapper.num_ws, "dim": mapper.dim, "embed_dim": mapper.embed_dim,
             "strength": getattr(mapper, "strength", 0.1), "vocab": getattr(mapper, "vocab", {}), **(extra or {})}
-    tmp = path.with_name(path.name + ".part")
-    save_file({k: v.detach().contiguous().cpu() for k, v in mapper.state_dict().items()}, str(tmp),
-              metadata={"hairlib": json.dumps(meta)})
-    os.replace(tmp, path)
-    return path
+    return save_with_meta(mapper, path, meta)
 
 
 def load_hair_mapper(path, device="cpu", num_ws: Optional[int] = None) -> HairMapper:
     """A HairCLIP mapper from our safetensors file or the authors' ``hairclip.pt`` (18 rows of 512,
     ViT-B/32 embeddings; the CLIP stored inside it is dropped)."""
     from hairlib.nets.hair_mapper import load_hair_mapper_state
-    from hairlib.nets.loading import load_state_dict_strict, read_checkpoint
+    from hairlib.nets.loading import load_state_dict_strict, read_checkpoint, read_with_meta
 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no HairCLIP mapper at {path}")
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as f:
-            meta = json.loads(f.metadata().get("hairlib", "{}"))
-            sd = {k: f.get_tensor(k) for k in f.keys()}
+        sd, meta = read_with_meta(path)
     else:
         sd, meta = load_hair_mapper_state(read_checkpoint(path, "hairclip.pt")[0]), {}
     key = "course_mapping.modulation_module_list.0.fc.weight"

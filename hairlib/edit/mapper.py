@@ -14,7 +14,6 @@ too, with ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import asdict, dataclass, replace
@@ -111,35 +110,23 @@ def train_mapper(world, text: str, cfg: MapperConfig = MapperConfig(), out_dir=N
 
 def save_mapper(mapper: LevelsMapper, path, *, text: Optional[str] = None, extra: Optional[dict] = None) -> Path:
     """Atomic safetensors file with the prompt, groups and W+ shape in its metadata."""
-    import os
+    from hairlib.nets.loading import save_with_meta
 
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"text": text or getattr(mapper, "text", ""), "groups": list(mapper.groups), "num_ws": mapper.num_ws,
             "dim": mapper.dim, "strength": getattr(mapper, "strength", 0.1), **(extra or {})}
-    tmp = path.with_name(path.name + ".part")
-    save_file({k: v.detach().contiguous().cpu() for k, v in mapper.state_dict().items()}, str(tmp),
-              metadata={"hairlib": json.dumps(meta)})
-    os.replace(tmp, path)
-    return path
+    return save_with_meta(mapper, path, meta)
 
 
 def load_mapper(path, device="cpu", num_ws: Optional[int] = None) -> LevelsMapper:
     """A mapper from our safetensors file or the authors' ``.pt`` checkpoint (e.g.
     ``mapper/pretrained/afro.pt``). The authors' files are for the 1024 px FFHQ generator (18 rows)."""
-    from hairlib.nets.loading import load_state_dict_strict
+    from hairlib.nets.loading import load_state_dict_strict, read_with_meta
 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no mapper at {path}")
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as f:
-            meta = json.loads(f.metadata().get("hairlib", "{}"))
-            sd = {k: f.get_tensor(k) for k in f.keys()}
+        sd, meta = read_with_meta(path)
     else:
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)

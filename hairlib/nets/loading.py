@@ -7,7 +7,7 @@ from typing import Any, Dict, Tuple, Union
 import torch
 from torch import nn
 
-__all__ = ["load_state_dict_strict", "read_checkpoint", "fill_num_batches_tracked"]
+__all__ = ["load_state_dict_strict", "read_checkpoint", "fill_num_batches_tracked", "save_with_meta", "read_with_meta"]
 
 
 def load_state_dict_strict(module: nn.Module, state_dict: Dict[str, torch.Tensor], what: str = "checkpoint") -> None:
@@ -59,3 +59,30 @@ def fill_num_batches_tracked(module: nn.Module, state_dict: Dict[str, torch.Tens
         if k.endswith("num_batches_tracked") and k not in out and k[:-len("num_batches_tracked")] + "running_mean" in out:
             out[k] = torch.zeros_like(v)
     return out
+
+
+def save_with_meta(module: nn.Module, path, meta: Dict[str, Any]):
+    """A module's weights as safetensors with ``meta`` (JSON) in the header, written atomically."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, str(tmp),
+              metadata={"hairlib": json.dumps(meta)})
+    os.replace(tmp, path)
+    return path
+
+
+def read_with_meta(path) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+    """(state dict, meta) of a file written by ``save_with_meta``."""
+    import json
+
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads((f.metadata() or {}).get("hairlib", "{}"))
+        return {k: f.get_tensor(k) for k in f.keys()}, meta
