@@ -36,7 +36,7 @@ MINI_DEFAULTS: Dict[str, Any] = {
     "global": {"alpha": 4.1, "beta": 0.15},
     "optimize": {},
     "mapper": {"steps": 2000, "batch": 8},
-    "hairclip": {"steps": 6000, "batch": 4},
+    "hairclip": {"steps": 12000, "batch": 4},
 }
 
 

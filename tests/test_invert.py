@@ -43,4 +43,4 @@ def test_encoder_recipe_round_trip(tmp_path):
     T.export(enc, metrics, replace(T.RECIPE, steps=2), dest=tmp_path / "w")
     back = T.load_shipped_encoder(tmp_path / "w")
     x = torch.rand(2, 3, 16, 16) * 2 - 1
-    assert torch.allclose(back(x), enc.eval()(x))
+    assert torch.allclose(back(x), enc.eval()(x), atol=2e-3)  # shipped in fp16

@@ -3,6 +3,7 @@ HairCLIP's conditional hair mapper.
 
     python -m hairlib.mini.train_mappers styleclip [--only afro] [--threads 1]
     python -m hairlib.mini.train_mappers hairclip [--steps N] [--threads 1]
+    python -m hairlib.mini.train_mappers figure      # results/mini_hairclip.png from the shipped weights
 
 StyleCLIP mappers (``MAPPERS``): one per prompt, the paper's losses (CLIP 1.0, L2 0.8, ID 0.1),
 Ranger at 0.5, on latents sampled at truncation 0.7; hair-style and expression prompts train
@@ -11,7 +12,7 @@ the coarse and medium sub-mappers only, as the paper does, colour prompts all th
 ``world.defaults["mappers"]``.
 
 HairCLIP (``HAIRCLIP``): the paper's losses and sampling (``hairlib.edit.hairclip``), 4 faces a
-step; references are fresh renders. Shipped as ``weights/hairclip.safetensors``.
+step; references are fresh renders. Shipped as ``weights/hairclip.safetensors`` (fp16).
 
 Both are resumable (``runs/mini_mappers/<name>/state.pt``; the logs stay beside it) and seeded.
 After training, each is scored by ``hairlib.evaluate`` on 64 faces no run saw (seed 1234), and
@@ -20,6 +21,7 @@ the scores go into the file's metadata.
 from __future__ import annotations
 
 import argparse
+import copy
 from dataclasses import asdict
 from pathlib import Path
 
@@ -37,7 +39,7 @@ MAPPERS = {
     "smiling": ("a photo of a person with a smile.", ("coarse", "medium")),
 }
 MAPPER_SETTINGS = {"steps": 2000, "batch": 8, "seed": 0}
-HAIRCLIP = {"steps": 6000, "batch": 4, "seed": 0}
+HAIRCLIP = {"steps": 12000, "batch": 4, "seed": 0}
 
 
 def _scores(world, method: str, names, **kw) -> dict:
@@ -70,10 +72,41 @@ def train_hair(world, steps=None) -> None:
     cfg = HairCLIPConfig(**{**HAIRCLIP, **({"steps": steps} if steps else {})})
     m = train_hairclip(world, cfg, RUNS / "hairclip")
     scores = _scores(world, "hairclip", [t.name for t in HAIR_TASKS], mapper=m)
-    dest = save_hair_mapper(m, WEIGHTS_DIR / "hairclip.safetensors",
-                            extra={"recipe": asdict(cfg), "scores": scores,
+    dest = save_hair_mapper(copy.deepcopy(m).half(), WEIGHTS_DIR / "hairclip.safetensors",  # fp16: half the size
+                            extra={"recipe": asdict(cfg), "scores": scores, "dtype": "float16",
                                    "command": "python -m hairlib.mini.train_mappers hairclip"})
     print(f"wrote {dest}: {scores}")
+
+
+def figure(world, path=Path("results") / "mini_hairclip.png", n: int = 8) -> Path:
+    """Faces no run saw, edited by the shipped HairCLIP mapper (text, both, references) and by
+    StyleCLIP's global directions and mappers toward the same hair."""
+    import hairlib
+    from hairlib import viz
+    from hairlib.mini import render as R
+
+    w = world.sample(n, seed=4321)
+    rows, labels = [world.generate(w)], ["source"]
+
+    def add(label, **kw):
+        rows.append(hairlib.edit(world, w, **kw).images)
+        labels.append(label)
+
+    for style in ("afro", "bob cut", "mohawk"):
+        add(f"HairCLIP: {style}", method="hairclip", hairstyle=f"{style} hairstyle")
+    for color in ("blond", "purple"):
+        add(f"HairCLIP: {color}", method="hairclip", color=f"{color} hair")
+    add("HairCLIP: pink afro", method="hairclip", hairstyle="afro hairstyle", color="pink hair")
+    ref = R.render_batch([R.sample_params(7, split="heldout", hairstyle="bob cut", hair_color="green", hat=0)])[0]
+    rows.append(ref.repeat(n, 0))
+    labels.append("reference")
+    add("HairCLIP: like ref", method="hairclip", hairstyle=world.align(ref), color=world.align(ref))
+    add("global: afro", method="global", text="a photo of a person with an afro.", alpha=2.0)
+    if "afro" in world.defaults.get("mappers", {}):
+        add("mapper: afro", method="mapper", text="x", mapper=world.defaults["mappers"]["afro"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    viz.grid(rows, labels, scale=2).save(path)
+    return path
 
 
 def main(argv=None) -> int:
@@ -81,7 +114,7 @@ def main(argv=None) -> int:
     from hairlib.train.checkpoint import stop_on_signals
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["styleclip", "hairclip"])
+    p.add_argument("what", choices=["styleclip", "hairclip", "figure"])
     p.add_argument("--only", nargs="*", default=None, help="styleclip: these mappers only")
     p.add_argument("--steps", type=int, default=None, help="hairclip: total steps")
     p.add_argument("--threads", type=int, default=None)
@@ -92,6 +125,8 @@ def main(argv=None) -> int:
     world = hairlib.load_world("mini")
     if args.what == "styleclip":
         train_styleclip(world, args.only)
+    elif args.what == "figure":
+        print(f"wrote {figure(world)}")
     else:
         train_hair(world, args.steps)
     return 0
