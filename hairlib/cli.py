@@ -262,19 +262,27 @@ def cmd_train(args) -> int:
 
     if not (args.text or "").strip():
         raise UserError("--text is required, e.g. hairlib train mapper --world mini --text \"afro hairstyle\"")
-    world = _load_world_or_explain(args.world, args.device, args.resolution)
+    par = _parallel()
+    world = _load_world_or_explain(args.world, par.device(args.device), args.resolution)
     latents = _read_latents(args.latents)
     groups = ("coarse", "medium") if args.no_fine else ("coarse", "medium", "fine")
     cfg = MapperConfig(**{**world.defaults.get("mapper", {}), "groups": groups,
                           **({"steps": args.steps} if args.steps else {}), **({"batch": args.batch} if args.batch else {})})
     out_dir = Path(args.out) / f"{world.name}-{slug(args.text)}"
     try:
-        m = train_mapper(world, args.text, cfg, out_dir, latents=latents)
+        m = train_mapper(world, args.text, cfg, out_dir, latents=latents, progress=par.is_main, parallel=par)
     except ValueError as e:
         raise UserError(str(e)) from None
-    path = save_mapper(m, out_dir / f"{slug(args.text)}.safetensors", text=args.text)
-    print(f"wrote {path}")
+    if par.is_main:
+        print(f"wrote {save_mapper(m, out_dir / f'{slug(args.text)}.safetensors', text=args.text)}")
     return 0
+
+
+def _parallel():
+    """One process, or this one's place among those ``accelerate launch`` started."""
+    from hairlib.train.parallel import Parallel
+
+    return Parallel()
 
 
 def _read_latents(path):
@@ -293,17 +301,18 @@ def _train_hairclip(args) -> int:
 
     if args.text:
         raise UserError("hairlib train hairclip takes no --text: it learns every hairstyle and colour at once")
-    world = _load_world_or_explain(args.world, args.device, args.resolution)
+    par = _parallel()
+    world = _load_world_or_explain(args.world, par.device(args.device), args.resolution)
     latents = _read_latents(args.latents)
     cfg = HairCLIPConfig(**{**world.defaults.get("hairclip", {}), **({"steps": args.steps} if args.steps else {}),
                             **({"batch": args.batch} if args.batch else {})})
     out_dir = Path(args.out if args.out != "runs/mappers" else "runs/hairclip") / world.name
     try:
-        m = train_hairclip(world, cfg, out_dir, latents=latents)
+        m = train_hairclip(world, cfg, out_dir, latents=latents, progress=par.is_main, parallel=par)
     except ValueError as e:
         raise UserError(str(e)) from None
-    path = save_hair_mapper(m, out_dir / "hairclip.safetensors")
-    print(f"wrote {path}")
+    if par.is_main:
+        print(f"wrote {save_hair_mapper(m, out_dir / 'hairclip.safetensors')}")
     return 0
 
 
@@ -340,6 +349,13 @@ def cmd_eval(args) -> int:
         except ValueError as e:
             raise UserError(f"{m}: {e}") from None
     table = format_table(rows + summarize(rows))
+    if "hairclip" in methods and world.name == "mini":  # reference images: held-out renders
+        from hairlib.evaluate import evaluate_references
+
+        refs = evaluate_references(world, n=args.n, seed=args.seed)
+        rows += refs
+        table += "\n\nHairCLIP from reference images (match: the edit's label is the reference's):\n\n"
+        table += format_table(refs)
     print(table)
     if args.out:
         out = Path(args.out)

@@ -88,10 +88,9 @@ def _run(world, method: str, w: torch.Tensor, task: EditTask, kw: dict):
             return None
         return hairlib.edit(world, w, method="hairclip", **task.hairclip, **kw)
     if method == "mapper":
-        from hairlib.edit.mapper import slug
+        from hairlib.edit.mapper import find_mapper
 
-        known = world.defaults.get("mappers", {})
-        if task.text not in known and slug(task.text) not in known and "mapper" not in kw:
+        if "mapper" not in kw and find_mapper(world, task.text) is None:
             return None
     return hairlib.edit(world, w, task.text, method=method, **kw)
 

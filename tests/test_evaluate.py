@@ -59,3 +59,21 @@ def test_evaluate_runs_each_method_on_the_same_faces(tiny_weights):
     assert E.evaluate(world, "mapper", n=2) == []  # no shipped mapper in this world: nothing to score
     rows = E.evaluate(world, "optimize", E.EDIT_TASKS[-1:], n=2, steps=1)
     assert rows[0]["task"] == "glasses" and rows[0]["seconds"] > 0
+
+
+def test_mappers_are_matched_to_tasks_by_their_prompt(tiny_weights, tmp_path):
+    import shutil
+
+    import hairlib
+    from hairlib.edit.mapper import save_mapper
+    from hairlib.nets.mappers import LevelsMapper
+
+    wdir = tmp_path / "w"
+    shutil.copytree(tiny_weights, wdir)
+    world = hairlib.load_world("mini", weights_dir=wdir)
+    G = world.generator
+    red = next(t for t in E.EDIT_TASKS if t.name == "red")
+    save_mapper(LevelsMapper(G.num_ws, G.style_dim), wdir / "mappers" / "rouge.safetensors", text=red.text)
+    world = hairlib.load_world("mini", weights_dir=wdir)  # file name unrelated to the prompt
+    rows = E.evaluate(world, "mapper", n=2)
+    assert [r["task"] for r in rows] == ["red"]

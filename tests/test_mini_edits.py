@@ -62,3 +62,8 @@ def test_shipped_styleclip_mappers_are_found_by_name(world, faces):
     r = hairlib.edit(world, w, "afro", method="mapper")
     assert r.method == "mapper" and r.info["groups"] == ["coarse", "medium"]
     assert _share(predict_labels(world, r.images), "hairstyle", "afro") > _share(before, "hairstyle", "afro")
+    # the prompt a mapper was trained on (kept in its metadata) finds it too; an unknown one does not
+    by_prompt = hairlib.edit(world, w, "a photo of a person with an afro.", method="mapper")
+    assert torch.equal(by_prompt.latents, r.latents)
+    with pytest.raises(ValueError, match="no mapper for"):
+        hairlib.edit(world, w, "a photo of a person with a mohawk.", method="mapper")

@@ -187,8 +187,9 @@ def _edit_kind(cfg: HairCLIPConfig, rng: np.random.Generator) -> Tuple[bool, boo
 def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, *,
                    latents: Optional[torch.Tensor] = None,
                    references: Optional[Callable[[str, Sequence[str], np.random.Generator], Tuple[torch.Tensor, torch.Tensor]]] = None,
-                   progress: bool = True, **overrides) -> HairMapper:
+                   progress: bool = True, parallel=None, **overrides) -> HairMapper:
     """Train (or resume, from ``out_dir/state.pt``) a HairCLIP mapper for ``world``.
+    ``parallel``: a ``hairlib.train.parallel.Parallel`` (several processes: each its own batches).
 
     ``latents``: W+ [M, num_ws, D] to draw faces from (the authors: e4e inversions of CelebA-HQ),
     else faces are sampled. ``references(kind, values, rng) -> (images, hair masks)`` gives
@@ -217,7 +218,8 @@ def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, 
         latents = latents.detach()
         if latents.ndim != 3 or latents.shape[1:] != (G.num_ws, G.style_dim):
             raise ValueError(f"latents must be W+ [M, {G.num_ws}, {G.style_dim}], got {tuple(latents.shape)}")
-    gen = torch.Generator().manual_seed(cfg.seed)
+    rank = parallel.rank if parallel is not None else 0
+    gen = torch.Generator().manual_seed(cfg.seed + 7919 * rank)
     parts: Dict[str, float] = {}
     dev = world.device
 
@@ -232,7 +234,7 @@ def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, 
         return {"image": images, "hair": hair, "embedding": emb}
 
     def loss_fn(step: int) -> torch.Tensor:
-        rng = np.random.default_rng([cfg.seed, step])
+        rng = np.random.default_rng([cfg.seed, step] + ([rank] if rank else []))
         do_style, do_color = _edit_kind(cfg, rng)
         with torch.no_grad():
             if latents is None:
@@ -272,7 +274,7 @@ def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, 
     meta = {"world": world.name, "hairclip": asdict(cfg), "hairstyles": styles, "colors": colors}
     fit(mapper, opt, steps=cfg.steps, lr=cfg.lr, loss_fn=loss_fn, out_dir=out_dir, ckpt_every=cfg.ckpt_every,
         log_every=cfg.log_every, gen=gen, meta=meta, desc="train HairCLIP", progress=progress,
-        schedule="constant", log_fn=lambda: dict(parts))
+        schedule="constant", log_fn=lambda: dict(parts), parallel=parallel)
     mapper.strength = cfg.strength
     mapper.vocab = {"hairstyles": styles, "colors": colors}
     return mapper.eval().requires_grad_(False)

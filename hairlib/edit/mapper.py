@@ -14,6 +14,7 @@ too, with ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import asdict, dataclass, replace
@@ -56,9 +57,11 @@ def slug(text: str) -> str:
 
 
 def train_mapper(world, text: str, cfg: MapperConfig = MapperConfig(), out_dir=None, *,
-                 latents: Optional[torch.Tensor] = None, progress: bool = True, **overrides) -> LevelsMapper:
+                 latents: Optional[torch.Tensor] = None, progress: bool = True, parallel=None,
+                 **overrides) -> LevelsMapper:
     """Train (or resume, from ``out_dir/state.pt``) a mapper for ``text``; returns it in eval mode.
-    ``latents``: W+ [M, num_ws, D] to draw batches from (else sampled from the world)."""
+    ``latents``: W+ [M, num_ws, D] to draw batches from (else sampled from the world).
+    ``parallel``: a ``hairlib.train.parallel.Parallel`` (several processes: each its own batches)."""
     from hairlib.nets.clip import clip_loss
     from hairlib.train.optim import Ranger
     from hairlib.train.simple import fit
@@ -72,7 +75,7 @@ def train_mapper(world, text: str, cfg: MapperConfig = MapperConfig(), out_dir=N
     mapper = LevelsMapper(G.num_ws, G.style_dim, cfg.groups).to(world.device)
     opt = Ranger(mapper.parameters(), lr=cfg.lr)
     txt = world.clip.encode_text(text.strip())
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed + 7919 * (parallel.rank if parallel is not None else 0))
     if latents is not None:
         latents = latents.detach()
         if latents.ndim != 3 or latents.shape[1:] != (G.num_ws, G.style_dim):
@@ -103,7 +106,7 @@ def train_mapper(world, text: str, cfg: MapperConfig = MapperConfig(), out_dir=N
     meta = {"text": text, "mapper": cfg.to_dict(), "world": world.name}
     fit(mapper, opt, steps=cfg.steps, lr=cfg.lr, loss_fn=loss_fn, out_dir=out_dir, ckpt_every=cfg.ckpt_every,
         log_every=cfg.log_every, gen=gen, meta=meta, desc=f"train mapper {text!r}", progress=progress,
-        schedule="constant", log_fn=lambda: dict(parts))
+        schedule="constant", log_fn=lambda: dict(parts), parallel=parallel)
     mapper.text, mapper.strength = text, cfg.strength
     return mapper.eval().requires_grad_(False)
 
@@ -149,6 +152,24 @@ def load_mapper(path, device="cpu", num_ws: Optional[int] = None) -> LevelsMappe
     return mapper.to(device).eval().requires_grad_(False)
 
 
+def find_mapper(world, text: str) -> Optional[Path]:
+    """The world's mapper file for ``text``: by name ("afro"), by slug, or by the prompt it was
+    trained on (kept in the file's metadata), else None."""
+    known = world.defaults.get("mappers", {})
+    path = known.get(text) or known.get(slug(text))
+    if path is not None:
+        return Path(path)
+    for p in known.values():
+        if str(p).endswith(".safetensors") and Path(p).exists():
+            from safetensors import safe_open
+
+            with safe_open(str(p), "pt") as f:
+                prompt = json.loads((f.metadata() or {}).get("hairlib", "{}")).get("text")
+            if prompt is not None and prompt.strip().lower() == text.strip().lower():
+                return Path(p)
+    return None
+
+
 def mapper_edit(world, latents: torch.Tensor, text: str, *, mapper: Union[None, str, Path, LevelsMapper] = None,
                 strength: Optional[float] = None) -> EditResult:
     """Edit W+ latents with a trained mapper: the given one (module or path), or the world's
@@ -156,7 +177,7 @@ def mapper_edit(world, latents: torch.Tensor, text: str, *, mapper: Union[None, 
     t0 = time.time()
     if mapper is None:
         known = world.defaults.get("mappers", {})
-        path = known.get(text) or known.get(slug(text))
+        path = find_mapper(world, text)
         if path is None:
             raise ValueError(f"no mapper for {text!r} in the {world.name} world (it has: "
                              f"{', '.join(sorted(known)) or 'none'}); train one with "

@@ -2,7 +2,9 @@
 
 ``fit`` runs ``steps`` optimisation steps with a cosine learning-rate decay, a tqdm bar, a
 JSON-lines log and an atomic, resumable checkpoint (model, optimiser, step and an optional
-torch.Generator's state) written every ``ckpt_every`` steps and when interrupted.
+torch.Generator's state) written every ``ckpt_every`` steps and when interrupted. With a
+``Parallel`` of several processes (``accelerate launch``) gradients are averaged across them and
+only the main process writes.
 """
 from __future__ import annotations
 
@@ -23,10 +25,15 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, *, steps: int, lr: Optiona
         loss_fn: Callable[[int], torch.Tensor], out_dir, ckpt_every: int = 250, log_every: int = 25,
         gen: Optional[torch.Generator] = None, meta: Optional[Dict[str, Any]] = None,
         desc: str = "train", progress: bool = True, schedule: str = "cosine",
-        log_fn: Optional[Callable[[], Dict[str, float]]] = None) -> int:
+        log_fn: Optional[Callable[[], Dict[str, float]]] = None, parallel=None) -> int:
     """Train ``model`` until ``steps``; ``loss_fn(step)`` builds step ``step``'s batch and returns
     its loss. Resumes from ``out_dir/state.pt``; returns the step reached. ``schedule``:
-    "cosine" (decay to 0) or "constant"; ``log_fn()`` adds fields to each log line."""
+    "cosine" (decay to 0) or "constant"; ``log_fn()`` adds fields to each log line. ``parallel``
+    (``hairlib.train.parallel.Parallel``): data parallelism; ``gen`` must then draw this
+    process's own batches (seed it by rank)."""
+    from hairlib.train.parallel import Parallel
+
+    par = parallel or Parallel(enabled=False)
     if schedule not in ("cosine", "constant"):
         raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
     out_dir = Path(out_dir)
@@ -35,18 +42,25 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, *, steps: int, lr: Optiona
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
-        if gen is not None and "rng" in state:
-            gen.set_state(state["rng"])
         step = int(state["step"])
+        if gen is not None and len(state.get("rngs", ())) == par.num:
+            gen.set_state(state["rngs"][par.rank])
+        elif gen is not None and "rng" in state:
+            gen.set_state(state["rng"])
+            if par.rank:  # written by a run with another number of processes: new streams
+                gen.manual_seed(1_000_003 * par.rank + step)
 
     def checkpoint():
-        extra = {"rng": gen.get_state()} if gen is not None else {}
+        rngs = par.gather(gen.get_state()) if gen is not None else None  # every process takes part
+        if not par.is_main:
+            return
+        extra = {"rng": rngs[0], **({"rngs": rngs} if par.num > 1 else {})} if rngs else {}
         save_atomic({"meta": meta or {}, "model": model.state_dict(), "opt": opt.state_dict(), "step": step, **extra},
                     out_dir / "state.pt")
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=steps, initial=step, desc=desc, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=steps, initial=step, desc=desc, disable=not (progress and par.is_main), dynamic_ncols=True)
     model.train()
     t0 = time.time()
     try:
@@ -57,10 +71,11 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, *, steps: int, lr: Optiona
             loss = loss_fn(step)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            par.average_gradients(model)
             opt.step()
             step += 1
             bar.update(1)
-            if step % log_every == 0:
+            if step % log_every == 0 and par.is_main:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
                 extra = {k: round(float(v), 5) for k, v in (log_fn() if log_fn else {}).items()}
                 append_log(out_dir / "log.jsonl", {"step": step, "loss": round(loss.item(), 5),
@@ -70,5 +85,6 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, *, steps: int, lr: Optiona
     finally:
         checkpoint()
         bar.close()
+        par.wait()
     model.eval()
     return step
