@@ -42,6 +42,41 @@ def test_contrastive_loss_rewards_matching_pairs():
     assert matched < 0.01 < np.log(4) < shuffled
 
 
+def test_one_attribute_captions_match_every_image_with_that_value():
+    rng = np.random.default_rng(1)
+    params = R.sample_params(rng, n=64, split="train")
+    caps, keys = T.captions_for(params, rng, p_styles=(0, 0, 0, 1), focus=T.FOCUS.focus, keys=True)
+    labels = {k: torch.as_tensor(v) for k, v in R.render_batch(params)[2].items()}
+    assert all(k is not None for k in keys)
+    assert not any(" no " in f" {c} " for c in caps)  # focus draws only values the face has, never "no glasses"
+    assert any(k[0] == "eyeglasses" for k in keys)
+    pos = T.positives(keys, labels)
+    for i, (name, v) in enumerate(keys):
+        assert pos[i, i] and torch.equal(pos[i], labels[name] == v)
+    # captions 0 and 1 say the same thing, true of images 0 and 1: with those positives the loss
+    # prefers the two images to embed alike (A); with one positive each it pushes them apart (B)
+    same = torch.tensor([[1.0, 0, 0, 0], [1.0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+
+    class Stub(torch.nn.Module):
+        logit_scale = torch.tensor(np.log(50.0))
+
+        def __init__(self, img, txt):
+            super().__init__()
+            self.img, self.txt = img, txt
+
+        def encode_image(self, x):
+            return self.img
+
+        def encode_text(self, t):
+            return self.txt
+
+    x, t = torch.zeros(4, 3, 64, 64), torch.zeros(4, 48, dtype=torch.long)
+    both = torch.tensor([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=torch.bool)
+    alike, apart = Stub(same, same), Stub(torch.eye(4), torch.eye(4))
+    assert T.contrastive_loss(alike, x, t, both) < T.contrastive_loss(apart, x, t, both) - 0.1
+    assert T.contrastive_loss(apart, x, t) < T.contrastive_loss(alike, x, t) - 0.1
+
+
 def test_recipe_round_trip(tmp_path):
     model = T.train(replace(T.RECIPE, steps=2, batch=8), tmp_path / "run", config=TINY, progress=False)
     clip = CLIP(model, _bpe_tokenizer(48), name="mini-clip")

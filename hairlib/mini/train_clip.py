@@ -2,6 +2,7 @@
 
     python -m hairlib.mini.train_clip [--steps N] [--out DIR] [--threads T] [--device cuda]
     python -m hairlib.mini.train_clip --stage pairs      # then: the contrast-pair fine-tune
+    python -m hairlib.mini.train_clip --stage focus      # or: one-attribute captions, many positives
 
 An open_clip architecture (``MINI_CLIP``: a 4-layer ViT over 16 px patches of the 64 px render,
 a 3-layer text transformer) with CLIP's real BPE tokenizer, trained with CLIP's symmetric
@@ -57,10 +58,18 @@ class Recipe:
     eval_n: int = 1000  # held-out renders for zero-shot accuracy
     p_pairs: float = 0.0  # share of each batch made of contrast pairs (ContrastBatches)
     init: str = ""  # start from these weights (a .safetensors file; "shipped": the shipped CLIP)
+    focus: tuple = ()  # ((attribute, weight), ...): how one-attribute captions pick their attribute (else uniform)
+    multi_positive: bool = False  # a one-attribute caption matches every image that has that value
 
 
 RECIPE = Recipe()
 PAIRS = Recipe(steps=2500, lr=1e-4, p_pairs=0.5, seed=4, init="shipped")
+# Stage "focus": 40 % one-attribute captions, the missed attributes drawn most, each such caption
+# a positive of every image in the batch that has that value (not only of its own image)
+FOCUS = Recipe(steps=3000, lr=2e-4, p_styles=(0.3, 0.15, 0.15, 0.4), seed=5, init="shipped", multi_positive=True,
+               focus=(("eyeglasses", 3), ("earrings", 3), ("smiling", 3), ("age", 2), ("mustache", 2), ("hat", 2),
+                      ("hairstyle", 2), ("beard", 1), ("lipstick", 1), ("eye_color", 1), ("hair_color", 1),
+                      ("gender", 1)))
 
 # attribute -> weight when drawing the attribute a contrast pair flips (the ones the main stage
 # missed weigh more); the renderer's constraints decide which are possible for a face
@@ -68,24 +77,47 @@ PAIR_ATTRIBUTES = {"eyeglasses": 3, "earrings": 3, "smiling": 3, "hat": 2, "must
                    "beard": 1, "lipstick": 1, "eye_color": 1}
 
 
-def captions_for(params, rng: np.random.Generator, p_styles=RECIPE.p_styles) -> List[str]:
-    """One training caption per render (training-split phrasings only)."""
+def captions_for(params, rng: np.random.Generator, p_styles=RECIPE.p_styles, focus: tuple = (),
+                 keys: bool = False):
+    """One training caption per render (training-split phrasings only). ``focus``: weights of the
+    attributes a one-attribute caption describes (then only values the face has: "with glasses",
+    never "no glasses"). ``keys``: also return, per caption, (attribute, value index) when it
+    describes one attribute, else None."""
     from hairlib.mini import captions as C
     from hairlib.mini.vocab import LABEL_NAMES, value_name
 
-    out = []
+    out, out_keys = [], []
+    weights = dict(focus)
     for p in params:
         kind = rng.choice(4, p=np.asarray(p_styles) / sum(p_styles))
         if kind < 3:
             out.append(C.caption(p, rng, style=("full", "hair", "attr")[kind], split="train"))
+            out_keys.append(None)
             continue
         labels = p.labels()
-        name = LABEL_NAMES[int(rng.integers(len(LABEL_NAMES)))]
+        if weights:
+            names = [n for n in weights if labels[n] >= 0 and value_name(n, labels[n]) != "no"]
+            w = np.asarray([weights[n] for n in names], float)
+            name = str(rng.choice(names, p=w / w.sum())) if names else "hairstyle"
+        else:
+            name = LABEL_NAMES[int(rng.integers(len(LABEL_NAMES)))]
         if labels[name] < 0:  # a bald head's colour: describe the hair instead
             name = "hairstyle"
         prompts = C.attribute_prompts(name, split="train")[value_name(name, labels[name])]
         out.append(prompts[int(rng.integers(len(prompts)))])
-    return out
+        out_keys.append((name, int(labels[name])))
+    return (out, out_keys) if keys else out
+
+
+def positives(keys, labels: Dict[str, torch.Tensor]) -> torch.Tensor:
+    """[captions, images] bool: caption i matches image j if j == i or caption i describes one
+    attribute value (``keys[i]``) that image j has."""
+    n = len(keys)
+    pos = torch.eye(n, dtype=torch.bool)
+    for i, k in enumerate(keys):
+        if k is not None:
+            pos[i] |= torch.as_tensor(labels[k[0]]) == k[1]
+    return pos
 
 
 def flip_pair(p, rng: np.random.Generator):
@@ -140,13 +172,19 @@ def _normalize(images: torch.Tensor) -> torch.Tensor:
     return ((images + 1) / 2 - mean) / std
 
 
-def contrastive_loss(model, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """CLIP's symmetric InfoNCE over a batch of matching (image, text) pairs."""
+def contrastive_loss(model, images: torch.Tensor, tokens: torch.Tensor, pos=None) -> torch.Tensor:
+    """CLIP's symmetric InfoNCE over a batch of matching (image, text) pairs. ``pos`` [captions,
+    images] (bool): several positives per row, the target spread evenly over them."""
     img = F.normalize(model.encode_image(_normalize(images)), dim=-1)
     txt = F.normalize(model.encode_text(tokens), dim=-1)
     logits = model.logit_scale.exp().clamp(max=100) * img @ txt.t()
-    target = torch.arange(len(images), device=images.device)
-    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
+    if pos is None:
+        target = torch.arange(len(images), device=images.device)
+        return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
+    pos = pos.to(images.device).float()  # [text, image]
+    t2i = pos / pos.sum(1, keepdim=True)
+    i2t = pos.t() / pos.t().sum(1, keepdim=True)
+    return (F.cross_entropy(logits.t(), t2i) + F.cross_entropy(logits, i2t)) / 2
 
 
 def train(cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, config=MINI_CLIP, device="cpu", workers: int = 0,
@@ -173,7 +211,8 @@ def train(cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, config=MINI_CLIP, device
     if cfg.p_pairs > 0:
         data = ContrastBatches(cfg.batch, cfg.seed, cfg.p_pairs, cfg.p_styles)
     else:
-        data = RenderBatches(cfg.batch, cfg.seed, caption_fn=functools.partial(captions_for, p_styles=cfg.p_styles))
+        data = RenderBatches(cfg.batch, cfg.seed, caption_fn=functools.partial(
+            captions_for, p_styles=cfg.p_styles, focus=tuple(map(tuple, cfg.focus)), keys=cfg.multi_positive))
     batches = None
 
     def loss_fn(step: int) -> torch.Tensor:
@@ -181,7 +220,8 @@ def train(cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, config=MINI_CLIP, device
         if batches is None:  # started (or resumed) at this step
             batches = stream(data, step, workers)
         item = next(batches)
-        return contrastive_loss(model, item["images"].to(device), tok(item["captions"]).to(device))
+        pos = positives(item["caption_keys"], item["labels"]) if "caption_keys" in item else None
+        return contrastive_loss(model, item["images"].to(device), tok(item["captions"]).to(device), pos)
 
     fit(model, opt, steps=cfg.steps, lr=cfg.lr, loss_fn=loss_fn, out_dir=out_dir, ckpt_every=cfg.ckpt_every,
         meta={"recipe": asdict(cfg), "config": config}, desc="train mini CLIP", progress=progress)
@@ -245,7 +285,7 @@ def main(argv=None) -> int:
         return model, {"heldout": zero_shot(clip), "train_phrasings": zero_shot(clip, phrasings="train")}
 
     return recipe_main(argv, doc=__doc__, default_out=DEFAULT_OUT, recipe=RECIPE, run=run, export=export,
-                       device=True, workers=True, stages={"pairs": PAIRS})
+                       device=True, workers=True, stages={"pairs": PAIRS, "focus": FOCUS})
 
 
 if __name__ == "__main__":
