@@ -9,6 +9,15 @@ import torch
 from hairlib.train.parallel import Parallel
 
 
+def free_port() -> str:
+    """A port nobody listens on now (a fixed one may be held by another run on the machine)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
 def test_one_process_is_a_no_op():
     par = Parallel()
     assert (par.rank, par.num, par.is_main) == (0, 1, True)
@@ -28,7 +37,7 @@ def test_two_processes_train_one_mapper_and_resume(tiny_weights, tmp_path):
     out = tmp_path / "runs"
 
     def run(steps):
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port(),
                "-m", "hairlib.cli", "train", "mapper", "--text", "red hair", "--steps", str(steps), "--batch", "2",
                "--out", str(out)]
         p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=280)
@@ -63,6 +72,6 @@ def test_gradients_are_averaged_across_processes(tmp_path):
         "assert par.num == 2 and torch.allclose(lin.weight.grad, torch.full((1, 3), 1.5)), lin.weight.grad\n"
         "assert par.gather(par.rank) == [0, 1]\n"
         "print('ok', par.rank)\n")
-    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29518",
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port(),
                         str(script)], capture_output=True, text=True, timeout=200, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert p.returncode == 0 and p.stdout.count("ok") == 2, p.stdout[-1000:] + p.stderr[-2000:]

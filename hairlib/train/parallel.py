@@ -14,6 +14,7 @@ all-reduce of a mapper's few MB costs nothing beside the generator's forward.
 """
 from __future__ import annotations
 
+import atexit
 import os
 from typing import Any, List, Optional
 
@@ -43,6 +44,10 @@ class Parallel:
         acc = self.accelerator
         self.rank = acc.process_index if acc else 0
         self.num = acc.num_processes if acc else 1
+        if self.num > 1:
+            # A process group left open at interpreter exit aborts the process ("terminate
+            # called without an active exception" from gloo's threads) once in a few runs.
+            atexit.register(self.close)
 
     @property
     def is_main(self) -> bool:
@@ -76,3 +81,16 @@ class Parallel:
     def wait(self) -> None:
         if self.num > 1:
             self.accelerator.wait_for_everyone()
+
+    def close(self) -> None:
+        """Wait for every process, then tear the process group down (idempotent; also run at
+        exit). Without it a process may abort at exit while gloo's threads still run."""
+        if self.num < 2:
+            return
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            try:
+                dist.barrier()
+            finally:
+                dist.destroy_process_group()
