@@ -9,7 +9,13 @@ Three stages, each resumable (rerun the same command: it continues where it stop
 2. ``map``: the mapping network fitted to the encoder's codes of fresh renders (sliced
    Wasserstein). ``DIR/warmstart_map/state.pt``.
 3. ``gan``: adversarial fine-tuning from there (non-saturating loss, lazy R1, path length,
-   EMA, mixing: ``hairlib.train.gan``). ``DIR/state.pt``.
+   EMA, mixing: ``hairlib.train.gan``). ``DIR/state.pt``. On the CPU budget it lost diversity
+   within 1000 steps, so the shipped generator does not come from it.
+4. ``sharpen`` (``--stage sharpen``): from the shipped warm generator, the synthesis network
+   is fine-tuned against a fresh discriminator while reconstructing renders through the
+   shipped (frozen) W+ encoder, VQGAN-style (``hairlib.train.sharpen``); the mapping stays
+   frozen, so the encoder and the edit networks trained on this W+ space stay valid.
+   ``DIR/sharpen/state.pt``; ``--export sharpen`` ships its EMA generator.
 The warm start exists because this recipe had to run on two CPU cores: trained as a plain GAN
 from scratch, 2 200 steps (75 min) gave blobs, and 60 000 steps would take a day.
 ``--export`` writes the EMA generator to ``hairlib/mini/weights/stylegan2.safetensors``
@@ -30,12 +36,14 @@ import torch
 from hairlib.mini.shipping import WEIGHTS_DIR, load_shipped, save_shipped
 from hairlib.nets.stylegan2 import StyleGAN2Config
 from hairlib.train.gan import GANTrainConfig, train_gan
+from hairlib.train.sharpen import SharpenConfig
 from hairlib.train.warmstart import WarmStartConfig
 
 ARCH = StyleGAN2Config(size=64, style_dim=128, n_mlp=4, channel_multiplier=0.125, channel_max=64)
 CONFIG = GANTrainConfig(arch=ARCH, batch=16, steps=60_000, lr=0.001, r1=0.5, ema_kimg=5.0, seed=2026,
                         ckpt_every=250, sample_every=500, log_every=25)
 WARMSTART = WarmStartConfig(seed=2026, map_steps=3000, map_lr=0.1)
+SHARPEN = SharpenConfig(steps=3000, batch=16, samples=8, seed=2027)
 ENCODER_WIDTHS = (32, 64, 128, 128)  # the warm start's encoder (images -> w)
 DEFAULT_OUT = Path("runs") / "mini_stylegan2"
 
@@ -73,12 +81,25 @@ def save_samples(G, step: int, out_dir: Path, prefix: str = "samples") -> None:
 
 
 def export(out_dir: Path, dest: Path = WEIGHTS_DIR, source: str = "gan", metrics: dict = None) -> Path:
-    """The EMA generator of ``out_dir/state.pt`` (``source="gan"``) or the warm-start generator
-    of ``out_dir/warm_G.pt`` (``"warm"``) -> ``dest/stylegan2.safetensors`` + ``.json``."""
+    """The EMA generator of ``out_dir/state.pt`` (``source="gan"``), of the sharpening stage's
+    ``out_dir/sharpen/state.pt`` (``"sharpen"``) or the warm-start generator of
+    ``out_dir/warm_G.pt`` (``"warm"``) -> ``dest/stylegan2.safetensors`` + ``.json``."""
     from hairlib.nets.stylegan2 import Generator
     from hairlib.train.checkpoint import load_checkpoint
 
-    if source == "warm":
+    if source == "sharpen":
+        state = load_checkpoint(Path(out_dir) / "sharpen" / "state.pt")
+        if state is None:
+            raise FileNotFoundError(f"no sharpening state in {Path(out_dir) / 'sharpen'}")
+        G = Generator(ARCH)
+        ema = dict(state["G_ema"])
+        ema.update({k: v for k, v in state["G"].items() if k.startswith("style.")})  # the frozen mapping, exactly
+        G.load_state_dict(ema)
+        meta = {"arch": ARCH.to_dict(), "sharpen": state["config"], "step": state["step"],
+                "stage": "warm start (autoencoder + mapping), then sharpened (reconstruction-anchored GAN)"}
+        warm = load_checkpoint(Path(out_dir) / "warm_G.pt")
+        meta["warmstart"] = warm["warmstart"] if warm else WARMSTART.to_dict()
+    elif source == "warm":
         state = load_checkpoint(Path(out_dir) / "warm_G.pt")
         if state is None:
             raise FileNotFoundError(f"no warm-start generator in {out_dir}")
@@ -92,7 +113,8 @@ def export(out_dir: Path, dest: Path = WEIGHTS_DIR, source: str = "gan", metrics
         G = Generator(StyleGAN2Config.from_dict(state["config"]["arch"]))
         G.load_state_dict(state["G_ema"])
         meta = {"arch": state["config"]["arch"], "train": state["config"], "step": state["step"], "stage": "gan"}
-    meta.update({"command": f"python -m hairlib.mini.train_stylegan2 && python -m hairlib.mini.train_stylegan2 "
+    stage = " --stage sharpen" if source == "sharpen" else ""
+    meta.update({"command": f"python -m hairlib.mini.train_stylegan2{stage} && python -m hairlib.mini.train_stylegan2 "
                             f"--export {source}", "metrics": metrics or {}})
     return save_shipped("stylegan2", G, meta, dest)
 
@@ -133,6 +155,42 @@ def warm_start(out: Path, device="cpu", progress: bool = True, cfg: WarmStartCon
     return G.state_dict()
 
 
+def sharpen_shipped(out: Path, device="cpu", progress: bool = True, cfg: SharpenConfig = SHARPEN,
+                    max_seconds=None, steps=None, dest: Path = WEIGHTS_DIR):
+    """Stage 4: sharpen the generator shipped in ``dest`` (the warm start's) against a fresh
+    discriminator, anchored by reconstructions through the shipped encoder; the shipped files
+    are only read, so an interrupted or restarted run starts from the same point."""
+    from dataclasses import replace
+
+    from hairlib.mini.data import RenderBatches
+    from hairlib.mini.train_encoder import load_shipped_encoder
+    from hairlib.nets.stylegan2 import Discriminator
+    from hairlib.train.checkpoint import load_checkpoint
+    from hairlib.train.sharpen import sharpen
+
+    if steps is not None:
+        cfg = replace(cfg, steps=steps)
+    state = load_checkpoint(Path(out) / "state.pt")
+    G = load_shipped_generator(dest, device).train().requires_grad_(True)
+    if state is None and "sharpen" in json_meta(dest):
+        raise ValueError(f"the generator in {dest} is already sharpened; export the warm start first "
+                         "(--export warm) or resume an existing run folder")
+    torch.manual_seed(cfg.seed)
+    D = Discriminator(ARCH)
+    enc = load_shipped_encoder(dest, device)
+    renders = RenderBatches(cfg.batch, cfg.seed, size=ARCH.size)
+    held = RenderBatches(32, cfg.seed + 1, split="heldout", size=ARCH.size)[0]["images"]
+    return sharpen(G, D, enc, lambda k: renders[k]["images"], cfg, out, device=device, progress=progress,
+                   max_seconds=max_seconds, held=held, on_sample=lambda g, s: save_samples(g, s, Path(out)))
+
+
+def json_meta(dest: Path = WEIGHTS_DIR) -> dict:
+    import json
+
+    path = Path(dest) / "stylegan2.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=str(DEFAULT_OUT), help="run folder (state.pt, log.jsonl, samples)")
@@ -141,9 +199,10 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--workers", type=int, default=0, help="render in this many extra processes (GPU runs)")
-    p.add_argument("--stage", choices=("warm", "all"), default="all", help="stop after the warm start, or go on")
-    p.add_argument("--export", choices=("gan", "warm"), default=None,
-                   help="only export for shipping: the GAN stage's EMA generator, or the warm start's")
+    p.add_argument("--stage", choices=("warm", "all", "sharpen"), default="all",
+                   help="stop after the warm start, go on to the GAN stage, or sharpen the shipped generator")
+    p.add_argument("--export", choices=("gan", "warm", "sharpen"), default=None,
+                   help="only export for shipping: the GAN stage's EMA generator, the warm start's, or the sharpened one")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -159,6 +218,10 @@ def main(argv=None) -> int:
     import time
 
     t0 = time.time()
+    if args.stage == "sharpen":
+        sharpen_shipped(out / "sharpen", args.device, max_seconds=None if args.hours is None else args.hours * 3600,
+                        steps=args.steps if args.steps != CONFIG.steps else SHARPEN.steps)
+        return 0
     init = warm_start(out, args.device)
     if args.stage == "warm":
         return 0
