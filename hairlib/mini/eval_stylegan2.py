@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     from hairlib.train.checkpoint import load_checkpoint
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--state", default=None, help="a training state.pt or warm_G.pt (default: the shipped generator)")
+    p.add_argument("--state", default=None, help="a GAN or sharpening state.pt, or warm_G.pt (default: the shipped generator)")
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--out", default="results")
     args = p.parse_args(argv)
@@ -78,7 +78,8 @@ def main(argv=None) -> int:
         from hairlib.mini.train_stylegan2 import ARCH
 
         state = load_checkpoint(args.state)  # a GAN state (G_ema) or the warm start's warm_G.pt (G)
-        G = Generator(StyleGAN2Config.from_dict(state["config"]["arch"]) if "config" in state else ARCH)
+        arch = state.get("config", {}).get("arch")  # GAN states carry it; warm / sharpening states use ARCH
+        G = Generator(StyleGAN2Config.from_dict(arch) if arch else ARCH)
         G.load_state_dict(state["G_ema"] if "G_ema" in state else state["G"])
         G.eval().requires_grad_(False)
         step = int(state.get("step", 0))

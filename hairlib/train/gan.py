@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from hairlib.nets.stylegan2 import Discriminator, Generator, StyleGAN2Config
 from hairlib.train.checkpoint import append_log, load_checkpoint, save_atomic
 
-__all__ = ["GANTrainConfig", "train_gan", "d_logistic_loss", "g_nonsaturating_loss", "r1_penalty"]
+__all__ = ["GANTrainConfig", "train_gan", "d_logistic_loss", "g_nonsaturating_loss", "r1_penalty",
+           "discriminator_step", "check_config", "snapshot_state", "restore_state"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,49 @@ def r1_penalty(real_pred: torch.Tensor, real_img: torch.Tensor) -> torch.Tensor:
     """E ||grad_x D(x)||^2 over reals (double backward through the ops)."""
     (grad,) = torch.autograd.grad(real_pred.sum(), real_img, create_graph=True)
     return grad.pow(2).reshape(grad.shape[0], -1).sum(1).mean()
+
+
+def check_config(saved: dict, current: dict, path,
+                 free=("steps", "ckpt_every", "sample_every", "log_every")) -> None:
+    """Refuse to resume a run folder trained with another configuration (``free`` keys may differ)."""
+    diff = {k: (saved.get(k), v) for k, v in current.items() if saved.get(k) != v and k not in free}
+    if diff:
+        raise ValueError(f"{path} was trained with another configuration: {diff}; "
+                         f"use a new output folder or the same configuration")
+
+
+def snapshot_state(nets: dict, gen: torch.Generator) -> dict:
+    """{name: state_dict} of networks and optimisers, plus the data generator's and the global
+    RNG's states (the noise inputs draw from the global generator)."""
+    return {**{k: m.state_dict() for k, m in nets.items()}, "rng": gen.get_state(), "torch_rng": torch.get_rng_state()}
+
+
+def restore_state(state: dict, nets: dict, gen: torch.Generator) -> None:
+    """The inverse of ``snapshot_state``."""
+    for k, m in nets.items():
+        m.load_state_dict(state[k])
+    gen.set_state(state["rng"])
+    torch.set_rng_state(state["torch_rng"])
+
+
+def discriminator_step(D, d_opt, real: torch.Tensor, fake: torch.Tensor, step: int, r1: float,
+                       d_reg_every: int, stats: dict) -> None:
+    """One discriminator update on reals vs (detached) fakes, and on every ``d_reg_every``-th
+    step the lazy R1 penalty on the reals, scaled by the interval; losses go into ``stats``."""
+    D.requires_grad_(True)
+    real_pred, fake_pred = D(real), D(fake.detach())
+    d_loss = d_logistic_loss(real_pred, fake_pred)
+    d_opt.zero_grad(set_to_none=True)
+    d_loss.backward()
+    d_opt.step()
+    stats.update(d=d_loss.item(), real=real_pred.mean().item(), fake=fake_pred.mean().item())
+    if r1 > 0 and step % d_reg_every == 0:
+        x = real.detach().requires_grad_(True)
+        penalty = r1_penalty(D(x), x)
+        d_opt.zero_grad(set_to_none=True)
+        (r1 / 2 * penalty * d_reg_every).backward()
+        d_opt.step()
+        stats["r1"] = penalty.item()
 
 
 def _path_length_penalty(G: Generator, batch: int, z_dim: int, mean_path: torch.Tensor, device, gen):
@@ -126,27 +170,16 @@ def train_gan(cfg: GANTrainConfig, sample_real: Callable[[int, torch.Generator],
 
     state_path = out_dir / "state.pt"
     state = load_checkpoint(state_path)
+    nets = {"G": G, "D": D, "G_ema": G_ema, "g_opt": g_opt, "d_opt": d_opt}
     if state is not None:
-        saved = state["config"]
-        if saved != cfg.to_dict():
-            diff = {k: (saved.get(k), v) for k, v in cfg.to_dict().items() if saved.get(k) != v}
-            if set(diff) - {"steps", "ckpt_every", "sample_every", "log_every"}:
-                raise ValueError(f"{state_path} was trained with another configuration: {diff}; "
-                                 f"use a new output folder or the same configuration")
-        G.load_state_dict(state["G"])
-        D.load_state_dict(state["D"])
-        G_ema.load_state_dict(state["G_ema"])
-        g_opt.load_state_dict(state["g_opt"])
-        d_opt.load_state_dict(state["d_opt"])
-        gen.set_state(state["rng"])
-        torch.set_rng_state(state["torch_rng"])  # the noise inputs draw from the global generator
+        check_config(state["config"], cfg.to_dict(), state_path)
+        restore_state(state, nets, gen)
         step, mean_path = int(state["step"]), state["mean_path"].to(device)
     (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 
     def checkpoint():
-        save_atomic({"config": cfg.to_dict(), "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
-                     "g_opt": g_opt.state_dict(), "d_opt": d_opt.state_dict(), "rng": gen.get_state(),
-                     "torch_rng": torch.get_rng_state(), "step": step, "mean_path": mean_path.cpu()}, state_path)
+        save_atomic({"config": cfg.to_dict(), **snapshot_state(nets, gen), "step": step, "mean_path": mean_path.cpu()},
+                    state_path)
 
     ema_decay = 0.5 ** (cfg.batch / (cfg.ema_kimg * 1000))
     z_dim = cfg.arch.style_dim
@@ -162,20 +195,7 @@ def train_gan(cfg: GANTrainConfig, sample_real: Callable[[int, torch.Generator],
             with torch.no_grad():
                 fake = G.synthesis(_sample_wplus(G, cfg.batch, z_dim, cfg.mixing, device, gen), noise_mode="random")
             G.requires_grad_(False)
-            D.requires_grad_(True)
-            real_pred, fake_pred = D(real), D(fake)
-            d_loss = d_logistic_loss(real_pred, fake_pred)
-            d_opt.zero_grad(set_to_none=True)
-            d_loss.backward()
-            d_opt.step()
-            stats.update(d=d_loss.item(), real=real_pred.mean().item(), fake=fake_pred.mean().item())
-            if cfg.r1 > 0 and step % cfg.d_reg_every == 0:
-                real.requires_grad_(True)
-                r1 = r1_penalty(D(real), real)
-                d_opt.zero_grad(set_to_none=True)
-                (cfg.r1 / 2 * r1 * cfg.d_reg_every).backward()
-                d_opt.step()
-                stats["r1"] = r1.item()
+            discriminator_step(D, d_opt, real, fake, step, cfg.r1, cfg.d_reg_every, stats)
             # --- generator
             G.requires_grad_(True)
             D.requires_grad_(False)

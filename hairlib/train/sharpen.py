@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from hairlib.train.checkpoint import append_log, load_checkpoint, save_atomic
-from hairlib.train.gan import d_logistic_loss, g_nonsaturating_loss, r1_penalty
+from hairlib.train.gan import check_config, discriminator_step, g_nonsaturating_loss, restore_state, snapshot_state
 
 __all__ = ["SharpenConfig", "sharpen", "adaptive_weight"]
 
@@ -95,28 +95,16 @@ def sharpen(G: nn.Module, D: nn.Module, encoder: nn.Module, sample_real: Callabl
     step = 0
     state_path = out_dir / "state.pt"
     state = load_checkpoint(state_path)
+    nets = {"G": G, "D": D, "G_ema": G_ema, "g_opt": g_opt, "d_opt": d_opt}
     if state is not None:
-        saved = {k: v for k, v in state["config"].items() if k not in ("steps", "ckpt_every", "log_every")}
-        mine = {k: v for k, v in cfg.to_dict().items() if k not in ("steps", "ckpt_every", "log_every")}
-        if saved != mine:
-            raise ValueError(f"{state_path} was trained with another configuration "
-                             f"({ {k: (saved.get(k), v) for k, v in mine.items() if saved.get(k) != v} }); "
-                             "use a new output folder or the same configuration")
-        G.load_state_dict(state["G"])
-        D.load_state_dict(state["D"])
-        G_ema.load_state_dict(state["G_ema"])
-        g_opt.load_state_dict(state["g_opt"])
-        d_opt.load_state_dict(state["d_opt"])
-        gen.set_state(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
+        check_config(state["config"], cfg.to_dict(), state_path)
+        restore_state(state, nets, gen)
         step = int(state["step"])
     (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     last = G.to_rgbs[-1].conv.weight if hasattr(G, "to_rgbs") and len(G.to_rgbs) else g_params[-1]
 
     def checkpoint():
-        save_atomic({"config": cfg.to_dict(), "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
-                     "g_opt": g_opt.state_dict(), "d_opt": d_opt.state_dict(), "rng": gen.get_state(),
-                     "torch_rng": torch.get_rng_state(), "step": step}, state_path)
+        save_atomic({"config": cfg.to_dict(), **snapshot_state(nets, gen), "step": step}, state_path)
 
     @torch.no_grad()
     def held_psnr() -> float:
@@ -142,20 +130,7 @@ def sharpen(G: nn.Module, D: nn.Module, encoder: nn.Module, sample_real: Callabl
             fake = G.synthesis(torch.cat([w_rec, w_smp]), noise_mode="random")
             rec = fake[: real.shape[0]]
             # --- discriminator
-            D.requires_grad_(True)
-            real_pred, fake_pred = D(real), D(fake.detach())
-            d_loss = d_logistic_loss(real_pred, fake_pred)
-            d_opt.zero_grad(set_to_none=True)
-            d_loss.backward()
-            d_opt.step()
-            stats.update(d=d_loss.item(), real=real_pred.mean().item(), fake=fake_pred.mean().item())
-            if cfg.r1 > 0 and step % cfg.d_reg_every == 0:
-                r = real.detach().requires_grad_(True)
-                r1 = r1_penalty(D(r), r)
-                d_opt.zero_grad(set_to_none=True)
-                (cfg.r1 / 2 * r1 * cfg.d_reg_every).backward()
-                d_opt.step()
-                stats["r1"] = r1.item()
+            discriminator_step(D, d_opt, real, fake, step, cfg.r1, cfg.d_reg_every, stats)
             # --- generator
             D.requires_grad_(False)
             rec_loss = (rec - real).abs().mean()
