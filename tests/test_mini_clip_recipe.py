@@ -109,3 +109,63 @@ def test_contrast_pairs_differ_in_one_attribute_and_say_so():
         assert not R.is_heldout_combination(b)
     # the same step renders the same batch (resumable)
     assert data[3]["captions"] == item["captions"]
+
+
+def _start(tmp_path):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    start = T.build_model(TINY)[0]
+    save_file({k: v.contiguous() for k, v in start.state_dict().items()}, str(tmp_path / "start.safetensors"))
+    return start, str(tmp_path / "start.safetensors")
+
+
+def test_freeze_text_trains_the_image_tower_only(tmp_path):
+    """The text tower (and logit scale) stays bit for bit; the image tower moves."""
+    start, path = _start(tmp_path)
+    cfg = replace(T.ATTRIBUTES, steps=3, batch=8, init=path, freeze_text=True, keep_weight=0.0, ckpt_every=100)
+    model = T.train(cfg, tmp_path / "run", config=TINY, progress=False)
+    before, after = start.state_dict(), model.state_dict()
+    text = [k for k in before if not k.startswith("visual.")]
+    assert text and all(torch.equal(before[k], after[k]) for k in text)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("visual."))
+
+
+def test_attributes_stage_holds_the_hairclip_prompts(tmp_path):
+    """Both towers train, but the raw embeddings of HairCLIP's prompts stay near the start's."""
+    start, path = _start(tmp_path)
+    tok = _bpe_tokenizer(48)
+    tokens, target = T.keep_targets(start.eval(), tok)
+    assert len(tokens) == 21  # 11 mini hairstyles with hair + 10 colours
+
+    def drift(keep_weight, name):
+        cfg = replace(T.ATTRIBUTES, steps=15, batch=8, lr=3e-3, init=path, keep_weight=keep_weight, ckpt_every=100)
+        model = T.train(cfg, tmp_path / name, config=TINY, progress=False).eval()
+        with torch.no_grad():
+            return ((model.encode_text(tokens) - target).pow(2).mean() / target.pow(2).mean()).item()
+
+    free, held = drift(0.0, "free"), drift(10.0, "held")
+    assert held < 0.5 * free, (held, free)
+
+
+def test_prototype_loss_rewards_images_at_their_values_prototypes():
+    from hairlib.mini.vocab import LABEL_NAMES, values_of
+
+    model = T.build_model(TINY)[0].eval()
+    protos = T.label_prototypes(model, _bpe_tokenizer(48))
+    assert set(protos) == set(LABEL_NAMES)
+    for k, p in protos.items():
+        assert p.shape == (len(values_of(k)), 16) and torch.allclose(p.norm(dim=1), torch.ones(len(p)), atol=1e-5)
+
+    class Stub(torch.nn.Module):  # every image embeds exactly at the prototype of value 1 of "smiling"
+        logit_scale = torch.tensor(np.log(100.0))
+
+        def encode_image(self, x):
+            return protos["smiling"][1].expand(len(x), -1)
+
+    x = torch.zeros(4, 3, 64, 64)
+    one = {"smiling": protos["smiling"]}
+    right = T.prototype_loss(Stub(), x, {"smiling": torch.ones(4, dtype=torch.long)}, one)
+    wrong = T.prototype_loss(Stub(), x, {"smiling": torch.zeros(4, dtype=torch.long)}, one)
+    skipped = T.prototype_loss(Stub(), x, {"smiling": torch.tensor([1, -1, -1, -1])}, one)
+    assert right < wrong and torch.isclose(right, skipped)
