@@ -3,7 +3,7 @@
     python -m hairlib.mini.train_clip [--steps N] [--out DIR] [--threads T] [--device cuda]
     python -m hairlib.mini.train_clip --stage pairs      # then: the contrast-pair fine-tune
     python -m hairlib.mini.train_clip --stage focus      # or: one-attribute captions, many positives
-    python -m hairlib.mini.train_clip --stage attributes # or: the image tower, every label's prompts
+    python -m hairlib.mini.train_clip --stage attributes # or: every label's prompts for every image
 
 An open_clip architecture (``MINI_CLIP``: a 4-layer ViT over 16 px patches of the 64 px render,
 a 3-layer text transformer) with CLIP's real BPE tokenizer, trained with CLIP's symmetric
@@ -37,9 +37,8 @@ either side (its image-side gradient is t_yes - t_no = 0, its text-side gradient
 difference of mean image embeddings = 0): a saddle. A linear probe per label on the image
 embedding (``probe_weight``; trained beside, never shipped) breaks it: it makes the embedding
 carry the attribute, after which the prototypes can follow. So that the shipped HairCLIP mapper
-keeps its conditions,
-the raw text embeddings of its prompts ("<style> hairstyle", "<colour> hair") are held to the
-shipped CLIP's (``keep_weight``: relative MSE).
+keeps its conditions, the raw text embeddings of its prompts ("<style> hairstyle", "<colour>
+hair") are held to the shipped CLIP's (``keep_weight``: relative MSE).
 Measured on CPU (``runs/mini_clip_attributes*/log.jsonl``), not shipped: 559 steps (8 min) left
 held-out zero-shot glasses at 57 %, smiles at 51 %, earrings at 69 % (the probe on the embedding:
 59 %, 65 %, 75 %; "smile" prompts still at cosine 0.998 to the neutral sentence), while hair
