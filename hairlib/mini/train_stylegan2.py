@@ -167,14 +167,15 @@ def sharpen_shipped(out: Path, device="cpu", progress: bool = True, cfg: Sharpen
     from hairlib.mini.data import RenderBatches
     from hairlib.mini.train_encoder import load_shipped_encoder
     from hairlib.nets.stylegan2 import Discriminator
-    from hairlib.train.checkpoint import load_checkpoint
+    from hairlib.nets.stylegan2 import Generator
     from hairlib.train.sharpen import sharpen
 
     if steps is not None:
         cfg = replace(cfg, steps=steps)
-    state = load_checkpoint(Path(out) / "state.pt")
-    G = load_shipped_generator(dest, device).train().requires_grad_(True)
-    if state is None and "sharpen" in json_meta(dest):
+    G, meta = load_shipped("stylegan2", lambda m: Generator(StyleGAN2Config.from_dict(m["arch"])), dest, device)
+    G.train().requires_grad_(True)
+    resuming = any((Path(out) / f).exists() for f in ("state.pt", "state.pt.prev"))  # sharpen() loads it
+    if not resuming and "sharpen" in meta:
         raise ValueError(f"the generator in {dest} is already sharpened; export the warm start first "
                          "(--export warm) or resume an existing run folder")
     torch.manual_seed(cfg.seed)
@@ -184,13 +185,6 @@ def sharpen_shipped(out: Path, device="cpu", progress: bool = True, cfg: Sharpen
     held = RenderBatches(32, cfg.seed + 1, split="heldout", size=ARCH.size)[0]["images"]
     return sharpen(G, D, enc, lambda k: renders[k]["images"], cfg, out, device=device, progress=progress,
                    max_seconds=max_seconds, held=held, on_sample=lambda g, s: save_samples(g, s, Path(out)))
-
-
-def json_meta(dest: Path = WEIGHTS_DIR) -> dict:
-    import json
-
-    path = Path(dest) / "stylegan2.json"
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def main(argv=None) -> int:
