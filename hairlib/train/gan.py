@@ -23,7 +23,7 @@ from hairlib.nets.stylegan2 import Discriminator, Generator, StyleGAN2Config
 from hairlib.train.checkpoint import append_log, load_checkpoint, save_atomic
 
 __all__ = ["GANTrainConfig", "train_gan", "d_logistic_loss", "g_nonsaturating_loss", "r1_penalty",
-           "discriminator_step", "check_config", "snapshot_state", "restore_state"]
+           "discriminator_step", "check_config", "snapshot_state", "restore_state", "resume"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,16 @@ def restore_state(state: dict, nets: dict, gen: torch.Generator) -> None:
         m.load_state_dict(state[k])
     gen.set_state(state["rng"])
     torch.set_rng_state(state["torch_rng"])
+
+
+def resume(path, config: dict, nets: dict, gen: torch.Generator) -> Optional[dict]:
+    """Load the run state at ``path`` (if any) into ``nets`` and ``gen`` after checking that it
+    was trained with ``config``; returns the state (for the loop's own fields) or None."""
+    state = load_checkpoint(path)
+    if state is not None:
+        check_config(state["config"], config, path)
+        restore_state(state, nets, gen)
+    return state
 
 
 def discriminator_step(D, d_opt, real: torch.Tensor, fake: torch.Tensor, step: int, r1: float,
@@ -169,11 +179,9 @@ def train_gan(cfg: GANTrainConfig, sample_real: Callable[[int, torch.Generator],
     step, mean_path = 0, torch.zeros((), device=device)
 
     state_path = out_dir / "state.pt"
-    state = load_checkpoint(state_path)
     nets = {"G": G, "D": D, "G_ema": G_ema, "g_opt": g_opt, "d_opt": d_opt}
+    state = resume(state_path, cfg.to_dict(), nets, gen)
     if state is not None:
-        check_config(state["config"], cfg.to_dict(), state_path)
-        restore_state(state, nets, gen)
         step, mean_path = int(state["step"]), state["mean_path"].to(device)
     (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 

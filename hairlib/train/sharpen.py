@@ -33,8 +33,8 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from hairlib.train.checkpoint import append_log, load_checkpoint, save_atomic
-from hairlib.train.gan import check_config, discriminator_step, g_nonsaturating_loss, restore_state, snapshot_state
+from hairlib.train.checkpoint import append_log, save_atomic
+from hairlib.train.gan import discriminator_step, g_nonsaturating_loss, resume, snapshot_state
 
 __all__ = ["SharpenConfig", "sharpen", "adaptive_weight"]
 
@@ -94,11 +94,9 @@ def sharpen(G: nn.Module, D: nn.Module, encoder: nn.Module, sample_real: Callabl
     torch.manual_seed(cfg.seed)
     step = 0
     state_path = out_dir / "state.pt"
-    state = load_checkpoint(state_path)
     nets = {"G": G, "D": D, "G_ema": G_ema, "g_opt": g_opt, "d_opt": d_opt}
+    state = resume(state_path, cfg.to_dict(), nets, gen)
     if state is not None:
-        check_config(state["config"], cfg.to_dict(), state_path)
-        restore_state(state, nets, gen)
         step = int(state["step"])
     (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     last = G.to_rgbs[-1].conv.weight if hasattr(G, "to_rgbs") and len(G.to_rgbs) else g_params[-1]
