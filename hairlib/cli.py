@@ -208,6 +208,10 @@ def cmd_edit(args) -> int:
         kw.update({k: v for k, v in (("alpha", args.alpha), ("beta", args.beta)) if v is not None})
     if args.method in ("mapper", "hairclip") and args.mapper:
         kw["mapper"] = args.mapper
+    if args.reference is not None:
+        if args.method != "hairclip" or not (args.hairstyle_ref or args.color_ref):
+            raise UserError("--reference is for --method hairclip with --hairstyle-ref or --color-ref")
+        kw["reference"] = args.reference
     kw.update(conditions)
     try:
         r = hairlib.edit(world, w, args.text, method=args.method, progress=True, **kw)
@@ -356,6 +360,12 @@ def cmd_eval(args) -> int:
         rows += refs
         table += "\n\nHairCLIP from reference images (match: the edit's label is the reference's):\n\n"
         table += format_table(refs)
+    grid = None
+    if "hairclip" in methods and world.name == "mini" and args.grid:
+        from hairlib.evaluate import evaluate_hairclip_grid, summarize_grid
+
+        grid = evaluate_hairclip_grid(world, n=args.n, seed=args.seed, progress=True)
+        table += "\n\nHairCLIP text edits, every hairstyle x every colour at once:\n\n" + format_table(summarize_grid(grid))
     print(table)
     if args.out:
         out = Path(args.out)
@@ -364,6 +374,9 @@ def cmd_eval(args) -> int:
         md = out / f"eval-{world.name}.md"
         md.write_text(table + "\n")
         print(f"wrote {md}")
+        if grid is not None:
+            gfields = list(grid[0])
+            print(f"wrote {bench._write_rows(grid, out / f'hairclip-grid-{world.name}.csv', gfields, '.4f')}")
     return 0
 
 
@@ -398,6 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hairstyle-ref", default=None, help="hairclip: hairstyle from this reference image")
     s.add_argument("--color", default=None, help='hairclip: colour text, e.g. "purple hair"')
     s.add_argument("--color-ref", default=None, help="hairclip: hair colour from this reference image")
+    s.add_argument("--reference", default=None, choices=["image", "text"],
+                   help="hairclip: a reference's condition is its CLIP image embedding (the paper's) or CLIP's "
+                        "zero-shot reading of it as the vocabulary's text (default: the world's; mini: text)")
     s.add_argument("--out", default="results/edit.png", help="before/after picture (.png/.jpg)")
     s.add_argument("--n", type=int, default=4, help="sampled faces when no image is given")
     s.add_argument("--seed", type=int, default=0)
@@ -430,6 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=None, help="optimize: steps")
     s.add_argument("--alpha", type=float, default=None, help="global: strength")
     s.add_argument("--hair-only", action="store_true", help="only the hair edits (HairCLIP's comparison)")
+    s.add_argument("--grid", action=argparse.BooleanOptionalAction, default=True,
+                   help="hairclip (mini): also every hairstyle x colour pair at once (a few minutes)")
     s.add_argument("--out", default="results/eval", help="folder for the table ('' to skip)")
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=cmd_eval)

@@ -33,7 +33,8 @@ import torch
 
 from hairlib.metrics import psnr, ssim
 
-__all__ = ["EditTask", "EDIT_TASKS", "HAIR_TASKS", "evaluate", "evaluate_references", "summarize", "format_table",
+__all__ = ["EditTask", "EDIT_TASKS", "HAIR_TASKS", "evaluate", "evaluate_references", "evaluate_hairclip_grid",
+           "summarize_grid", "summarize", "format_table",
            "predict_labels"]
 
 
@@ -143,10 +144,13 @@ def evaluate(world, method: str, tasks: Sequence[EditTask] = EDIT_TASKS, n: int 
     return rows
 
 
-def evaluate_references(world, n: int = 64, seed: int = 1234, mapper=None, ref_seed: int = 99) -> List[dict]:
+def evaluate_references(world, n: int = 64, seed: int = 1234, mapper=None, ref_seed: int = 99,
+                        references: Sequence[str] = ("image", "text")) -> List[dict]:
     """HairCLIP with reference images (mini world): each face gets its own held-out reference
     render (an attribute combination no training saw), once for the colour and once for the
-    hairstyle; ``match`` is the share of edits whose predicted label is the reference's."""
+    hairstyle; ``match`` is the share of edits whose predicted label is the reference's. One row
+    per kind and per way of turning a reference into a condition (``hairclip_edit(reference=)``:
+    the paper's "image" embedding, or CLIP's zero-shot reading as "text")."""
     import numpy as np
 
     import hairlib
@@ -166,18 +170,88 @@ def evaluate_references(world, n: int = 64, seed: int = 1234, mapper=None, ref_s
             if HAIRSTYLES[p.hairstyle] != "bald" and not p.hat:  # a colour and a silhouette to copy
                 params.append(p)
         images, _, labels = R.render_batch(params)
-        t0 = time.time()
-        r = hairlib.edit(world, w, method="hairclip", mapper=mapper, **{kind: world.align(images)})
-        seconds = (time.time() - t0) / n
-        after = predict_labels(world, r.images)
         target = torch.as_tensor(labels[label])
         differs = before[label] != target
-        ident = world.identity_similarity(src, r.images)
-        rows.append({"method": "hairclip", "task": f"{kind} from reference", "n": n,
-                     "match": (after[label] == target).float().mean().item(),
-                     "success": (after[label][differs] == target[differs]).float().mean().item(),
-                     "identity": ident.mean().item(), "seconds": seconds})
+        for reference in references:
+            t0 = time.time()
+            r = hairlib.edit(world, w, method="hairclip", mapper=mapper, reference=reference,
+                             **{kind: world.align(images)})
+            seconds = (time.time() - t0) / n
+            after = predict_labels(world, r.images)
+            ident = world.identity_similarity(src, r.images)
+            rows.append({"method": "hairclip", "task": f"{kind} from reference ({reference})", "n": n,
+                         "match": (after[label] == target).float().mean().item(),
+                         "success": (after[label][differs] == target[differs]).float().mean().item(),
+                         "identity": ident.mean().item(), "seconds": seconds})
     return rows
+
+
+def evaluate_hairclip_grid(world, n: int = 64, seed: int = 1234, mapper=None, strength: float = 0.1,
+                           batch: int = 64, progress: bool = False) -> List[dict]:
+    """HairCLIP text edits of every hairstyle x every colour of its vocabulary at once, on the
+    same ``n`` sampled faces. One row per pair: ``style_success`` / ``color_success`` (share of
+    the faces whose source differed that now have the target, by the classifier), ``both``
+    (both targets reached, all faces), ``preserved`` (the other labels but hat), identity and
+    PSNR outside the hair. ``summarize_grid`` averages them per hairstyle, per colour and overall."""
+    from tqdm.auto import tqdm
+
+    import hairlib
+    from hairlib.edit.hairclip import color_text, hairclip_vocab, style_text
+    from hairlib.mini.vocab import value_index
+
+    styles, colors = hairclip_vocab(world)
+    w_all = world.sample(n, seed=seed)
+    with torch.no_grad():
+        src = torch.cat([world.generate(w_all[i:i + batch]).clamp(-1, 1) for i in range(0, n, batch)])
+        src_hair = torch.cat([world.masks(src[i:i + batch])["hair"] for i in range(0, n, batch)])
+    before = predict_labels(world, src)
+    others = [k for k in before if k not in ("hairstyle", "hair_color", "hat")]
+    rows = []
+    pairs = [(s, c) for s in styles for c in colors]
+    for style, color in tqdm(pairs, desc="HairCLIP grid", disable=not progress):
+        t0 = time.time()
+        edit = torch.cat([hairlib.edit(world, w_all[i:i + batch], method="hairclip", mapper=mapper, strength=strength,
+                                       hairstyle=style_text(style), color=color_text(color)).images
+                          for i in range(0, n, batch)])
+        seconds = (time.time() - t0) / n
+        after = predict_labels(world, edit)
+        row = {"method": "hairclip", "task": f"{style} + {color}", "n": n}
+        hit = {}
+        for label, value in (("hairstyle", style), ("hair_color", color)):
+            target = value_index(label, value)
+            hit[label] = after[label] == target
+            todo = before[label] != target
+            row["style_success" if label == "hairstyle" else "color_success"] = (
+                hit[label][todo].float().mean().item() if todo.any() else float("nan"))
+        row["both"] = (hit["hairstyle"] & hit["hair_color"]).float().mean().item()
+        row["preserved"] = torch.stack([after[k] == before[k] for k in others], 1).float().mean().item()
+        with torch.no_grad():
+            keep = (1 - src_hair) * (1 - torch.cat([world.masks(edit[i:i + batch])["hair"] for i in range(0, n, batch)]))
+            row["identity"] = world.identity_similarity(src, edit).mean().item()
+        row["psnr_bg"] = psnr(edit, src, keep).mean().item()
+        row["seconds"] = seconds
+        rows.append(row)
+    return rows
+
+
+def summarize_grid(rows: Sequence[dict]) -> List[dict]:
+    """``evaluate_hairclip_grid`` rows -> means per hairstyle (over colours), per colour (over
+    hairstyles) and over all pairs."""
+    import math
+
+    keys = ["style_success", "color_success", "both", "preserved", "identity", "psnr_bg", "seconds"]
+
+    def mean(group, task):
+        out = {"method": "hairclip", "task": task, "n": group[0]["n"]}
+        for k in keys:
+            vals = [r[k] for r in group if not math.isnan(r[k])]
+            out[k] = sum(vals) / len(vals) if vals else float("nan")
+        return out
+    styles = list(dict.fromkeys(r["task"].split(" + ")[0] for r in rows))
+    colors = list(dict.fromkeys(r["task"].split(" + ")[1] for r in rows))
+    out = [mean([r for r in rows if r["task"].split(" + ")[0] == s], f"{s} (any colour)") for s in styles]
+    out += [mean([r for r in rows if r["task"].split(" + ")[1] == c], f"(any style) + {c}") for c in colors]
+    return out + [mean(list(rows), f"all {len(rows)} pairs")]
 
 
 def _label_scores(world, task: EditTask, before: Dict[str, torch.Tensor], after: Dict[str, torch.Tensor]) -> dict:
@@ -209,9 +283,10 @@ def summarize(rows: Sequence[dict]) -> List[dict]:
 
 def format_table(rows: Sequence[dict]) -> str:
     """A markdown table of ``evaluate`` rows."""
-    cols = ["method", "task", "success", "match", "preserved", "identity", "clip", "psnr_bg", "ssim_bg", "seconds"]
+    cols = ["method", "task", "success", "match", "style_success", "color_success", "both", "preserved", "identity",
+            "clip", "psnr_bg", "ssim_bg", "seconds"]
     cols = [c for c in cols if any(c in r for r in rows)]
-    fmt = {"success": "{:.0%}", "match": "{:.0%}", "preserved": "{:.0%}", "identity": "{:.3f}", "clip": "{:.3f}", "psnr_bg": "{:.1f}",
+    fmt = {"success": "{:.0%}", "match": "{:.0%}", "style_success": "{:.0%}", "color_success": "{:.0%}", "both": "{:.0%}", "preserved": "{:.0%}", "identity": "{:.3f}", "clip": "{:.3f}", "psnr_bg": "{:.1f}",
            "ssim_bg": "{:.3f}", "seconds": "{:.3f}"}
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:

@@ -109,3 +109,16 @@ def test_eval_writes_a_table(tiny_weights, tmp_path, monkeypatch, capsys):
     assert "| optimize | blond |" in table and "mean of 8" in table
     assert (tmp_path / "eval-mini.csv").read_text().startswith("method,task,n,success")
     assert cli.main(["eval", "--n", "0"]) == 2
+
+
+def test_bench_edit_times_each_method_beside_the_paper(tiny_weights):
+    import hairlib
+    from hairlib import bench
+
+    world = hairlib.load_world("mini", weights_dir=tiny_weights)
+    rows = bench.bench_edit(world, quick=True, progress=False)
+    assert [r["method"] for r in rows] == ["optimize", "optimize", "mapper", "global pre-processing",
+                                           "global pre-processing", "global"]
+    assert rows[0]["what"] == "40 steps, 1 image" and "8 views" in rows[1]["what"]
+    assert all(r["seconds"] > 0 and r["paper_seconds"] == bench.PAPER_SECONDS[r["method"]] for r in rows)
+    assert "x paper" in bench.format_edit_table(rows)

@@ -46,6 +46,33 @@ def test_optimize_batches_like_single_runs(world):
     assert torch.allclose(both.latents[1:], one.latents, atol=1e-4)
 
 
+def test_augmented_views_shift_and_flip_but_keep_colours():
+    from hairlib.edit.optimize import augment_views
+
+    x = torch.rand(3, 3, 16, 16) * 2 - 1
+    v = augment_views(x, 5, torch.Generator().manual_seed(0), noise=0.0)
+    assert v.shape == (15, 3, 16, 16)
+    assert torch.equal(v, augment_views(x, 5, torch.Generator().manual_seed(0), noise=0.0))  # seeded
+    assert not torch.equal(v, x.repeat(5, 1, 1, 1))  # the views differ from the image
+    # every pixel of a view is a pixel of its image (shift with reflection, flip): colours stay
+    for k in range(5):
+        for i in range(3):
+            src = set(map(tuple, x[i].flatten(1).T.tolist()))
+            assert set(map(tuple, v[k * 3 + i].flatten(1).T.tolist())) <= src
+
+
+def test_optimize_with_augmented_views_lowers_the_clip_loss(world):
+    from hairlib.nets.clip import clip_loss
+
+    w = world.sample(2, seed=1)
+    txt = world.clip.encode_text("red hair")
+    before = clip_loss(world.clip, world.generate(w), txt)
+    r = optimize(world, w, "red hair", steps=25, id_lambda=0.0, l2_lambda=0.0, augment=4, progress=False)
+    assert (clip_loss(world.clip, r.images, txt) < before).all()
+    again = optimize(world, w, "red hair", steps=25, id_lambda=0.0, l2_lambda=0.0, augment=4, progress=False)
+    assert torch.equal(r.latents, again.latents)  # the views are seeded
+
+
 def test_optimize_in_stylespace(world):
     w = world.sample(1, seed=3)
     r = optimize(world, w, "smiling", steps=5, space="s", progress=False)

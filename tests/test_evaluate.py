@@ -61,6 +61,30 @@ def test_evaluate_runs_each_method_on_the_same_faces(tiny_weights):
     assert rows[0]["task"] == "glasses" and rows[0]["seconds"] > 0
 
 
+def test_hairclip_grid_scores_every_pair_and_summarises(tiny_weights):
+    import math
+
+    import hairlib
+    from hairlib.edit.hairclip import hairclip_vocab
+    from hairlib.nets.hair_mapper import HairMapper
+
+    world = hairlib.load_world("mini", weights_dir=tiny_weights)
+    G = world.generator
+    mapper = HairMapper(G.num_ws, G.style_dim, world.clip.embed_dim)
+    rows = E.evaluate_hairclip_grid(world, n=3, batch=2, mapper=mapper)
+    styles, colors = hairclip_vocab(world)
+    assert [r["task"] for r in rows] == [f"{s} + {c}" for s in styles for c in colors]
+    for r in rows:
+        for k in ("style_success", "color_success"):
+            assert math.isnan(r[k]) or 0 <= r[k] <= 1
+        assert 0 <= r["both"] <= 1 and 0 <= r["preserved"] <= 1 and r["psnr_bg"] > 0
+    summary = E.summarize_grid(rows)
+    assert len(summary) == len(styles) + len(colors) + 1 and summary[-1]["task"] == f"all {len(rows)} pairs"
+    first = [r for r in rows if r["task"].startswith(styles[0] + " + ")]
+    assert summary[0]["both"] == pytest.approx(sum(r["both"] for r in first) / len(first))
+    assert "style_success" in E.format_table(summary)
+
+
 def test_mappers_are_matched_to_tasks_by_their_prompt(tiny_weights, tmp_path):
     import shutil
 

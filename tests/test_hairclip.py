@@ -121,6 +121,27 @@ def test_training_runs_every_loss_and_resumes_exactly(tiny_weights, tmp_path):
     assert r.images.shape == (2, 3, 16, 16)
 
 
+def test_fine_tuning_with_augmented_views_starts_from_the_init_and_resumes(tiny_weights, tmp_path):
+    import hairlib
+    from hairlib.nets.hair_mapper import HairMapper
+
+    world = hairlib.load_world("mini", weights_dir=tiny_weights)
+    G = world.generator
+    torch.manual_seed(5)
+    init = HairMapper(G.num_ws, G.style_dim, world.clip.embed_dim)
+    cfg = H.HairCLIPConfig(steps=6, batch=2, ckpt_every=3, augment=3, p_hairstyle_text=1.0, p_color_text=1.0)
+    zero = H.train_hairclip(world, cfg, tmp_path / "z", progress=False, init=init, steps=0)
+    assert all(torch.equal(a, b) for a, b in zip(zero.state_dict().values(), init.state_dict().values()))
+    full = H.train_hairclip(world, cfg, tmp_path / "a", progress=False, init=init)
+    assert any(not torch.equal(a, b) for a, b in zip(full.state_dict().values(), init.state_dict().values()))
+    H.train_hairclip(world, cfg, tmp_path / "b", progress=False, init=init, steps=4)
+    resumed = H.train_hairclip(world, cfg, tmp_path / "b", progress=False, init=init)
+    for (k, v), v2 in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(v, v2, atol=1e-6), k  # the views are drawn from the step: resumed exactly
+    with pytest.raises(ValueError, match="init mapper"):
+        H.train_hairclip(world, cfg, tmp_path / "c", progress=False, init=HairMapper(G.num_ws, G.style_dim, 7))
+
+
 def test_cli_hairclip_train_and_edit(tiny_weights, tmp_path, monkeypatch, capsys):
     from PIL import Image
 

@@ -83,3 +83,14 @@ def test_train_save_load_edit(world, tmp_path):
         hairlib.edit(world, w, "afro", method="mapper")
     with pytest.raises(ValueError, match="edits W\\+"):
         mapper_edit(world, w, "x", mapper=LevelsMapper(18, 512))
+
+
+def test_training_with_augmented_views_resumes_exactly(world, tmp_path):
+    kw = dict(steps=6, batch=2, augment=3, ckpt_every=3, progress=False)
+    full = train_mapper(world, "red hair", out_dir=tmp_path / "a", **kw)
+    train_mapper(world, "red hair", out_dir=tmp_path / "b", **{**kw, "steps": 3})  # "interrupted"
+    resumed = train_mapper(world, "red hair", out_dir=tmp_path / "b", **kw)
+    w = world.sample(2, seed=4)
+    assert torch.allclose(full(w), resumed(w), atol=1e-6)
+    plain = train_mapper(world, "red hair", out_dir=tmp_path / "c", **{**kw, "augment": 0})
+    assert not torch.allclose(full(w), plain(w))  # the views change what is learned

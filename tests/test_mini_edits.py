@@ -56,6 +56,47 @@ def test_hairclip_colour_from_a_reference_render(world, faces):
     assert dist(r.images).mean() < 0.8 * dist(x).mean()
 
 
+def test_optimisation_toward_blond_makes_blond_hair_and_keeps_the_person(world, faces):
+    """StyleCLIP's optimisation with the mini world's settings (augmented CLIP views, identity
+    loss): the classifier, which no edit saw, finds blond hair; the identity net the person."""
+    w, x, before = faces
+    w, x = w[:6], x[:6]
+    r = hairlib.edit(world, w, "a photo of a person with blond hair.", method="optimize", progress=False)
+    assert r.info["steps"] == world.defaults["optimize"]["steps"]
+    blond = value_index("hair_color", "blond")
+    with torch.no_grad():
+        p_before = torch.softmax(world.classifier(x)["hair_color"], 1)[:, blond]
+        p_after = torch.softmax(world.classifier(r.images)["hair_color"], 1)[:, blond]
+    assert p_after.mean() > p_before.mean() + 0.4, (p_before, p_after)
+    assert world.identity_similarity(x, r.images).mean() >= 0.75
+
+
+def test_references_read_as_text_match_their_colour_more_often(world, faces):
+    """reference="text" (the mini world's default): CLIP reads each reference zero-shot as the
+    mapper's vocabulary, which the mapper follows better than the raw image embedding."""
+    from hairlib.edit.hairclip import color_text, hairclip_vocab, read_reference
+    from hairlib.mini import render as R
+
+    w, x, _ = faces
+    colors = (hairclip_vocab(world)[1] * 3)[:24]  # every colour, two or three times
+    refs = R.to_tensor(R.render_batch([R.sample_params(100 + i, split="heldout", hairstyle="bob cut", hair_color=c, hat=0)
+                                       for i, c in enumerate(colors)])[0])
+    cond = read_reference(world, refs, "color")
+    raw = world.clip.embed_text_raw([color_text(c) for c in hairclip_vocab(world)[1]])
+    nearest = [hairclip_vocab(world)[1][i] for i in torch.cdist(cond, raw).argmin(1)]
+    assert sum(n == c for n, c in zip(nearest, colors)) >= 20  # the reading names the colour
+    assert world.defaults["hairclip_edit"]["reference"] == "text"
+    target = torch.tensor([value_index("hair_color", c) for c in colors])
+    match = {}
+    for mode in ("image", "text"):
+        r = hairlib.edit(world, w, method="hairclip", color=refs, reference=mode)
+        assert r.info["reference"] == mode
+        match[mode] = (predict_labels(world, r.images)["hair_color"] == target).float().mean().item()
+    assert match["text"] >= 0.5 and match["text"] > match["image"] + 0.15, match
+    with pytest.raises(ValueError, match="reference must be one of"):
+        hairlib.edit(world, w, method="hairclip", color=refs, reference="pixels")
+
+
 def test_shipped_styleclip_mappers_are_found_by_name(world, faces):
     w, _, before = faces
     assert set(world.defaults["mappers"]) >= {"afro", "curly", "red", "smiling"}

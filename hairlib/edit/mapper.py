@@ -41,6 +41,7 @@ class MapperConfig:
     groups: Sequence[str] = ("coarse", "medium", "fine")
     strength: float = 0.1  # w_hat = w + strength * M(w)
     truncation: float = 0.7  # of sampled latents
+    augment: int = 0  # > 0: the CLIP loss averaged over this many shifted / flipped views (not the paper's)
     seed: int = 0
     ckpt_every: int = 500
     log_every: int = 25
@@ -62,6 +63,7 @@ def train_mapper(world, text: str, cfg: MapperConfig = MapperConfig(), out_dir=N
     """Train (or resume, from ``out_dir/state.pt``) a mapper for ``text``; returns it in eval mode.
     ``latents``: W+ [M, num_ws, D] to draw batches from (else sampled from the world).
     ``parallel``: a ``hairlib.train.parallel.Parallel`` (several processes: each its own batches)."""
+    from hairlib.edit.optimize import augment_views
     from hairlib.nets.clip import clip_loss
     from hairlib.train.optim import Ranger
     from hairlib.train.simple import fit
@@ -75,7 +77,8 @@ def train_mapper(world, text: str, cfg: MapperConfig = MapperConfig(), out_dir=N
     mapper = LevelsMapper(G.num_ws, G.style_dim, cfg.groups).to(world.device)
     opt = Ranger(mapper.parameters(), lr=cfg.lr)
     txt = world.clip.encode_text(text.strip())
-    gen = torch.Generator().manual_seed(cfg.seed + 7919 * (parallel.rank if parallel is not None else 0))
+    rank = parallel.rank if parallel is not None else 0
+    gen = torch.Generator().manual_seed(cfg.seed + 7919 * rank)
     if latents is not None:
         latents = latents.detach()
         if latents.ndim != 3 or latents.shape[1:] != (G.num_ws, G.style_dim):
@@ -93,7 +96,11 @@ def train_mapper(world, text: str, cfg: MapperConfig = MapperConfig(), out_dir=N
             src_id = world.identity(x) if cfg.id_lambda else None
         w_hat = w + cfg.strength * mapper(w)
         x_hat = world.generate(w_hat)
-        l_clip = clip_loss(world.clip, x_hat, txt).mean()
+        if cfg.augment > 0:  # views drawn from (seed, step, rank): a resumed run draws the same
+            view_gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * 64 + rank)
+            l_clip = clip_loss(world.clip, augment_views(x_hat, cfg.augment, view_gen), txt).mean()
+        else:
+            l_clip = clip_loss(world.clip, x_hat, txt).mean()
         l_l2 = F.mse_loss(w_hat, w)
         loss = cfg.clip_lambda * l_clip + cfg.l2_lambda * l_l2
         parts.update(clip=l_clip.item(), l2=l_l2.item())

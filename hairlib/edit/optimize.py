@@ -9,7 +9,9 @@ as the authors' ``run_optimization.py`` does: Adam, learning rate 0.1 with a cos
 over the last quarter and a linear ramp-up over the first 5 %, 300 steps, noise fixed, the text
 embedded as written (no templates). Differences: a batch of latents (or of prompts) is
 optimised at once, each sample's loss summed so that its gradient is what a run of its own
-would get; optimisation in StyleSpace S is ``space="s"``.
+would get; optimisation in StyleSpace S is ``space="s"``; ``augment=K`` averages the CLIP loss
+over K random views of each image (``augment_views``; drawn per batch, so a batched run then
+matches single runs in distribution rather than bit for bit).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import torch
 
 from hairlib.edit.result import EditResult
 
-__all__ = ["OptimizeConfig", "optimize", "lr_schedule"]
+__all__ = ["OptimizeConfig", "optimize", "lr_schedule", "augment_views"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,28 @@ class OptimizeConfig:
     rampup: float = 0.05  # fraction of steps of the linear ramp-up
     space: str = "w+"  # "w+" or "s" (StyleSpace)
     templates: Optional[str] = None  # None: the text as written (StyleCLIP); "imagenet": 80 templates
+    augment: int = 0  # > 0: the CLIP loss is the mean over this many randomly shifted / flipped views
+    seed: int = 0  # of the views
+
+
+def augment_views(images: torch.Tensor, k: int, gen: torch.Generator, shift: float = 0.125,
+                  noise: float = 0.05) -> torch.Tensor:
+    """k random views of each image [N, 3, H, W] -> [k * N, 3, H, W] (view-major): a shift by up
+    to ``shift`` of the size (reflection padding), a horizontal flip (p 0.5) and Gaussian pixel
+    noise. Colours are untouched, so a colour edit stays a colour edit. Averaging a CLIP loss
+    over such views keeps the optimisation from the adversarial pixel patterns a small CLIP
+    rewards (VQGAN+CLIP's cutouts, CLIPDraw's augmentations)."""
+    n, _, h, wd = images.shape
+    pad = max(1, int(round(shift * h)))
+    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad), mode="reflect")
+    views = []
+    for _ in range(k):
+        dy, dx = (int(v) for v in torch.randint(0, 2 * pad + 1, (2,), generator=gen))
+        v = padded[:, :, dy:dy + h, dx:dx + wd]
+        if torch.rand((), generator=gen) < 0.5:
+            v = v.flip(-1)
+        views.append(v + noise * torch.randn(v.shape, generator=gen).to(v.device))
+    return torch.cat(views)
 
 
 def lr_schedule(t: float, lr: float, rampdown: float = 0.25, rampup: float = 0.05) -> float:
@@ -77,12 +101,17 @@ def optimize(world, latents: torch.Tensor, text: Union[str, Sequence[str]], cfg:
     synth = (lambda ps: G.synthesis(ps[0], noise_mode="const")) if cfg.space == "w+" else \
         (lambda ps: G.synthesize_from_styles(ps, noise_mode="const"))
     losses = []
+    gen = torch.Generator().manual_seed(cfg.seed)
     from tqdm.auto import tqdm
 
     for i in tqdm(range(cfg.steps), desc=f"optimize {texts[0]!r}", disable=not progress, leave=False):
         opt.param_groups[0]["lr"] = lr_schedule(i / cfg.steps, cfg.lr, cfg.rampdown, cfg.rampup)
         img = synth(params)
-        per_sample = clip_loss(world.clip, img, txt)
+        if cfg.augment > 0:
+            views = augment_views(img, cfg.augment, gen)
+            per_sample = clip_loss(world.clip, views, txt.repeat(cfg.augment, 1)).view(cfg.augment, n).mean(0)
+        else:
+            per_sample = clip_loss(world.clip, img, txt)
         per_sample = per_sample + cfg.l2_lambda * sum((p - q).pow(2).flatten(1).sum(1) for p, q in zip(params, init))
         if cfg.id_lambda:
             per_sample = per_sample + cfg.id_lambda * _identity_loss(world, img, src_id)
