@@ -85,10 +85,12 @@ def test_hairclip_edit_with_text_and_reference(tiny_weights):
     assert not torch.allclose(r.latents[:, :8], other.latents[:, :8])  # the text drives coarse + medium
     assert torch.allclose(r.latents[:, 8:], other.latents[:, 8:])  # ... not the fine rows
     world.masks = None
-    with pytest.raises(ValueError, match="no face parser"):
-        hairlib.edit(world, w, method="hairclip", color=world.sample(1, seed=5), mapper=mapper)
+    with pytest.raises(ValueError, match="no face parser"):  # the paper's reference: the hair region
+        hairlib.edit(world, w, method="hairclip", color=world.sample(1, seed=5), mapper=mapper, reference="image")
+    read = hairlib.edit(world, w, method="hairclip", color=world.sample(1, seed=5), mapper=mapper, reference="text")
+    assert torch.allclose(read.latents[:, :8], (w + 0.1 * mapper(w, None, None))[:, :8], atol=1e-5)
     world.masks = lambda x: {"hair": torch.ones_like(x[:, :1])}
-    ref = hairlib.edit(world, w, method="hairclip", color=world.sample(1, seed=5), mapper=mapper)
+    ref = hairlib.edit(world, w, method="hairclip", color=world.sample(1, seed=5), mapper=mapper, reference="image")
     assert torch.allclose(ref.latents[:, :8], (w + 0.1 * mapper(w, None, None))[:, :8], atol=1e-5)
     with pytest.raises(ValueError, match="hairstyle, a colour, or both"):
         hairlib.edit(world, w, method="hairclip", mapper=mapper)

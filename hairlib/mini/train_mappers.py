@@ -1,7 +1,7 @@
 """Recipe: the mini world's shipped edit networks — StyleCLIP mappers for a few prompts and
 HairCLIP's conditional hair mapper.
 
-    python -m hairlib.mini.train_mappers styleclip [--only afro] [--threads 1]
+    python -m hairlib.mini.train_mappers styleclip [--only afro] [--threads 1] [--augment 8]
     python -m hairlib.mini.train_mappers hairclip [--steps N] [--threads 1]
     python -m hairlib.mini.train_mappers hairclip-augment [--steps N]   # then: fine-tune it
     python -m hairlib.mini.train_mappers figure      # results/mini_hairclip.png from the shipped weights
@@ -56,18 +56,28 @@ def _scores(world, method: str, names, **kw) -> dict:
             for r in evaluate(world, method, tasks, n=64, **kw)}
 
 
-def train_styleclip(world, only=None) -> None:
+def train_styleclip(world, only=None, augment: int = 0) -> None:
+    """Train (or resume) each mapper and ship it. ``augment`` > 0: the CLIP loss over that many
+    augmented views, in its own run folder (``<name>_augment<K>``); shipped only where its success
+    beats the shipped mapper's."""
     from hairlib.edit.mapper import MapperConfig, save_mapper, train_mapper
+    from hairlib.nets.loading import read_with_meta
 
     for name, (text, groups) in MAPPERS.items():
         if only and name not in only:
             continue
-        cfg = MapperConfig(groups=groups, **MAPPER_SETTINGS)
-        m = train_mapper(world, text, cfg, RUNS / name)
+        cfg = MapperConfig(groups=groups, **MAPPER_SETTINGS, augment=augment)
+        m = train_mapper(world, text, cfg, RUNS / (f"{name}_augment{augment}" if augment else name))
         dest = WEIGHTS_DIR / "mappers" / f"{name}.safetensors"
         scores = _scores(world, "mapper", [name], mapper=m)
-        save_mapper(m, dest, text=text, extra={"recipe": cfg.to_dict(), "scores": scores,
-                                               "command": f"python -m hairlib.mini.train_mappers styleclip --only {name}"})
+        command = f"python -m hairlib.mini.train_mappers styleclip --only {name}" + (f" --augment {augment}" if augment else "")
+        if augment and dest.exists():
+            before = read_with_meta(dest)[1].get("scores", {}).get(name, {})
+            if scores[name]["success"] <= before.get("success", -1.0):
+                print(f"{name}: not shipped, success {scores[name]['success']:.3f} <= shipped {before['success']:.3f}")
+                continue
+            print(f"{name}: success {before.get('success')} -> {scores[name]['success']}")
+        save_mapper(m, dest, text=text, extra={"recipe": cfg.to_dict(), "scores": scores, "command": command})
         print(f"wrote {dest}: {scores}")
 
 
@@ -152,6 +162,7 @@ def main(argv=None) -> int:
     p.add_argument("what", choices=["styleclip", "hairclip", "hairclip-augment", "figure"])
     p.add_argument("--only", nargs="*", default=None, help="styleclip: these mappers only")
     p.add_argument("--steps", type=int, default=None, help="hairclip: total steps")
+    p.add_argument("--augment", type=int, default=0, help="styleclip: CLIP loss over this many augmented views")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
     if args.threads:
@@ -159,7 +170,7 @@ def main(argv=None) -> int:
     stop_on_signals()
     world = hairlib.load_world("mini")
     if args.what == "styleclip":
-        train_styleclip(world, args.only)
+        train_styleclip(world, args.only, args.augment)
     elif args.what == "figure":
         print(f"wrote {figure(world)}")
     elif args.what == "hairclip-augment":
