@@ -96,6 +96,19 @@ def _run(world, method: str, w: torch.Tensor, task: EditTask, kw: dict):
     return hairlib.edit(world, w, task.text, method=method, **kw)
 
 
+def _sources(world, n: int, seed: int, batch: int):
+    """The ``n`` faces every method edits: (W+ [n, ...], images [n, 3, R, R] clamped to [-1, 1])."""
+    w = world.sample(n, seed=seed)
+    with torch.no_grad():
+        return w, torch.cat([world.generate(w[i:i + batch]).clamp(-1, 1) for i in range(0, n, batch)])
+
+
+@torch.no_grad()
+def _hair(world, images: torch.Tensor, batch: int) -> torch.Tensor:
+    """The world's hair masks of ``images``, ``batch`` at a time -> [N, 1, H, W]."""
+    return torch.cat([world.masks(images[i:i + batch])["hair"] for i in range(0, len(images), batch)])
+
+
 def evaluate(world, method: str, tasks: Sequence[EditTask] = EDIT_TASKS, n: int = 64, seed: int = 1234,
              batch: int = 64, progress: bool = False, **kw) -> List[dict]:
     """One row per task that ``method`` can run (mapper: the tasks with a shipped mapper;
@@ -106,10 +119,9 @@ def evaluate(world, method: str, tasks: Sequence[EditTask] = EDIT_TASKS, n: int 
         from hairlib.edit.global_dir import GlobalDirections
 
         kw = {**kw, "directions": GlobalDirections.for_world(world, progress=progress)}
-    w_all = world.sample(n, seed=seed)
-    with torch.no_grad():
-        src_all = torch.cat([world.generate(w_all[i:i + batch]).clamp(-1, 1) for i in range(0, n, batch)])
+    w_all, src_all = _sources(world, n, seed, batch)
     before = predict_labels(world, src_all) if world.classifier is not None else None
+    src_hair = _hair(world, src_all, batch) if world.masks is not None else None
     rows = []
     for task in tqdm(tasks, desc=f"evaluate {method}", disable=not progress):
         images, seconds = [], 0.0
@@ -134,10 +146,8 @@ def evaluate(world, method: str, tasks: Sequence[EditTask] = EDIT_TASKS, n: int 
             txt = world.clip.encode_text(task.text)
             clip = torch.cat([(world.clip.encode_image(edit[i:i + batch]) @ txt.t())[:, 0] for i in range(0, n, batch)])
         row.update(identity=ident.mean().item(), clip=clip.mean().item(), seconds=seconds / n)
-        if world.masks is not None:
-            with torch.no_grad():
-                keep = torch.cat([(1 - world.masks(src_all[i:i + batch])["hair"]) * (1 - world.masks(edit[i:i + batch])["hair"])
-                                  for i in range(0, n, batch)])
+        if src_hair is not None:
+            keep = (1 - src_hair) * (1 - _hair(world, edit, batch))
             row["psnr_bg"] = psnr(edit, src_all, keep).mean().item()
             row["ssim_bg"] = ssim(edit, src_all, keep).mean().item()
         rows.append(row)
@@ -158,9 +168,7 @@ def evaluate_references(world, n: int = 64, seed: int = 1234, mapper=None, ref_s
     from hairlib.mini.vocab import HAIRSTYLES
 
     rng = np.random.default_rng(ref_seed)
-    w = world.sample(n, seed=seed)
-    with torch.no_grad():
-        src = world.generate(w).clamp(-1, 1)
+    w, src = _sources(world, n, seed, batch=n)
     before = predict_labels(world, src)
     rows = []
     for kind, label in (("color", "hair_color"), ("hairstyle", "hairstyle")):
@@ -200,10 +208,8 @@ def evaluate_hairclip_grid(world, n: int = 64, seed: int = 1234, mapper=None, st
     from hairlib.mini.vocab import value_index
 
     styles, colors = hairclip_vocab(world)
-    w_all = world.sample(n, seed=seed)
-    with torch.no_grad():
-        src = torch.cat([world.generate(w_all[i:i + batch]).clamp(-1, 1) for i in range(0, n, batch)])
-        src_hair = torch.cat([world.masks(src[i:i + batch])["hair"] for i in range(0, n, batch)])
+    w_all, src = _sources(world, n, seed, batch)
+    src_hair = _hair(world, src, batch)
     before = predict_labels(world, src)
     others = [k for k in before if k not in ("hairstyle", "hair_color", "hat")]
     rows = []
@@ -225,8 +231,8 @@ def evaluate_hairclip_grid(world, n: int = 64, seed: int = 1234, mapper=None, st
                 hit[label][todo].float().mean().item() if todo.any() else float("nan"))
         row["both"] = (hit["hairstyle"] & hit["hair_color"]).float().mean().item()
         row["preserved"] = torch.stack([after[k] == before[k] for k in others], 1).float().mean().item()
+        keep = (1 - src_hair) * (1 - _hair(world, edit, batch))
         with torch.no_grad():
-            keep = (1 - src_hair) * (1 - torch.cat([world.masks(edit[i:i + batch])["hair"] for i in range(0, n, batch)]))
             row["identity"] = world.identity_similarity(src, edit).mean().item()
         row["psnr_bg"] = psnr(edit, src, keep).mean().item()
         row["seconds"] = seconds

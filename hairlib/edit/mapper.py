@@ -63,8 +63,7 @@ def train_mapper(world, text: str, cfg: MapperConfig = MapperConfig(), out_dir=N
     """Train (or resume, from ``out_dir/state.pt``) a mapper for ``text``; returns it in eval mode.
     ``latents``: W+ [M, num_ws, D] to draw batches from (else sampled from the world).
     ``parallel``: a ``hairlib.train.parallel.Parallel`` (several processes: each its own batches)."""
-    from hairlib.edit.optimize import augment_views
-    from hairlib.nets.clip import clip_loss
+    from hairlib.edit.optimize import view_clip_loss
     from hairlib.train.optim import Ranger
     from hairlib.train.simple import fit
 
@@ -96,11 +95,9 @@ def train_mapper(world, text: str, cfg: MapperConfig = MapperConfig(), out_dir=N
             src_id = world.identity(x) if cfg.id_lambda else None
         w_hat = w + cfg.strength * mapper(w)
         x_hat = world.generate(w_hat)
-        if cfg.augment > 0:  # views drawn from (seed, step, rank): a resumed run draws the same
-            view_gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * 64 + rank)
-            l_clip = clip_loss(world.clip, augment_views(x_hat, cfg.augment, view_gen), txt).mean()
-        else:
-            l_clip = clip_loss(world.clip, x_hat, txt).mean()
+        # augmented views drawn from (seed, step, rank): a resumed run draws the same
+        view_gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * 64 + rank) if cfg.augment else None
+        l_clip = view_clip_loss(world.clip, x_hat, txt, cfg.augment, view_gen).mean()
         l_l2 = F.mse_loss(w_hat, w)
         loss = cfg.clip_lambda * l_clip + cfg.l2_lambda * l_l2
         parts.update(clip=l_clip.item(), l2=l_l2.item())

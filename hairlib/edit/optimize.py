@@ -24,7 +24,7 @@ import torch
 
 from hairlib.edit.result import EditResult
 
-__all__ = ["OptimizeConfig", "optimize", "lr_schedule", "augment_views"]
+__all__ = ["OptimizeConfig", "optimize", "lr_schedule", "augment_views", "view_clip_loss"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,18 @@ def augment_views(images: torch.Tensor, k: int, gen: torch.Generator, shift: flo
     return torch.cat(views)
 
 
+def view_clip_loss(clip, images: torch.Tensor, text_emb: torch.Tensor, k: int,
+                   gen: Optional[torch.Generator]) -> torch.Tensor:
+    """StyleCLIP's CLIP loss per image [N]; with ``k`` > 0 its mean over ``augment_views``."""
+    from hairlib.nets.clip import clip_loss
+
+    if k <= 0:
+        return clip_loss(clip, images, text_emb)
+    n = images.shape[0]
+    text_emb = text_emb.reshape(-1, text_emb.shape[-1]).expand(n, -1)
+    return clip_loss(clip, augment_views(images, k, gen), text_emb.repeat(k, 1)).view(k, n).mean(0)
+
+
 def lr_schedule(t: float, lr: float, rampdown: float = 0.25, rampup: float = 0.05) -> float:
     """StyleCLIP's ``get_lr``: t in [0, 1] -> learning rate."""
     ramp = min(1.0, (1 - t) / rampdown) if rampdown > 0 else 1.0
@@ -79,8 +91,6 @@ def optimize(world, latents: torch.Tensor, text: Union[str, Sequence[str]], cfg:
     ``overrides`` replace fields of ``cfg`` (e.g. ``steps=40``). Returns an EditResult whose
     ``latents`` are W+ (``space="w+"``) or the list of StyleSpace tensors (``space="s"``),
     with the loss curve and the time taken."""
-    from hairlib.nets.clip import clip_loss
-
     cfg = replace(cfg, **overrides) if overrides else cfg
     if cfg.space not in ("w+", "s"):
         raise ValueError(f"space must be 'w+' or 's', got {cfg.space!r}")
@@ -107,11 +117,7 @@ def optimize(world, latents: torch.Tensor, text: Union[str, Sequence[str]], cfg:
     for i in tqdm(range(cfg.steps), desc=f"optimize {texts[0]!r}", disable=not progress, leave=False):
         opt.param_groups[0]["lr"] = lr_schedule(i / cfg.steps, cfg.lr, cfg.rampdown, cfg.rampup)
         img = synth(params)
-        if cfg.augment > 0:
-            views = augment_views(img, cfg.augment, gen)
-            per_sample = clip_loss(world.clip, views, txt.repeat(cfg.augment, 1)).view(cfg.augment, n).mean(0)
-        else:
-            per_sample = clip_loss(world.clip, img, txt)
+        per_sample = view_clip_loss(world.clip, img, txt, cfg.augment, gen)
         per_sample = per_sample + cfg.l2_lambda * sum((p - q).pow(2).flatten(1).sum(1) for p, q in zip(params, init))
         if cfg.id_lambda:
             per_sample = per_sample + cfg.id_lambda * _identity_loss(world, img, src_id)

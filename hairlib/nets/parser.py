@@ -26,8 +26,9 @@ Where we differ:
     we keep one pixel of each block, so masks stay in {0, 1});
   * HairCLIP has no face mask; ours is skin plus the facial parts (``FACE_CLASSES``: nose,
     eyeglasses, eyes, brows, mouth, lips), without ears, earrings, neck, hat or clothes;
-  * the network is built once and shared (HairCLIP builds it once per loss); no ``.cuda()``:
-    the parser runs on its weights' device, and the images must be there too;
+  * the network is built once and shared (HairCLIP builds it once per loss), and no device is
+    hard-coded (HairCLIP moves it to CUDA): the parser runs on its weights' device, and the
+    images must be there too;
   * ``ParseNet`` wants a side divisible by 16 (its four poolings); upstream would crop or fail.
 """
 from __future__ import annotations
