@@ -32,10 +32,13 @@ Three stages, each resumable (rerun the same command: it continues where it stop
    points of the renderer's 30 -> 40 %, the worst gap 45 -> 30 points (glasses). The sliced
    Wasserstein fit is now the limit: its samples sit at 0.46 while the codes it was fitted to
    decode to 0.19 (in a first try on another bank, a W-space GAN with an MLP critic reached
-   0.42 where sliced Wasserstein reached 0.45, on 1000 samples). Not shipped: the edit
-   networks were trained on the old sampler's faces, and on the new sampler's faces they
-   keep less (HairCLIP's 6 edits: others kept 83 -> 77 %, identity 0.87 -> 0.75; the mappers
-   85 -> 81 %, 0.84 -> 0.78; success about the same), so shipping it means retraining them.
+   0.42 where sliced Wasserstein reached 0.45, on 1000 samples). Not shipped: on the new
+   sampler's faces every method keeps fewer of the other labels (64 faces; HairCLIP's 6 edits
+   83 -> 77 %, the optimisation 75 -> 70 %: the old sampler's faces carried fewer attributes
+   to lose) and the edit networks, trained on the old sampler's faces, lose identity (HairCLIP
+   0.87 -> 0.75, mappers 0.84 -> 0.78; success about the same). The afro mapper retrained on
+   the new faces reaches 86 % success, identity 0.79 (``runs/mini_stylegan2/remap/eval/``):
+   shipping this stage means retraining the edit networks with it.
 The warm start exists because this recipe had to run on two CPU cores: trained as a plain GAN
 from scratch, 2 200 steps (75 min) gave blobs, and 60 000 steps would take a day.
 ``--export`` writes the EMA generator to ``hairlib/mini/weights/stylegan2.safetensors``
