@@ -32,7 +32,8 @@ Three stages, each resumable (rerun the same command: it continues where it stop
    points of the renderer's 30 -> 40 %, the worst gap 45 -> 30 points (glasses). The sliced
    Wasserstein fit is now the limit: its samples sit at 0.46 while the codes it was fitted to
    decode to 0.19 (in a first try on another bank, a W-space GAN with an MLP critic reached
-   0.42 where sliced Wasserstein reached 0.45, on 1000 samples). Not shipped: on the new
+   0.42 where sliced Wasserstein reached 0.45, on 1000 samples; fitting on from here, 6000 more
+   steps or 3000 at batch 4096, levels off at 0.40-0.41). Not shipped: on the new
    sampler's faces every method keeps fewer of the other labels (64 faces; HairCLIP's 6 edits
    83 -> 77 %, the optimisation 75 -> 70 %: the old sampler's faces carried fewer attributes
    to lose) and the edit networks, trained on the old sampler's faces, lose identity (HairCLIP
