@@ -148,7 +148,7 @@ def export(out_dir: Path, dest: Path = WEIGHTS_DIR, source: str = "gan", metrics
             raise FileNotFoundError(f"no remapped generator in {Path(out_dir) / 'remap'} (run --stage remap)")
         G = Generator(ARCH)
         G.load_state_dict(state["G"])
-        meta = {k: v for k, v in state["meta"].items()}
+        meta = dict(state["meta"])
     elif source == "warm":
         state = load_checkpoint(Path(out_dir) / "warm_G.pt")
         if state is None:
@@ -258,6 +258,7 @@ def remap_shipped(out: Path, device="cpu", progress: bool = True, cfg: RemapConf
     if "remap" in meta:
         raise ValueError(f"the generator in {dest} is already remapped; remap the one it came from")
     clf = load_shipped_classifier(dest, device).requires_grad_(False)
+    before = evaluate_generator(G, clf, n=cfg.eval_n)  # the shipped generator, before its mapping moves
     wplus = load_shipped_encoder(dest, device)
     c = wplus.config
     E = Encoder(EncoderConfig(1, c.style_dim, c.widths, c.image_size), wplus.latent_avg).to(device)
@@ -275,9 +276,7 @@ def remap_shipped(out: Path, device="cpu", progress: bool = True, cfg: RemapConf
     G.style.requires_grad_(True)
     W.fit_mapping(G, bank, cfg.mapping, out / "map", device=device, progress=progress)
     G.eval().requires_grad_(False)
-    shipped = load_shipped_generator(dest, device)
     metrics = evaluate_generator(G, clf, n=cfg.eval_n)
-    before = evaluate_generator(shipped, clf, n=cfg.eval_n)
     summary = lambda m: {k: m[k] for k in ("kid_samples_vs_renders", "kid_renders_vs_renders",  # noqa: E731
                                            "within_5_points", "max_frequency_gap", "n")}
     new_meta = {k: v for k, v in meta.items() if k not in ("metrics", "command", "exported")}

@@ -70,6 +70,27 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, projections: int = 256,
     return (pa - pb).pow(2).mean()
 
 
+def _held_psnr(G: nn.Module, E: nn.Module, held: torch.Tensor) -> float:
+    """Mean PSNR of ``G.synthesis(broadcast(E(held)))`` against ``held``, E in eval mode (its
+    BatchNorm statistics do not see the batch), then back in training mode."""
+    from hairlib.metrics import psnr
+
+    E.eval()
+    with torch.no_grad():
+        y = G.synthesis(G.broadcast(E(held).reshape(held.shape[0], -1))).clamp(-1, 1)
+    E.train()
+    return float(psnr(y, held).mean())
+
+
+def _reconstruction_loss(y: torch.Tensor, x: torch.Tensor, feature_fn, feature_weight: float, stats: dict):
+    """L1 pixels (into ``stats["l1"]``) + ``feature_weight`` x the feature MSE of ``feature_fn``."""
+    loss = (y - x).abs().mean()
+    stats["l1"] = loss.item()
+    if feature_fn is not None and feature_weight:
+        loss = loss + feature_weight * sum(F.mse_loss(fy, fx) for fy, fx in zip(feature_fn(y), feature_fn(x)))
+    return loss
+
+
 def train_autoencoder(G: nn.Module, E: nn.Module, sample_real: Callable[[int], torch.Tensor],
                       feature_fn: Optional[Callable[[torch.Tensor], List[torch.Tensor]]], cfg: WarmStartConfig,
                       out_dir, *, device="cpu", progress: bool = True, eval_batch: bool = True) -> int:
@@ -86,13 +107,7 @@ def train_autoencoder(G: nn.Module, E: nn.Module, sample_real: Callable[[int], t
 
     def log_fn():
         if held is not None:
-            from hairlib.metrics import psnr
-
-            E.eval()
-            with torch.no_grad():
-                y = G.synthesis(G.broadcast(E(held).reshape(held.shape[0], -1))).clamp(-1, 1)
-            E.train()
-            stats["psnr"] = float(psnr(y, held).mean())
+            stats["psnr"] = _held_psnr(G, E, held)
         return dict(stats)
 
     def loss_fn(step: int) -> torch.Tensor:
@@ -102,11 +117,7 @@ def train_autoencoder(G: nn.Module, E: nn.Module, sample_real: Callable[[int], t
             noise = torch.randn(w.shape, generator=gen).to(device)
             w = w + cfg.latent_noise * w.detach().std(0, keepdim=True) * noise
         y = G.synthesis(G.broadcast(w), noise_mode="random")
-        loss = (y - x).abs().mean()
-        stats["l1"] = loss.item()
-        if feature_fn is not None and cfg.feature_weight:
-            loss = loss + cfg.feature_weight * sum(F.mse_loss(fy, fx) for fy, fx in zip(feature_fn(y), feature_fn(x)))
-        return loss
+        return _reconstruction_loss(y, x, feature_fn, cfg.feature_weight, stats)
 
     return fit(model, opt, steps=cfg.ae_steps, lr=None, loss_fn=loss_fn, out_dir=Path(out_dir), gen=gen,
                ckpt_every=cfg.ckpt_every, meta={"warmstart": cfg.to_dict()}, desc="autoencoder", progress=progress,
@@ -124,29 +135,18 @@ def train_w_encoder(G: nn.Module, E: nn.Module, sample_real: Callable[[int], tor
     G = G.to(device).requires_grad_(False)
     E = E.to(device)
     opt = torch.optim.Adam(E.parameters(), lr=lr, betas=(0.9, 0.99))
+    held = held.to(device) if held is not None else None
     stats = {}
-
-    def rec(x):
-        return G.synthesis(G.broadcast(E(x).reshape(x.shape[0], -1)))
 
     def log_fn():
         if held is not None:
-            from hairlib.metrics import psnr
-
-            E.eval()
-            with torch.no_grad():
-                stats["psnr"] = float(psnr(rec(held.to(device)).clamp(-1, 1), held.to(device)).mean())
-            E.train()
+            stats["psnr"] = _held_psnr(G, E, held)
         return dict(stats)
 
     def loss_fn(step: int) -> torch.Tensor:
         x = sample_real(step).to(device)
-        y = rec(x)
-        loss = (y - x).abs().mean()
-        stats["l1"] = loss.item()
-        if feature_fn is not None and feature_weight:
-            loss = loss + feature_weight * sum(F.mse_loss(fy, fx) for fy, fx in zip(feature_fn(y), feature_fn(x)))
-        return loss
+        y = G.synthesis(G.broadcast(E(x).reshape(x.shape[0], -1)))
+        return _reconstruction_loss(y, x, feature_fn, feature_weight, stats)
 
     return fit(E, opt, steps=steps, lr=None, loss_fn=loss_fn, out_dir=Path(out_dir), schedule="constant",
                ckpt_every=ckpt_every, desc="W encoder", progress=progress, log_fn=log_fn, log_every=log_every)
