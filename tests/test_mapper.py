@@ -94,3 +94,55 @@ def test_training_with_augmented_views_resumes_exactly(world, tmp_path):
     assert torch.allclose(full(w), resumed(w), atol=1e-6)
     plain = train_mapper(world, "red hair", out_dir=tmp_path / "c", **{**kw, "augment": 0})
     assert not torch.allclose(full(w), plain(w))  # the views change what is learned
+
+
+def test_fine_tuning_starts_from_the_init_and_checks_its_shape(world, tmp_path):
+    G = world.generator
+    torch.manual_seed(3)
+    init = LevelsMapper(G.num_ws, G.style_dim, ("coarse", "medium"))
+    w = world.sample(3, seed=6)
+    path = save_mapper(init, tmp_path / "init.safetensors", text="red hair")
+    same = train_mapper(world, "red hair", steps=0, groups=("coarse", "medium"), out_dir=tmp_path / "zero",
+                        progress=False, init=path)
+    assert torch.allclose(same(w), init(w))  # no step taken: the init itself
+    tuned = train_mapper(world, "red hair", steps=3, batch=2, groups=("coarse", "medium"), out_dir=tmp_path / "a",
+                         progress=False, init=init)
+    fresh = train_mapper(world, "red hair", steps=3, batch=2, groups=("coarse", "medium"), out_dir=tmp_path / "b",
+                         progress=False)
+    assert (tuned(w) - init(w)).abs().mean() < (fresh(w) - init(w)).abs().mean()
+    with pytest.raises(ValueError, match="init mapper"):
+        train_mapper(world, "red hair", steps=1, groups=("coarse", "medium", "fine"), out_dir=tmp_path / "c",
+                     progress=False, init=init)
+
+
+def test_adapt_fine_tunes_every_shipped_edit_network_once(tiny_weights, tmp_path, monkeypatch):
+    import shutil
+
+    from hairlib.edit.hairclip import save_hair_mapper
+    from hairlib.mini import train_mappers as TM
+    from hairlib.nets.hair_mapper import HairMapper
+    from hairlib.nets.loading import read_with_meta
+
+    d = tmp_path / "weights"
+    shutil.copytree(tiny_weights, d)
+    world = hairlib.load_world("mini", weights_dir=d)
+    G = world.generator
+    torch.manual_seed(4)
+    save_hair_mapper(HairMapper(G.num_ws, G.style_dim, world.clip.embed_dim), d / "hairclip.safetensors",
+                     extra={"recipe": {"steps": 10, "batch": 1, "seed": 0}})
+    (d / "mappers").mkdir()
+    save_mapper(LevelsMapper(G.num_ws, G.style_dim, ("coarse", "medium")), d / "mappers" / "afro.safetensors",
+                text=TM.MAPPERS["afro"][0], extra={"recipe": {"steps": 10, "batch": 2, "groups": ["coarse", "medium"]}})
+    before = {p.name: p.read_bytes() for p in [d / "hairclip.safetensors", d / "mappers" / "afro.safetensors"]}
+    monkeypatch.setattr(TM, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(TM, "_scores", lambda world, method, names, **kw: {n: {"success": 0.5} for n in names})
+    report = TM.adapt(world, d, hairclip_steps=2, mapper_steps=2)
+    assert set(report) == {"hairclip", "afro"}
+    for p in [d / "hairclip.safetensors", d / "mappers" / "afro.safetensors"]:
+        meta = read_with_meta(p)[1]
+        assert meta["stage"] == "adapt" and meta["recipe"]["steps"] == 2 and "scores_before" in meta
+        assert p.read_bytes() != before[p.name]
+    assert (tmp_path / "runs" / "afro_adapt" / "state.pt").exists() and (tmp_path / "runs" / "hairclip_adapt" / "state.pt").exists()
+    after = {p.name: p.read_bytes() for p in [d / "hairclip.safetensors", d / "mappers" / "afro.safetensors"]}
+    assert TM.adapt(world, d, hairclip_steps=2, mapper_steps=2) == {}  # already adapted: left alone
+    assert after == {p.name: p.read_bytes() for p in [d / "hairclip.safetensors", d / "mappers" / "afro.safetensors"]}

@@ -58,11 +58,13 @@ def slug(text: str) -> str:
 
 
 def train_mapper(world, text: str, cfg: MapperConfig = MapperConfig(), out_dir=None, *,
-                 latents: Optional[torch.Tensor] = None, progress: bool = True, parallel=None,
+                 latents: Optional[torch.Tensor] = None, progress: bool = True, parallel=None, init=None,
                  **overrides) -> LevelsMapper:
     """Train (or resume, from ``out_dir/state.pt``) a mapper for ``text``; returns it in eval mode.
     ``latents``: W+ [M, num_ws, D] to draw batches from (else sampled from the world).
-    ``parallel``: a ``hairlib.train.parallel.Parallel`` (several processes: each its own batches)."""
+    ``parallel``: a ``hairlib.train.parallel.Parallel`` (several processes: each its own batches).
+    ``init``: a mapper (or its file) to start from, e.g. to fine-tune a shipped one on another
+    generator's faces; its groups and W+ shape must be ``cfg``'s."""
     from hairlib.edit.optimize import view_clip_loss
     from hairlib.train.optim import Ranger
     from hairlib.train.simple import fit
@@ -74,6 +76,12 @@ def train_mapper(world, text: str, cfg: MapperConfig = MapperConfig(), out_dir=N
     out_dir = Path(out_dir) if out_dir is not None else Path("runs") / "mappers" / f"{world.name}-{slug(text)}"
     torch.manual_seed(cfg.seed)
     mapper = LevelsMapper(G.num_ws, G.style_dim, cfg.groups).to(world.device)
+    if init is not None:
+        start = init if isinstance(init, LevelsMapper) else load_mapper(init, num_ws=G.num_ws)
+        if (start.num_ws, start.dim, start.groups) != (mapper.num_ws, mapper.dim, mapper.groups):
+            raise ValueError(f"init mapper is [{start.num_ws}, {start.dim}] with groups {list(start.groups)}; this "
+                             f"training needs [{mapper.num_ws}, {mapper.dim}] with {list(mapper.groups)}")
+        mapper.load_state_dict(start.state_dict())
     opt = Ranger(mapper.parameters(), lr=cfg.lr)
     txt = world.clip.encode_text(text.strip())
     rank = parallel.rank if parallel is not None else 0

@@ -62,6 +62,22 @@ def evaluate_generator(G, classifier, n: int = 2000, seed: int = 0, batch: int =
     }
 
 
+@torch.no_grad()
+def own_render_pairs(G, n: int = 16, seed: int = 0) -> list:
+    """Rows for ``viz.grid``: samples G(z) above the renders of the faces those z stand for
+    (``hairlib.mini.prior.params_from_z``): how closely a distilled sampler draws its own faces."""
+    from hairlib.mini import render as R
+    from hairlib.mini.prior import params_from_z
+
+    z = torch.randn(n, G.style_dim, generator=torch.Generator().manual_seed(seed))
+    x = G(z.to(G.input.input.device), space="z").clamp(-1, 1).cpu()
+    r = R.to_tensor(R.render_batch(params_from_z(z), size=x.shape[-1])[0])
+    rows = []
+    for i in range(0, n, 8):
+        rows += [x[i:i + 8], r[i:i + 8]]
+    return rows
+
+
 def main(argv=None) -> int:
     from hairlib import viz
     from hairlib.mini.train_classifier import load_shipped_classifier
@@ -89,6 +105,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     viz.grid([res["_samples"][i:i + 8] for i in range(0, 64, 8)], scale=1).save(out / "mini_stylegan2_samples.png")
+    rows = own_render_pairs(G)
+    viz.grid(rows, ["G(z)", "render of z's face"] * (len(rows) // 2), scale=2).save(out / "mini_stylegan2_own_renders.png")
     res = {k: v for k, v in res.items() if not k.startswith("_")}
     res["step"] = step
     (out / "mini_stylegan2_eval.json").write_text(json.dumps(res, indent=2))

@@ -4,6 +4,7 @@ HairCLIP's conditional hair mapper.
     python -m hairlib.mini.train_mappers styleclip [--only afro] [--threads 1] [--augment 8]
     python -m hairlib.mini.train_mappers hairclip [--steps N] [--threads 1]
     python -m hairlib.mini.train_mappers hairclip-augment [--steps N]   # then: fine-tune it
+    python -m hairlib.mini.train_mappers adapt       # fine-tune them all on a refitted generator's faces
     python -m hairlib.mini.train_mappers figure      # results/mini_hairclip.png from the shipped weights
 
 StyleCLIP mappers (``MAPPERS``): one per prompt, the paper's losses (CLIP 1.0, L2 0.8, ID 0.1),
@@ -56,7 +57,7 @@ def _scores(world, method: str, names, **kw) -> dict:
             for r in evaluate(world, method, tasks, n=64, **kw)}
 
 
-def train_styleclip(world, only=None, augment: int = 0) -> None:
+def train_styleclip(world, only=None, augment: int = 0, weights: Path = WEIGHTS_DIR) -> None:
     """Train (or resume) each mapper and ship it. ``augment`` > 0: the CLIP loss over that many
     augmented views, in its own run folder (``<name>_augment<K>``); shipped only where its success
     beats the shipped mapper's."""
@@ -68,7 +69,7 @@ def train_styleclip(world, only=None, augment: int = 0) -> None:
             continue
         cfg = MapperConfig(groups=groups, **MAPPER_SETTINGS, augment=augment)
         m = train_mapper(world, text, cfg, RUNS / (f"{name}_augment{augment}" if augment else name))
-        dest = WEIGHTS_DIR / "mappers" / f"{name}.safetensors"
+        dest = Path(weights) / "mappers" / f"{name}.safetensors"
         scores = _scores(world, "mapper", [name], mapper=m)
         command = f"python -m hairlib.mini.train_mappers styleclip --only {name}" + (f" --augment {augment}" if augment else "")
         if augment and dest.exists():
@@ -81,14 +82,14 @@ def train_styleclip(world, only=None, augment: int = 0) -> None:
         print(f"wrote {dest}: {scores}")
 
 
-def train_hair(world, steps=None) -> None:
+def train_hair(world, steps=None, weights: Path = WEIGHTS_DIR) -> None:
     from hairlib.edit.hairclip import HairCLIPConfig, save_hair_mapper, train_hairclip
     from hairlib.evaluate import HAIR_TASKS
 
     cfg = HairCLIPConfig(**{**HAIRCLIP, **({"steps": steps} if steps else {})})
     m = train_hairclip(world, cfg, RUNS / "hairclip")
     scores = _scores(world, "hairclip", [t.name for t in HAIR_TASKS], mapper=m)
-    dest = save_hair_mapper(copy.deepcopy(m).half(), WEIGHTS_DIR / "hairclip.safetensors",  # fp16: half the size
+    dest = save_hair_mapper(copy.deepcopy(m).half(), Path(weights) / "hairclip.safetensors",  # fp16: half the size
                             extra={"recipe": asdict(cfg), "scores": scores, "dtype": "float16",
                                    "command": "python -m hairlib.mini.train_mappers hairclip"})
     print(f"wrote {dest}: {scores}")
@@ -154,29 +155,102 @@ def train_hair_augment(world, steps=None, dest=None) -> bool:
     return True
 
 
+ADAPT = {"hairclip_steps": 1500, "mapper_steps": 500, "seed": 11}
+
+
+def adapt(world, weights: Path = WEIGHTS_DIR, hairclip_steps=None, mapper_steps=None) -> dict:
+    """Fine-tune every shipped edit network on the faces of the generator now shipped beside it
+    (after its mapping network was refitted: the same W+ space, another distribution of sampled
+    latents), each from its shipped weights with its own recipe (augmented views where it had
+    them), for ``ADAPT``'s steps, and ship it; its scores before (the old network on the new
+    faces) and after go into its metadata. Networks already adapted to this generator are left
+    alone, so a rerun is safe. Runs: ``runs/mini_mappers/<name>_adapt``."""
+    from hairlib.edit.hairclip import HairCLIPConfig, load_hair_mapper, save_hair_mapper, train_hairclip
+    from hairlib.edit.mapper import MapperConfig, load_mapper, save_mapper, train_mapper
+    from hairlib.evaluate import HAIR_TASKS
+    from hairlib.nets.loading import read_with_meta
+
+    weights = Path(weights)
+    gen_meta = read_with_meta(weights / "stylegan2.safetensors")[1]
+    stage = gen_meta.get("stage", "")
+    report = {}
+    hair = weights / "hairclip.safetensors"
+    done = lambda meta: meta.get("stage") == "adapt" and meta.get("generator") == stage  # noqa: E731
+    if hair.exists() and done(read_with_meta(hair)[1]):
+        print(f"{hair}: already adapted to this generator, left alone")
+    elif hair.exists():
+        _, meta = read_with_meta(hair)
+        recipe = {k: v for k, v in (meta.get("recipe") or {}).items() if k in HairCLIPConfig.__dataclass_fields__}
+        cfg = HairCLIPConfig(**{**recipe, "steps": hairclip_steps or ADAPT["hairclip_steps"], "seed": ADAPT["seed"]})
+        base = load_hair_mapper(hair, num_ws=world.generator.num_ws)
+        names = [t.name for t in HAIR_TASKS]
+        before = _scores(world, "hairclip", names, mapper=base)
+        m = train_hairclip(world, cfg, RUNS / "hairclip_adapt", init=base)
+        after = _scores(world, "hairclip", names, mapper=m)
+        save_hair_mapper(copy.deepcopy(m).half(), hair, extra={
+            "recipe": asdict(cfg), "init_recipe": meta.get("recipe"), "init_stage": meta.get("stage"), "stage": "adapt",
+            "generator": stage, "scores": after, "scores_before": before, "dtype": "float16",
+            "command": "python -m hairlib.mini.train_mappers hairclip && python -m hairlib.mini.train_mappers "
+                       "hairclip-augment && python -m hairlib.mini.train_mappers adapt"})
+        report["hairclip"] = {"before": before, "after": after}
+        print(f"wrote {hair}: {after}")
+    for path in sorted((weights / "mappers").glob("*.safetensors")):
+        name = path.stem
+        _, meta = read_with_meta(path)
+        if done(meta):
+            print(f"{path}: already adapted to this generator, left alone")
+            continue
+        recipe = {k: v for k, v in (meta.get("recipe") or {}).items() if k in MapperConfig.__dataclass_fields__}
+        if not recipe:
+            recipe = {**MAPPER_SETTINGS, "groups": tuple(meta["groups"])}
+        recipe["groups"] = tuple(recipe.get("groups", meta["groups"]))
+        cfg = MapperConfig(**{**recipe, "steps": mapper_steps or ADAPT["mapper_steps"], "seed": ADAPT["seed"]})
+        base = load_mapper(path, num_ws=world.generator.num_ws)
+        before = _scores(world, "mapper", [name], mapper=base) if name in MAPPERS else {}
+        m = train_mapper(world, meta["text"], cfg, RUNS / f"{name}_adapt", init=base)
+        after = _scores(world, "mapper", [name], mapper=m) if name in MAPPERS else {}
+        save_mapper(m, path, text=meta["text"], extra={
+            "recipe": cfg.to_dict(), "init_recipe": meta.get("recipe"), "stage": "adapt", "generator": stage,
+            "scores": after, "scores_before": before,
+            "command": f"{meta.get('command', '')} && python -m hairlib.mini.train_mappers adapt".lstrip(" &")})
+        report[name] = {"before": before, "after": after}
+        print(f"wrote {path}: {after}")
+    return report
+
+
 def main(argv=None) -> int:
     import hairlib
     from hairlib.train.checkpoint import stop_on_signals
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["styleclip", "hairclip", "hairclip-augment", "figure"])
+    p.add_argument("what", choices=["styleclip", "hairclip", "hairclip-augment", "adapt", "figure"])
     p.add_argument("--only", nargs="*", default=None, help="styleclip: these mappers only")
     p.add_argument("--steps", type=int, default=None, help="hairclip: total steps")
     p.add_argument("--augment", type=int, default=0, help="styleclip: CLIP loss over this many augmented views")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--weights", default=None,
+                   help="the mini world's weights folder to read and write (default: $HAIRLIB_MINI_WEIGHTS, else the "
+                        "shipped one)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     stop_on_signals()
-    world = hairlib.load_world("mini")
+    import os
+
+    weights = Path(args.weights or os.environ.get("HAIRLIB_MINI_WEIGHTS") or WEIGHTS_DIR)
+    world = hairlib.load_world("mini", weights_dir=weights)
     if args.what == "styleclip":
-        train_styleclip(world, args.only, args.augment)
+        train_styleclip(world, args.only, args.augment, weights)
     elif args.what == "figure":
         print(f"wrote {figure(world)}")
     elif args.what == "hairclip-augment":
-        train_hair_augment(world, args.steps)
+        train_hair_augment(world, args.steps, weights / "hairclip.safetensors")
+    elif args.what == "adapt":
+        import json
+
+        print(json.dumps(adapt(world, weights, args.steps), indent=1))
     else:
-        train_hair(world, args.steps)
+        train_hair(world, args.steps, weights)
     return 0
 
 
