@@ -59,7 +59,12 @@ Three stages, each resumable (rerun the same command: it continues where it stop
    Why the tree: fitted by MSE, one number cut into 12 hairstyles was learnt to 68 % by a small
    mapping where a 4-level tree of yes/no slots reached 89 % (a toy, 2000 steps each). The
    first try (one number per field, split=None with held-out rows dropped, 32 768 pairs, 6000
-   steps) reached KID 0.31 on 1000 samples.
+   steps) reached KID 0.31 on 1000 samples. Not shipped yet: on its faces every edit network
+   scores lower, fine-tuned to them (``train_mappers adapt``: HairCLIP's 6 edits 59 -> 47 %,
+   identity 0.87 -> 0.80) or, for the afro mapper, retrained from scratch (84 -> 57 %): its
+   faces carry the renderer's attributes, so there is more to keep and the hair is harder to
+   move (``runs/mini_stylegan2/distill/eval/``). Shipping it means retraining the edit networks
+   and restating every edit table.
 The warm start exists because this recipe had to run on two CPU cores: trained as a plain GAN
 from scratch, 2 200 steps (75 min) gave blobs, and 60 000 steps would take a day.
 ``--export`` writes the EMA generator to ``hairlib/mini/weights/stylegan2.safetensors``
@@ -289,8 +294,6 @@ def remap_shipped(out: Path, device="cpu", progress: bool = True, cfg: RemapConf
     The shipped files are only read; each step resumes (``out/encoder``, ``out/map``)."""
     from hairlib.mini.data import RenderBatches
     from hairlib.mini.eval_stylegan2 import evaluate_generator
-    from hairlib.mini.train_classifier import load_shipped_classifier
-    from hairlib.nets.stylegan2 import Generator
     from hairlib.train import warmstart as W
     from hairlib.train.checkpoint import load_checkpoint, save_atomic
 
@@ -298,12 +301,7 @@ def remap_shipped(out: Path, device="cpu", progress: bool = True, cfg: RemapConf
     done = load_checkpoint(out / "G.pt")
     if done is not None:
         return done["meta"]["metrics"]
-    G, meta = load_shipped("stylegan2", lambda m: Generator(StyleGAN2Config.from_dict(m["arch"])), dest, device)
-    if "remap" in meta or "distill" in meta:
-        raise ValueError(f"the generator in {dest} is already remapped; remap the one it came from")
-    clf = load_shipped_classifier(dest, device).requires_grad_(False)
-    before = evaluate_generator(G, clf, n=cfg.eval_n)  # the shipped generator, before its mapping moves
-    E = _one_w_encoder(G, clf, cfg, out / "encoder", device, progress, dest)
+    G, meta, clf, before, E = _shipped_for_refit(out, cfg, device, progress, dest)
     renders = RenderBatches(cfg.batch, cfg.seed, size=ARCH.size)
     bank = W.encode_bank(E, lambda k: renders[k]["images"], cfg.mapping.map_bank, device=device)
     G.style.requires_grad_(True)
@@ -315,6 +313,22 @@ def remap_shipped(out: Path, device="cpu", progress: bool = True, cfg: RemapConf
                      "stage": meta.get("stage", "") + ", then the mapping refitted (remap)"})
     save_atomic({"G": G.state_dict(), "meta": new_meta}, out / "G.pt")
     return new_meta["metrics"]
+
+
+def _shipped_for_refit(out: Path, cfg, device, progress: bool, dest: Path):
+    """What the mapping refits (remap, distill) start from: the shipped generator (refused if its
+    mapping was refitted already), its metadata, the shipped classifier, the generator's
+    evaluation before its mapping moves, and the one-w encoder fitted to it (``out/encoder``)."""
+    from hairlib.mini.eval_stylegan2 import evaluate_generator
+    from hairlib.mini.train_classifier import load_shipped_classifier
+    from hairlib.nets.stylegan2 import Generator
+
+    G, meta = load_shipped("stylegan2", lambda m: Generator(StyleGAN2Config.from_dict(m["arch"])), dest, device)
+    if "remap" in meta or "distill" in meta:
+        raise ValueError(f"the generator in {dest} has a refitted mapping already; start from the one it came from")
+    clf = load_shipped_classifier(dest, device).requires_grad_(False)
+    before = evaluate_generator(G, clf, n=cfg.eval_n)
+    return G, meta, clf, before, _one_w_encoder(G, clf, cfg, out / "encoder", device, progress, dest)
 
 
 def _summary(m: dict) -> dict:
@@ -458,20 +472,13 @@ def distill_shipped(out: Path, device="cpu", progress: bool = True, cfg: Distill
     ``params_from_z(z)``. Writes ``out/G.pt`` and returns its evaluation beside the shipped
     generator's. The shipped files are only read; every step resumes."""
     from hairlib.mini.eval_stylegan2 import evaluate_generator
-    from hairlib.mini.train_classifier import load_shipped_classifier
-    from hairlib.nets.stylegan2 import Generator
     from hairlib.train.checkpoint import load_checkpoint, save_atomic
 
     out = Path(out)
     done = load_checkpoint(out / "G.pt")
     if done is not None:
         return done["meta"]["metrics"]
-    G, meta = load_shipped("stylegan2", lambda m: Generator(StyleGAN2Config.from_dict(m["arch"])), dest, device)
-    if "distill" in meta or "remap" in meta:
-        raise ValueError(f"the generator in {dest} has a refitted mapping already; start from the one it came from")
-    clf = load_shipped_classifier(dest, device).requires_grad_(False)
-    before = evaluate_generator(G, clf, n=cfg.eval_n)
-    E = _one_w_encoder(G, clf, cfg, out / "encoder", device, progress, dest)
+    G, meta, clf, before, E = _shipped_for_refit(out, cfg, device, progress, dest)
     z, w = prior_bank(E, cfg, out, device, progress)
     fit_mapping_to_prior(G, z, w, cfg, out / "map", device, progress)
     G.eval().requires_grad_(False)
