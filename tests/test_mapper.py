@@ -142,7 +142,7 @@ def test_adapt_fine_tunes_every_shipped_edit_network_once(tiny_weights, tmp_path
         meta = read_with_meta(p)[1]
         assert meta["stage"] == "adapt" and meta["recipe"]["steps"] == 2 and "scores_before" in meta
         assert p.read_bytes() != before[p.name]
-    assert (tmp_path / "runs" / "afro_adapt" / "state.pt").exists() and (tmp_path / "runs" / "hairclip_adapt" / "state.pt").exists()
+    assert all((tmp_path / "runs" / f"{n}_adapt" / "state.pt").exists() for n in ("afro", "hairclip"))
     after = {p.name: p.read_bytes() for p in [d / "hairclip.safetensors", d / "mappers" / "afro.safetensors"]}
     assert TM.adapt(world, d, hairclip_steps=2, mapper_steps=2) == {}  # already adapted: left alone
     assert after == {p.name: p.read_bytes() for p in [d / "hairclip.safetensors", d / "mappers" / "afro.safetensors"]}

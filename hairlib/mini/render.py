@@ -40,8 +40,8 @@ from .vocab import (ATTRIBUTES, FEMALE_ONLY, HAIR_COLOR_RGB, HAIR_COLORS, HAIRST
                     value_index)
 
 __all__ = [
-    "FaceParams", "RenderResult", "sample_params", "params_from_uniforms", "PRIOR_SLOTS", "render", "render_batch", "to_tensor",
-    "from_tensor", "is_heldout_combination", "make_grid", "contact_sheet", "PARTS",
+    "FaceParams", "RenderResult", "sample_params", "params_from_uniforms", "PRIOR_SLOTS", "render",
+    "render_batch", "to_tensor", "from_tensor", "is_heldout_combination", "make_grid", "contact_sheet", "PARTS",
     "IDENTITY_FIELDS", "HAIR_FIELDS", "BACKGROUNDS", "CLOTHES", "HAT_COLORS", "write_renders",
 ]
 
@@ -397,6 +397,7 @@ _SLOTS: Dict[str, tuple] = {}
 for _name, _n in _SLOT_COUNTS.items():
     _start = sum(b - a for a, b in _SLOTS.values())
     _SLOTS[_name] = (_start, _start + _n)
+del _name, _n, _start
 PRIOR_SLOTS = sum(_SLOT_COUNTS.values())  # uniforms per face of ``params_from_uniforms``
 
 # the fields that held-out combinations and the sampler's conflict rules tie together, in the
