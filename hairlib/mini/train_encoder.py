@@ -132,9 +132,10 @@ def evaluate(G, enc, classifier, n: int = RECIPE.eval_n, refine_steps: int = 150
         with torch.enable_grad():
             res = invert(G, x, encoder=enc, cfg=InvertConfig(steps=steps), feature_net=classifier_features(classifier))
         pred = classifier.predict(res.images)
-        kept = torch.stack([(pred[k] == truth[k]) for k in pred]).all(0).float().mean()
+        same = torch.stack([(pred[k] == truth[k]) for k in pred]).float()  # [labels, n]
         out[f"{name}_psnr"] = float(res.psnr.mean())
-        out[f"{name}_all_labels_kept"] = float(kept)
+        out[f"{name}_all_labels_kept"] = float(same.min(0).values.mean())  # renders with every label kept
+        out[f"{name}_each_label_kept"] = {k: float(v) for k, v in zip(pred, same.mean(1))}
         out[f"{name}_seconds_per_image"] = res.seconds / n
     return out
 
