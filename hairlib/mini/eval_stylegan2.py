@@ -63,15 +63,33 @@ def evaluate_generator(G, classifier, n: int = 2000, seed: int = 0, batch: int =
 
 
 @torch.no_grad()
-def own_render_pairs(G, n: int = 16, seed: int = 0) -> list:
-    """Rows for ``viz.grid``: samples G(z) above the renders of the faces those z stand for
-    (``hairlib.mini.prior.params_from_z``): how closely a distilled sampler draws its own faces."""
+def samples_and_own_renders(G, n: int, seed: int = 0):
+    """(samples G(z) [n, 3, S, S], renders of the faces those z stand for [n, 3, S, S]), both in
+    [-1, 1] on the CPU, for ``n`` z of ``seed`` (``hairlib.mini.prior.params_from_z``)."""
     from hairlib.mini import render as R
     from hairlib.mini.prior import params_from_z
 
     z = torch.randn(n, G.style_dim, generator=torch.Generator().manual_seed(seed))
     x = G(z.to(G.input.input.device), space="z").clamp(-1, 1).cpu()
-    r = R.to_tensor(R.render_batch(params_from_z(z), size=x.shape[-1])[0])
+    return x, R.to_tensor(R.render_batch(params_from_z(z), size=x.shape[-1])[0])
+
+
+@torch.no_grad()
+def own_render_agreement(G, clf, n: int = 512, seed: int = 0) -> dict:
+    """How closely G(z) draws the face z stands for: mean PSNR against its render and, by the
+    classifier, the share of labels that G(z) and that render agree on."""
+    x, r = samples_and_own_renders(G, n, seed)
+    psnr = (10 * torch.log10(4.0 / (x - r).pow(2).mean((1, 2, 3)))).mean().item()
+    dev = G.input.input.device
+    a, b = clf.predict(x.to(dev)), clf.predict(r.to(dev))
+    agree = torch.stack([(a[k] == b[k]).float().cpu() for k in b]).mean().item()
+    return {"n": n, "psnr_db": psnr, "labels_agree": agree}
+
+
+def own_render_pairs(G, n: int = 16, seed: int = 0) -> list:
+    """Rows for ``viz.grid``: samples G(z) above the renders of the faces those z stand for:
+    how closely a distilled sampler draws its own faces."""
+    x, r = samples_and_own_renders(G, n, seed)
     rows = []
     for i in range(0, n, 8):
         rows += [x[i:i + 8], r[i:i + 8]]

@@ -23,13 +23,11 @@ import numpy as np
 import torch
 
 from hairlib.mini import render as R
+from hairlib.nets.stylegan2 import PixelNorm
 
 __all__ = ["sphere_uniforms", "params_from_z", "pixel_norm"]
 
-
-def pixel_norm(z: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """z / rms(z) per row: what StyleGAN2's mapping network sees first."""
-    return z * torch.rsqrt(z.pow(2).mean(1, keepdim=True) + eps)
+pixel_norm = PixelNorm()  # z / rms(z) per row: the mapping network's own first layer
 
 
 @lru_cache(maxsize=8)

@@ -447,31 +447,13 @@ def fit_mapping_to_prior(G, z: torch.Tensor, w: torch.Tensor, cfg: DistillConfig
     return step
 
 
-@torch.no_grad()
-def own_render_agreement(G, clf, n: int = 512, seed: int = 0) -> dict:
-    """How closely G(z) draws the face z stands for (the render of ``prior.params_from_z(z)``):
-    mean PSNR and, by the classifier, the share of labels that G(z) and that render agree on."""
-    from hairlib.mini import render as R
-    from hairlib.mini.prior import params_from_z
-
-    z = torch.randn(n, G.style_dim, generator=torch.Generator().manual_seed(seed))
-    dev = G.input.input.device
-    x = G(z.to(dev), space="z").clamp(-1, 1).cpu()
-    images, _, _ = R.render_batch(params_from_z(z), size=x.shape[-1])
-    r = R.to_tensor(images)
-    psnr = (10 * torch.log10(4.0 / (x - r).pow(2).mean((1, 2, 3)))).mean().item()
-    a, b = clf.predict(x.to(dev)), clf.predict(r.to(dev))
-    agree = torch.stack([(a[k] == b[k]).float().cpu() for k in b]).mean().item()
-    return {"n": n, "psnr_db": psnr, "labels_agree": agree}
-
-
 def distill_shipped(out: Path, device="cpu", progress: bool = True, cfg: DistillConfig = DISTILL,
                     dest: Path = WEIGHTS_DIR) -> dict:
     """Stage 6: the shipped synthesis frozen, its mapping network fitted to the renderer's prior
     (``hairlib.mini.prior``): G(z) is taught the encoder's code of the render of
     ``params_from_z(z)``. Writes ``out/G.pt`` and returns its evaluation beside the shipped
     generator's. The shipped files are only read; every step resumes."""
-    from hairlib.mini.eval_stylegan2 import evaluate_generator
+    from hairlib.mini.eval_stylegan2 import evaluate_generator, own_render_agreement
     from hairlib.train.checkpoint import load_checkpoint, save_atomic
 
     out = Path(out)

@@ -82,6 +82,15 @@ def _held_psnr(G: nn.Module, E: nn.Module, held: torch.Tensor) -> float:
     return float(psnr(y, held).mean())
 
 
+def _held_log(G: nn.Module, E: nn.Module, held: Optional[torch.Tensor], stats: dict) -> Callable[[], dict]:
+    """A ``fit`` log_fn: the loss parts in ``stats`` and, with a ``held`` batch, its PSNR."""
+    def log_fn():
+        if held is not None:
+            stats["psnr"] = _held_psnr(G, E, held)
+        return dict(stats)
+    return log_fn
+
+
 def _reconstruction_loss(y: torch.Tensor, x: torch.Tensor, feature_fn, feature_weight: float, stats: dict):
     """L1 pixels (into ``stats["l1"]``) + ``feature_weight`` x the feature MSE of ``feature_fn``."""
     loss = (y - x).abs().mean()
@@ -105,11 +114,6 @@ def train_autoencoder(G: nn.Module, E: nn.Module, sample_real: Callable[[int], t
     held = sample_real(-1).to(device) if eval_batch else None  # a fixed batch for the log's PSNR
     stats = {}
 
-    def log_fn():
-        if held is not None:
-            stats["psnr"] = _held_psnr(G, E, held)
-        return dict(stats)
-
     def loss_fn(step: int) -> torch.Tensor:
         x = sample_real(step).to(device)
         w = E(x).reshape(x.shape[0], -1)
@@ -121,7 +125,7 @@ def train_autoencoder(G: nn.Module, E: nn.Module, sample_real: Callable[[int], t
 
     return fit(model, opt, steps=cfg.ae_steps, lr=None, loss_fn=loss_fn, out_dir=Path(out_dir), gen=gen,
                ckpt_every=cfg.ckpt_every, meta={"warmstart": cfg.to_dict()}, desc="autoencoder", progress=progress,
-               log_fn=log_fn, log_every=50)
+               log_fn=_held_log(G, E, held, stats), log_every=50)
 
 
 def train_w_encoder(G: nn.Module, E: nn.Module, sample_real: Callable[[int], torch.Tensor],
@@ -138,18 +142,14 @@ def train_w_encoder(G: nn.Module, E: nn.Module, sample_real: Callable[[int], tor
     held = held.to(device) if held is not None else None
     stats = {}
 
-    def log_fn():
-        if held is not None:
-            stats["psnr"] = _held_psnr(G, E, held)
-        return dict(stats)
-
     def loss_fn(step: int) -> torch.Tensor:
         x = sample_real(step).to(device)
         y = G.synthesis(G.broadcast(E(x).reshape(x.shape[0], -1)))
         return _reconstruction_loss(y, x, feature_fn, feature_weight, stats)
 
     return fit(E, opt, steps=steps, lr=None, loss_fn=loss_fn, out_dir=Path(out_dir), schedule="constant",
-               ckpt_every=ckpt_every, desc="W encoder", progress=progress, log_fn=log_fn, log_every=log_every)
+               ckpt_every=ckpt_every, desc="W encoder", progress=progress, log_fn=_held_log(G, E, held, stats),
+               log_every=log_every)
 
 
 @torch.no_grad()
