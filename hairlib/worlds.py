@@ -129,7 +129,7 @@ def _load_mini(device, weights_dir: Optional[Path] = None) -> World:
     from hairlib.mini import shipping, vocab
     from hairlib.mini.train_classifier import load_shipped_classifier
     from hairlib.mini.train_clip import load_shipped_clip
-    from hairlib.mini.train_encoder import classifier_features, load_shipped_encoder
+    from hairlib.mini.train_encoder import INVERT, load_shipped_encoder, perceptual_features
     from hairlib.mini.train_identity import load_shipped_identity
     from hairlib.mini.train_stylegan2 import load_shipped_generator
 
@@ -154,7 +154,8 @@ def _load_mini(device, weights_dir: Optional[Path] = None) -> World:
         identity=load_shipped_identity(wdir, device),
         classifier=classifier,
         encoder=load_shipped_encoder(wdir, device),
-        feature_net=classifier_features(classifier),
+        feature_net=perceptual_features(classifier),
+        invert_config=INVERT,
         vocab={"hair_colors": vocab.HAIR_COLORS, "hairstyles": vocab.HAIRSTYLES, "attributes": dict(vocab.ATTRIBUTES),
                "groups": dict(vocab.GROUPS)},
         defaults={**copy.deepcopy(MINI_DEFAULTS), **_shipped_mappers(wdir)},

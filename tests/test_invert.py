@@ -3,7 +3,9 @@ from dataclasses import replace
 
 import torch
 
-from hairlib.invert import InvertConfig, invert
+import pytest
+
+from hairlib.invert import InvertConfig, invert, lr_at
 from hairlib.mini import train_encoder as T
 from hairlib.nets.mini_nets import AttributeClassifier, Encoder, EncoderConfig
 from hairlib.nets.stylegan2 import Generator, StyleGAN2Config
@@ -28,6 +30,37 @@ def test_optimisation_recovers_a_generated_image():
     assert all(p.grad is None for p in G.parameters())  # nothing accumulates in the generator
 
 
+def test_ramp_schedule_recovers_a_generated_image_too():
+    cfg = InvertConfig(steps=100, lr=0.1, lr_schedule="ramp")
+    lrs = [lr_at(cfg, s) for s in range(cfg.steps)]
+    assert lrs[0] == 0 and max(lrs) == pytest.approx(0.1) and lrs[-1] < 0.002  # up, flat, cosine down
+    assert lrs.index(max(lrs)) <= 5 and all(a >= b for a, b in zip(lrs[75:], lrs[76:]))
+    G = tiny_g()
+    with torch.no_grad():
+        target = G(torch.randn(3, 16), space="z")
+    start, res = invert(G, target, cfg=replace(cfg, steps=0)), invert(G, target, cfg=cfg)
+    assert res.psnr.mean() > start.psnr.mean() + 6
+    with pytest.raises(ValueError, match="lr_schedule"):
+        invert(G, target, cfg=InvertConfig(steps=1, lr_schedule="linear"))
+
+
+def test_perceptual_features_are_lpips_shaped():
+    """Each stage gives its unit-normalised activations (their MSE: ``normalized`` x the mean squared
+    distance of unit vectors, blind to a stage's scale) and its raw activations x sqrt(raw)."""
+    torch.manual_seed(0)
+    clf = AttributeClassifier().eval()
+    x, y = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
+    stages = T.classifier_features(clf)
+    fx, fy = T.perceptual_features(clf, normalized=0.02, raw=0.0)(x), T.perceptual_features(clf, normalized=0.02, raw=0.0)(y)
+    for k, (a, b) in enumerate(zip(stages(x), stages(y))):
+        ua, ub = a / (a.norm(dim=1, keepdim=True) + 1e-10), b / (b.norm(dim=1, keepdim=True) + 1e-10)
+        want = 0.02 * (ua - ub).pow(2).sum(1).mean()
+        assert torch.allclose(torch.nn.functional.mse_loss(fx[2 * k], fy[2 * k]), want, rtol=1e-4)
+        assert torch.count_nonzero(fx[2 * k + 1]) == 0  # raw = 0
+    raw = T.perceptual_features(clf, normalized=0.02, raw=0.25)(x)
+    assert all(torch.allclose(r, 0.5 * a) for r, a in zip(raw[1::2], stages(x)))
+
+
 def test_encoder_starts_at_the_mean_latent():
     G = tiny_g()
     enc = Encoder(EncoderConfig(G.num_ws, 16, image_size=16), G.get_latent_avg())
@@ -44,3 +77,26 @@ def test_encoder_recipe_round_trip(tmp_path):
     back = T.load_shipped_encoder(tmp_path / "w")
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     assert torch.allclose(back(x), enc.eval()(x), atol=2e-3)  # shipped in fp16
+
+
+def test_the_mini_world_inverts_held_out_renders_faithfully():
+    """The shipped encoder + the mini world's refinement (train_encoder.INVERT): on 8 renders of
+    held-out attribute combinations it gains dB over the encoder and keeps what the classifier reads
+    (the recipe's 200-render measurement: 21.0 -> 25.2 dB, every label kept on 95 % of renders)."""
+    import numpy as np
+
+    import hairlib
+    from hairlib.mini import render as R
+
+    world = hairlib.load_world("mini")
+    assert world.invert_config == T.INVERT
+    x = R.to_tensor(R.render_batch(R.sample_params(np.random.default_rng(4242), n=8, split="heldout"), size=world.resolution)[0])
+    enc, res = world.invert(x, steps=0, full=True), world.invert(x, full=True)
+    assert res.psnr.mean() > 24.0 and res.psnr.mean() > enc.psnr.mean() + 3
+    truth = world.classifier.predict(x)
+
+    def kept(images):  # renders whose every label the classifier reads as on the render
+        pred = world.classifier.predict(images)
+        return int(torch.stack([pred[k] == truth[k] for k in truth]).all(0).sum())
+
+    assert kept(res.images) >= 6 and kept(res.images) >= kept(enc.images) + 4  # here: 7 of 8; the encoder alone: 0
