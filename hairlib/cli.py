@@ -198,7 +198,9 @@ def cmd_edit(args) -> int:
             x = world.align(args.image)
         except ValueError as e:  # unreadable, or no face found (hairlib.align.NoFaceError)
             raise UserError(str(e)) from None
-        w = world.invert(x, progress=True)
+        if args.invert_steps is not None and args.invert_steps < 0:
+            raise UserError(f"--invert-steps must be >= 0, got {args.invert_steps}")
+        w = world.invert(x, steps=args.invert_steps, progress=True)
     else:
         w = world.sample(args.n, seed=args.seed, truncation=args.truncation)
     kw = {}
@@ -414,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reference", default=None, choices=["image", "text"],
                    help="hairclip: a reference's condition is its CLIP image embedding (the paper's) or CLIP's "
                         "zero-shot reading of it as the vocabulary's text (default: the world's; mini: text)")
+    s.add_argument("--invert-steps", type=int, default=None,
+                   help="--image: optimisation steps after the encoder (default: the world's; mini: 200, the most "
+                        "faithful; 0: the encoder alone, blurrier but the most editable)")
     s.add_argument("--out", default="results/edit.png", help="before/after picture (.png/.jpg)")
     s.add_argument("--n", type=int, default=4, help="sampled faces when no image is given")
     s.add_argument("--seed", type=int, default=0)
