@@ -5,7 +5,8 @@ when there is none) and refines it by optimisation (Adam on W+, as projectors do
 encoder): a pixel MSE term, plus a perceptual term when a feature network is given (LPIPS on
 FFHQ when its weights are available; the mini world passes an LPIPS of its attribute classifier's
 trunk, ``hairlib.mini.train_encoder.perceptual_features``),
-plus an optional pull toward the starting latent that keeps W+ editable. The learning rate is
+plus optional pulls that keep W+ editable: toward the starting latent (``latent_weight``) and of
+the W+ rows toward their mean (``delta_weight``, e4e's idea). The learning rate is
 constant or follows StyleGAN2's projector (``lr_schedule="ramp"``: a linear ramp up over the first
 5 % of the steps, a cosine ramp down over the last 25 %).
 
@@ -34,6 +35,7 @@ class InvertConfig:
     pixel_weight: float = 1.0  # MSE in [-1, 1] units
     feature_weight: float = 0.5  # perceptual distance, when a feature network is given
     latent_weight: float = 0.0  # ||w - w_init||^2 per row; > 0 keeps the latent near the encoder's
+    delta_weight: float = 0.0  # ||w_i - mean_j w_j||^2 per row (e4e's delta idea); > 0 keeps W+ rows together
     noise_mode: str = "const"  # generator noise during inversion (const: deterministic)
 
 
@@ -88,6 +90,8 @@ def refine(G, targets: torch.Tensor, w_init: torch.Tensor, *, cfg: InvertConfig 
             loss = loss + cfg.feature_weight * sum(F.mse_loss(a, b) for a, b in zip(_features(feature_net, img), target_feats))
         if cfg.latent_weight:
             loss = loss + cfg.latent_weight * (w - w_init).pow(2).sum(-1).mean()
+        if cfg.delta_weight:
+            loss = loss + cfg.delta_weight * (w - w.mean(1, keepdim=True)).pow(2).sum(-1).mean()
         (w.grad,) = torch.autograd.grad(loss, w)  # only W+ (the generator's weights collect nothing)
         opt.step()
         losses.append(loss.item())

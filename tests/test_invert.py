@@ -44,6 +44,15 @@ def test_ramp_schedule_recovers_a_generated_image_too():
         invert(G, target, cfg=InvertConfig(steps=1, lr_schedule="linear"))
 
 
+def test_delta_weight_keeps_the_w_plus_rows_together():
+    G = tiny_g()
+    with torch.no_grad():
+        target = G(torch.randn(2, 16), space="z")
+    spread = [float((r.wplus - r.wplus.mean(1, keepdim=True)).pow(2).sum(-1).mean())
+              for r in (invert(G, target, cfg=InvertConfig(steps=60, lr=0.05, delta_weight=d)) for d in (0.0, 1.0))]
+    assert spread[1] < 0.5 * spread[0]  # the mean latent start has no spread; the pull keeps it small
+
+
 def test_perceptual_features_are_lpips_shaped():
     """Each stage gives its unit-normalised activations (their MSE: ``normalized`` x the mean squared
     distance of unit vectors, blind to a stage's scale) and its raw activations x sqrt(raw)."""
