@@ -79,8 +79,8 @@ def perceptual_features(classifier, normalized: float = 0.02, raw: float = 0.05)
     sqrt(C * normalized), so that a stage's mean squared error is ``normalized`` times the mean squared
     distance of those unit vectors (LPIPS' form), beside the raw outputs scaled by sqrt(raw). The
     unit vectors compare what the trunk sees wherever it looks without outweighing the pixels; the
-    small raw term keeps its strongest responses (the small eyes' colour, an earring), which the
-    classifier reads."""
+    small raw term keeps its strongest responses (in the sweep above INVERT it kept the eyes' colour
+    on more renders)."""
     stages = classifier_features(classifier)
 
     def feats(x):
