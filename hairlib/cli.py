@@ -190,6 +190,8 @@ def cmd_edit(args) -> int:
             _check_image(image)
     if args.mapper is not None and not Path(args.mapper).is_file():
         raise UserError(f"no mapper file at {args.mapper}")
+    if args.invert_steps is not None and args.invert_steps < 0:
+        raise UserError(f"--invert-steps must be >= 0, got {args.invert_steps}")
     world = _load_world_or_explain(args.world, args.device, args.resolution)
     import hairlib
 
@@ -198,8 +200,6 @@ def cmd_edit(args) -> int:
             x = world.align(args.image)
         except ValueError as e:  # unreadable, or no face found (hairlib.align.NoFaceError)
             raise UserError(str(e)) from None
-        if args.invert_steps is not None and args.invert_steps < 0:
-            raise UserError(f"--invert-steps must be >= 0, got {args.invert_steps}")
         w = world.invert(x, steps=args.invert_steps, progress=True)
     else:
         w = world.sample(args.n, seed=args.seed, truncation=args.truncation)

@@ -60,7 +60,8 @@ def test_perceptual_features_are_lpips_shaped():
     clf = AttributeClassifier().eval()
     x, y = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
     stages = T.classifier_features(clf)
-    fx, fy = T.perceptual_features(clf, normalized=0.02, raw=0.0)(x), T.perceptual_features(clf, normalized=0.02, raw=0.0)(y)
+    unit_only = T.perceptual_features(clf, normalized=0.02, raw=0.0)
+    fx, fy = unit_only(x), unit_only(y)
     for k, (a, b) in enumerate(zip(stages(x), stages(y))):
         ua, ub = a / (a.norm(dim=1, keepdim=True) + 1e-10), b / (b.norm(dim=1, keepdim=True) + 1e-10)
         want = 0.02 * (ua - ub).pow(2).sum(1).mean()

@@ -78,12 +78,13 @@ def samples_and_own_renders(G, n: int, seed: int = 0):
 def own_render_agreement(G, clf, n: int = 512, seed: int = 0) -> dict:
     """How closely G(z) draws the face z stands for: mean PSNR against its render and, by the
     classifier, the share of labels that G(z) and that render agree on."""
+    from hairlib.metrics import psnr
+
     x, r = samples_and_own_renders(G, n, seed)
-    psnr = (10 * torch.log10(4.0 / (x - r).pow(2).mean((1, 2, 3)))).mean().item()
     dev = G.input.input.device
     a, b = clf.predict(x.to(dev)), clf.predict(r.to(dev))
     agree = torch.stack([(a[k] == b[k]).float().cpu() for k in b]).mean().item()
-    return {"n": n, "psnr_db": psnr, "labels_agree": agree}
+    return {"n": n, "psnr_db": psnr(x, r).mean().item(), "labels_agree": agree}
 
 
 def own_render_pairs(G, n: int = 16, seed: int = 0) -> list:
