@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
@@ -194,7 +194,7 @@ def evaluate_references(world, n: int = 64, seed: int = 1234, mapper=None, ref_s
     return rows
 
 
-def evaluate_hairclip_grid(world, n: int = 64, seed: int = 1234, mapper=None, strength: float = 0.1,
+def evaluate_hairclip_grid(world, n: int = 64, seed: int = 1234, mapper=None, strength: Optional[float] = None,
                            batch: int = 64, progress: bool = False) -> List[dict]:
     """HairCLIP text edits of every hairstyle x every colour of its vocabulary at once, on the
     same ``n`` sampled faces. One row per pair: ``style_success`` / ``color_success`` (share of

@@ -119,6 +119,12 @@ def test_training_runs_every_loss_and_resumes_exactly(tiny_weights, tmp_path):
     w = world.sample(2, seed=3)
     r = hairlib.edit(world, w, method="hairclip", hairstyle="afro hairstyle", mapper=full)
     assert r.images.shape == (2, 3, 16, 16)
+    # the strength defaults to the mapper's own (trained at, and saved with, cfg.strength)
+    full.strength = 0.25
+    r = hairlib.edit(world, w, method="hairclip", hairstyle="afro hairstyle", mapper=full)
+    half = hairlib.edit(world, w, method="hairclip", hairstyle="afro hairstyle", mapper=full, strength=0.125)
+    assert r.info["strength"] == 0.25 and half.info["strength"] == 0.125
+    assert torch.allclose(half.latents - w, (r.latents - w) / 2, atol=1e-5)
 
 
 def test_fine_tuning_with_augmented_views_starts_from_the_init_and_resumes(tiny_weights, tmp_path):

@@ -81,7 +81,7 @@ def test_encoder_starts_at_the_mean_latent():
 def test_encoder_recipe_round_trip(tmp_path):
     G, clf = tiny_g(), AttributeClassifier()
     enc = T.train(G, clf, replace(T.RECIPE, steps=2, batch=4, init=""), tmp_path / "run", progress=False)
-    metrics = T.evaluate(G, enc, clf, n=4, refine_steps=2)
+    metrics = T.evaluate(G, enc, clf, n=4, cfg=replace(T.INVERT, steps=2))
     assert metrics["encoder+refine_psnr"] > 0 and 0 <= metrics["encoder_all_labels_kept"] <= 1
     T.export(enc, metrics, replace(T.RECIPE, steps=2), dest=tmp_path / "w")
     back = T.load_shipped_encoder(tmp_path / "w")

@@ -3,6 +3,7 @@ from dataclasses import replace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from hairlib.mini import render as R
 from hairlib.mini import train_clip as T
@@ -169,3 +170,59 @@ def test_prototype_loss_rewards_images_at_their_values_prototypes():
     wrong = T.prototype_loss(Stub(), x, {"smiling": torch.zeros(4, dtype=torch.long)}, one)
     skipped = T.prototype_loss(Stub(), x, {"smiling": torch.tensor([1, -1, -1, -1])}, one)
     assert right < wrong and torch.isclose(right, skipped)
+
+
+def test_hold_loss_is_zero_for_the_teacher_and_grows_as_the_image_side_drifts():
+    torch.manual_seed(0)
+    text = torch.randn(21, 16)  # keep_targets' rows: 11 hairstyles, then 10 colours
+    img = torch.randn(8, 16)
+    scale = torch.tensor(50.0)
+    assert T.hold_loss(img, text, img, text, scale).abs() < 1e-6
+    near = T.hold_loss(img + 0.1 * torch.randn(8, 16), text, img, text, scale)
+    far = T.hold_loss(torch.randn(8, 16), text, img, text, scale)
+    assert 0 < near < far
+    # the two softmaxes are separate: moving the image toward another colour prompt only is
+    # seen even when the hairstyle reading is unchanged
+    only_colour = img.clone()
+    only_colour += 3 * F.normalize(text[11 + 4], dim=0) * img.norm(dim=1, keepdim=True)
+    assert T.hold_loss(only_colour, text, img, text, scale) > near
+
+
+def test_hold_stage_keeps_the_teacher_after_a_resume(tmp_path):
+    """The frozen teacher and keep targets are the start's weights, also when a run resumes
+    (its model then loads the checkpoint, not ``init``)."""
+    start, path = _start(tmp_path)
+    cfg = replace(T.HOLD, steps=2, batch=8, init=path, ckpt_every=1)
+    T.train(cfg, tmp_path / "run", config=TINY, progress=False)
+    seen = {}
+    real = T.hold_loss
+
+    def spy(image_emb, text_emb, teacher_image, teacher_text, scale):
+        seen["teacher_text"] = teacher_text
+        return real(image_emb, text_emb, teacher_image, teacher_text, scale)
+
+    T.hold_loss = spy
+    try:
+        T.train(replace(cfg, steps=3), tmp_path / "run", config=TINY, progress=False)
+    finally:
+        T.hold_loss = real
+    _, target = T.keep_targets(start.eval(), _bpe_tokenizer(48))
+    assert torch.allclose(seen["teacher_text"], target, atol=1e-5)
+
+
+def test_prototype_focus_weighs_the_mean():
+    losses = {}
+    protos = {"smiling": F.normalize(torch.eye(2, 16), dim=1), "eyeglasses": F.normalize(torch.eye(2, 16), dim=1)}
+
+    class Stub(torch.nn.Module):  # right about smiles (value 1), wrong about glasses (value 0)
+        logit_scale = torch.tensor(np.log(100.0))
+
+        def encode_image(self, x):
+            return torch.eye(2, 16)[1].expand(len(x), -1)
+
+    x = torch.zeros(4, 3, 64, 64)
+    labels = {"smiling": torch.ones(4, dtype=torch.long), "eyeglasses": torch.zeros(4, dtype=torch.long)}
+    for w in (1, 3):
+        losses[w] = T.prototype_loss(Stub(), x, labels, protos, weights={"eyeglasses": w})
+    plain = T.prototype_loss(Stub(), x, labels, protos)
+    assert torch.isclose(plain, losses[1]) and losses[3] > losses[1]

@@ -107,9 +107,11 @@ def read_reference(world, images: torch.Tensor, kind: str, logit_scale: float = 
 
 
 def hairclip_edit(world, latents: torch.Tensor, *, hairstyle: Condition = None, color: Condition = None,
-                  mapper: Optional[HairMapper] = None, strength: float = 0.1, reference: Optional[str] = None
-                  ) -> EditResult:
+                  mapper: Optional[HairMapper] = None, strength: Optional[float] = None,
+                  reference: Optional[str] = None) -> EditResult:
     """Edit W+ latents with a HairCLIP mapper (the given one, or ``world.defaults["hairclip"]``).
+    ``strength``: w_hat = w + strength * M(w); None: the strength the mapper was trained at (its
+    file's metadata; 0.1, the paper's, for the authors' checkpoint).
     ``reference``: how reference images become conditions, "image" or "text" (module docstring);
     None: ``world.defaults["hairclip_edit"]["reference"]``, else "image"."""
     if hairstyle is None and color is None:
@@ -126,6 +128,8 @@ def hairclip_edit(world, latents: torch.Tensor, *, hairstyle: Condition = None, 
         raise ValueError(f"this HairCLIP mapper edits W+ [{mapper.num_ws}, {mapper.dim}]; the {world.name} world's "
                          f"generator has [{world.generator.num_ws}, {world.generator.style_dim}]")
     mapper = mapper.to(world.device).eval()
+    if strength is None:
+        strength = float(getattr(mapper, "strength", 0.1))
     if reference is None:
         reference = world.defaults.get("hairclip_edit", {}).get("reference", "image")
     e_style = condition_embedding(world, hairstyle, "hairstyle", reference)

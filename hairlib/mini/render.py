@@ -41,7 +41,7 @@ from .vocab import (ATTRIBUTES, FEMALE_ONLY, HAIR_COLOR_RGB, HAIR_COLORS, HAIRST
 
 __all__ = [
     "FaceParams", "RenderResult", "sample_params", "params_from_uniforms", "PRIOR_SLOTS", "render",
-    "render_batch", "to_tensor", "from_tensor", "is_heldout_combination", "make_grid", "contact_sheet", "PARTS",
+    "render_batch", "to_tensor", "from_tensor", "is_heldout_combination", "contact_sheet", "PARTS",
     "IDENTITY_FIELDS", "HAIR_FIELDS", "BACKGROUNDS", "CLOTHES", "HAT_COLORS", "write_renders",
 ]
 
@@ -1216,23 +1216,6 @@ def from_tensor(x) -> np.ndarray:
         t = t[None]
     t = ((t.clamp(-1, 1) + 1.0) * 127.5).round().to(dtype=__import__("torch").uint8)
     return t.permute(0, 2, 3, 1).contiguous().numpy()
-
-
-def make_grid(images: np.ndarray, nrow: int = 8, upscale: int = 4, pad: int = 2,
-              pad_value: int = 255) -> np.ndarray:
-    """Tile uint8 [N, H, W, 3] into one image, nearest-neighbour upscaled."""
-    a = np.asarray(images)
-    if upscale > 1:
-        a = a.repeat(upscale, axis=1).repeat(upscale, axis=2)
-    n, h, w, _ = a.shape
-    ncol = int(nrow)
-    nr = (n + ncol - 1) // ncol
-    out = np.full((nr * (h + pad) + pad, ncol * (w + pad) + pad, 3), pad_value, dtype=np.uint8)
-    for i in range(n):
-        r, c = divmod(i, ncol)
-        y, x = pad + r * (h + pad), pad + c * (w + pad)
-        out[y:y + h, x:x + w] = a[i]
-    return out
 
 
 _SHORT = {"eyeglasses": "glasses", "hat": "hat", "earrings": "earrings", "lipstick": "lipstick",

@@ -4,6 +4,7 @@
     python -m hairlib.mini.train_clip --stage pairs      # then: the contrast-pair fine-tune
     python -m hairlib.mini.train_clip --stage focus      # or: one-attribute captions, many positives
     python -m hairlib.mini.train_clip --stage attributes # or: every label's prompts for every image
+    python -m hairlib.mini.train_clip --stage hold       # or: the same, the image side held for hair
 
 An open_clip architecture (``MINI_CLIP``: a 4-layer ViT over 16 px patches of the 64 px render,
 a 3-layer text transformer) with CLIP's real BPE tokenizer, trained with CLIP's symmetric
@@ -93,6 +94,8 @@ class Recipe:
     prototype_weight: float = 0.0  # weight of the per-label prompt-prototype classification loss
     keep_weight: float = 0.0  # hold the raw text embeddings of HairCLIP's mini prompts to the starting CLIP's
     probe_weight: float = 0.0  # a linear probe per label on the image embedding, trained beside (not shipped)
+    hold_weight: float = 0.0  # hold how the image tower reads HairCLIP's prompts: KL to the starting CLIP's
+    prototype_focus: tuple = ()  # ((label, weight), ...) in the prototype loss's mean (others weigh 1)
 
 
 RECIPE = Recipe()
@@ -107,6 +110,13 @@ FOCUS = Recipe(steps=3000, lr=2e-4, p_styles=(0.3, 0.15, 0.15, 0.4), seed=5, ini
 # Stage "attributes": every label's prompts as captions of every image, HairCLIP's prompts held, probes beside (not shipped)
 ATTRIBUTES = Recipe(steps=1000, lr=3e-4, seed=6, init="shipped", prototype_weight=1.0, keep_weight=10.0,
                     probe_weight=1.0)
+# Stage "hold": as "attributes", and the image side held too (``hold_weight``): for every render,
+# the softmax over HairCLIP's hairstyle prompts and over its colour prompts stays the starting
+# CLIP's (KL), so hair colour is not traded for the face attributes; the attributes the long run
+# missed weigh more in the prototype loss
+HOLD = Recipe(steps=2500, lr=3e-4, seed=7, init="shipped", prototype_weight=1.0, keep_weight=10.0,
+              probe_weight=1.0, hold_weight=1.0,
+              prototype_focus=(("eyeglasses", 3), ("earrings", 2), ("age", 2), ("mustache", 2), ("hairstyle", 2)))
 # sentences that stand for "no <attribute>" in the prototype loss (zero-shot uses NEUTRAL_PROMPTS)
 TRAIN_NEUTRAL = ("a photo of a face.", "a picture of someone.", "a person.")
 
@@ -237,11 +247,14 @@ def train(cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, config=MINI_CLIP, device
 
     torch.manual_seed(cfg.seed)
     model = build_model(config)[0].to(device)
-    if cfg.init and not (Path(out_dir) / "state.pt").exists():
+    start = model  # the starting CLIP (keep/hold targets); a resumed run rebuilds it from ``init``
+    if cfg.init:
         from safetensors.torch import load_file
 
         init = Path(WEIGHTS_DIR) / "clip.safetensors" if cfg.init == "shipped" else Path(cfg.init)
-        model.load_state_dict({k: v.float() for k, v in load_file(str(init)).items()})
+        if (Path(out_dir) / "state.pt").exists():
+            start = build_model(config)[0].to(device)
+        start.load_state_dict({k: v.float() for k, v in load_file(str(init)).items()})
     tok = _bpe_tokenizer(config["text_cfg"]["context_length"])
     if cfg.freeze_text:  # everything outside the image tower, logit scale included
         for n, p in model.named_parameters():
@@ -257,7 +270,14 @@ def train(cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, config=MINI_CLIP, device
     decay = [p for n, p in trained if p.ndim >= 2 and "embedding" not in n]
     rest = [p for n, p in trained if not (p.ndim >= 2 and "embedding" not in n)]
     protos = label_prototypes(model, tok, device) if cfg.prototype_weight and cfg.freeze_text else None
-    keep = keep_targets(model, tok, device) if cfg.keep_weight else None
+    keep = keep_targets(start, tok, device) if cfg.keep_weight or cfg.hold_weight else None
+    teacher = None
+    if cfg.hold_weight:  # the starting CLIP, frozen: how its image tower reads HairCLIP's prompts
+        import copy
+
+        teacher = (start if start is not model else copy.deepcopy(model)).eval().requires_grad_(False)
+        if hasattr(teacher, "probes"):
+            del teacher.probes
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}],
                             lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
 
@@ -279,14 +299,20 @@ def train(cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, config=MINI_CLIP, device
         loss = contrastive_loss(model, images, tok(item["captions"]).to(device), pos, image_emb=emb)
         if cfg.prototype_weight:  # a trained text tower: the prototypes move with it
             p = protos if protos is not None else label_prototypes(model, tok, device, grad=True)
-            loss = loss + cfg.prototype_weight * prototype_loss(model, images, item["labels"], p, image_emb=emb)
+            loss = loss + cfg.prototype_weight * prototype_loss(model, images, item["labels"], p, image_emb=emb,
+                                                                weights=dict(cfg.prototype_focus))
         if probes is not None:
             loss = loss + cfg.probe_weight * torch.stack([
                 F.cross_entropy(probes[k](emb), torch.as_tensor(item["labels"][k]).to(device), ignore_index=-1)
                 for k in probes]).mean()
         if keep is not None:
             tokens, target = keep
-            loss = loss + cfg.keep_weight * (model.encode_text(tokens) - target).pow(2).mean() / target.pow(2).mean()
+            text = model.encode_text(tokens)
+            loss = loss + cfg.keep_weight * (text - target).pow(2).mean() / target.pow(2).mean()
+            if teacher is not None:
+                with torch.no_grad():
+                    t_emb = teacher.encode_image(_normalize(images))
+                loss = loss + cfg.hold_weight * hold_loss(emb, text, t_emb, target, teacher.logit_scale.exp())
         return loss
 
     fit(model, opt, steps=cfg.steps, lr=cfg.lr, loss_fn=loss_fn, out_dir=out_dir, ckpt_every=cfg.ckpt_every,
@@ -330,14 +356,31 @@ def keep_targets(model, tok, device="cpu"):
 
 
 def prototype_loss(model, images: torch.Tensor, labels: Dict[str, torch.Tensor], protos: Dict[str, torch.Tensor],
-                   image_emb=None) -> torch.Tensor:
+                   image_emb=None, weights: Dict[str, float] = None) -> torch.Tensor:
     """Mean over labels of the cross-entropy of classifying each image among its label's value
-    prototypes, at CLIP's logit scale (labels of -1, e.g. no hair colour when bald, are skipped)."""
+    prototypes, at CLIP's logit scale (labels of -1, e.g. no hair colour when bald, are skipped).
+    ``weights``: label -> its weight in the mean (1 if absent)."""
     img = F.normalize(model.encode_image(_normalize(images)) if image_emb is None else image_emb, dim=-1)
     scale = model.logit_scale.exp().clamp(max=100)
-    losses = [F.cross_entropy(scale * img @ protos[k].t(), torch.as_tensor(labels[k]).to(images.device),
-                              ignore_index=-1) for k in protos]
-    return torch.stack(losses).mean()
+    losses = torch.stack([F.cross_entropy(scale * img @ protos[k].t(), torch.as_tensor(labels[k]).to(images.device),
+                                          ignore_index=-1) for k in protos])
+    w = torch.tensor([float((weights or {}).get(k, 1.0)) for k in protos], device=losses.device)
+    return (losses * w).sum() / w.sum()
+
+
+def hold_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, teacher_image: torch.Tensor,
+              teacher_text: torch.Tensor, scale) -> torch.Tensor:
+    """KL(teacher || student) of each image's softmax over the hairstyle prompts and, separately,
+    over the colour prompts of ``keep_targets`` (its row order: hairstyles, then colours), both at
+    the teacher's logit scale. Raw (unnormalised) embeddings in, as the towers return them."""
+    from hairlib.mini.vocab import HAIRSTYLES
+
+    n_styles = sum(s != "bald" for s in HAIRSTYLES)
+    s_logits = scale * F.normalize(image_emb, dim=-1) @ F.normalize(text_emb, dim=-1).t()
+    t_logits = scale * F.normalize(teacher_image, dim=-1) @ F.normalize(teacher_text, dim=-1).t()
+    kl = [F.kl_div(F.log_softmax(s_logits[:, sl], 1), F.log_softmax(t_logits[:, sl], 1), log_target=True,
+                   reduction="batchmean") for sl in (slice(0, n_styles), slice(n_styles, None))]
+    return (kl[0] + kl[1]) / 2
 
 
 NEUTRAL_PROMPTS = ("a photo of a person.", "a portrait of a person.", "a picture of a person.")
@@ -397,7 +440,8 @@ def main(argv=None) -> int:
         return model, {"heldout": zero_shot(clip), "train_phrasings": zero_shot(clip, phrasings="train")}
 
     return recipe_main(argv, doc=__doc__, default_out=DEFAULT_OUT, recipe=RECIPE, run=run, export=export,
-                       device=True, workers=True, stages={"pairs": PAIRS, "focus": FOCUS, "attributes": ATTRIBUTES})
+                       device=True, workers=True, stages={"pairs": PAIRS, "focus": FOCUS, "attributes": ATTRIBUTES,
+                                                                       "hold": HOLD})
 
 
 if __name__ == "__main__":

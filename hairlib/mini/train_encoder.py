@@ -148,10 +148,10 @@ def train(G, classifier, cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, device="c
 
 
 @torch.no_grad()
-def evaluate(G, enc, classifier, n: int = RECIPE.eval_n, refine_steps: int = INVERT.steps, seed: int = 4242,
+def evaluate(G, enc, classifier, n: int = RECIPE.eval_n, seed: int = 4242,
              cfg: InvertConfig = INVERT) -> Dict[str, float]:
-    """PSNR and labels kept on held-out renders: encoder alone, then encoder + ``refine_steps`` of
-    ``cfg``'s refinement (the mini world's, with its perceptual features)."""
+    """PSNR and labels kept on held-out renders: encoder alone, then encoder + ``cfg``'s
+    refinement (the mini world's: ``INVERT``, with its perceptual features)."""
     from hairlib.invert import invert
     from hairlib.mini import render as R
 
@@ -159,7 +159,7 @@ def evaluate(G, enc, classifier, n: int = RECIPE.eval_n, refine_steps: int = INV
     x = R.to_tensor(images)
     truth = classifier.predict(x)
     out = {}
-    for name, steps in (("encoder", 0), ("encoder+refine", refine_steps)):
+    for name, steps in (("encoder", 0), ("encoder+refine", cfg.steps)):
         with torch.enable_grad():
             res = invert(G, x, encoder=enc, cfg=replace(cfg, steps=steps), feature_net=perceptual_features(classifier))
         pred = classifier.predict(res.images)
