@@ -2,6 +2,7 @@
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -226,3 +227,12 @@ def test_prototype_focus_weighs_the_mean():
         losses[w] = T.prototype_loss(Stub(), x, labels, protos, weights={"eyeglasses": w})
     plain = T.prototype_loss(Stub(), x, labels, protos)
     assert torch.isclose(plain, losses[1]) and losses[3] > losses[1]
+
+
+def test_supervised_probe_logs_held_out_accuracy(monkeypatch):
+    monkeypatch.setattr(T, "load_shipped_clip", lambda: (_ for _ in ()).throw(AssertionError("not for 'fresh'")))
+    log = T.supervised_probe("smiling", tower="fresh", steps=3, batch=8, eval_every=2, eval_n=20, config=TINY)
+    assert [r["step"] for r in log] == [2, 3]
+    assert all(0 <= r["heldout_accuracy"] <= 1 and np.isfinite(r["loss"]) for r in log)
+    with pytest.raises(ValueError, match="tower must be"):
+        T.supervised_probe(tower="nope")

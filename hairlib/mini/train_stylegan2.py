@@ -116,12 +116,12 @@ REMAP = RemapConfig()
 
 @dataclass(frozen=True)
 class DistillConfig:
-    # the one-w encoder, as in RemapConfig (same seeds: the same encoder)
-    encoder_steps: int = 400
-    batch: int = 16
-    encoder_lr: float = 3e-4
-    feature_weight: float = 0.5
-    seed: int = 2031
+    # the one-w encoder: RemapConfig's (same settings and seeds: the same encoder)
+    encoder_steps: int = REMAP.encoder_steps
+    batch: int = REMAP.batch
+    encoder_lr: float = REMAP.encoder_lr
+    feature_weight: float = REMAP.feature_weight
+    seed: int = REMAP.seed
     # the bank: z ~ N(0, I), the render of params_from_z(z), the encoder's code of that render
     bank: int = 131_072  # (z, w) pairs, rendered in chunks of 1024 (chunk k from seed bank_seed * 100_003 + k)
     bank_seed: int = 2033
