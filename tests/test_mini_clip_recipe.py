@@ -236,3 +236,23 @@ def test_supervised_probe_logs_held_out_accuracy(monkeypatch):
     assert all(0 <= r["heldout_accuracy"] <= 1 and np.isfinite(r["loss"]) for r in log)
     with pytest.raises(ValueError, match="tower must be"):
         T.supervised_probe(tower="nope")
+
+
+def test_keep_labels_adds_their_training_prompts_after_hairclips():
+    from hairlib.mini import captions as C
+
+    model = T.build_model(TINY)[0].eval()
+    tok = _bpe_tokenizer(48)
+    base, _ = T.keep_targets(model, tok)
+    more, emb = T.keep_targets(model, tok, labels=("hair_color",))
+    n = sum(len(v) for v in C.attribute_prompts("hair_color", split="train").values())
+    assert len(more) == len(base) + n and torch.equal(more[:len(base)], base) and len(emb) == len(more)
+    assert T.HOLD_TEXT.keep_labels == ("hair_color", "hairstyle")
+
+
+def test_checkpoint_report_reads_a_runs_state_and_its_probes(tmp_path):
+    cfg = replace(T.RECIPE, steps=1, batch=8, probe_weight=1.0, ckpt_every=1)
+    T.train(cfg, tmp_path / "run", config=TINY, progress=False)
+    r = T.checkpoint_report(tmp_path / "run" / "state.pt", n=12, config=TINY)
+    assert r["step"] == 1 and set(r["probe"]) == set(r["heldout"])
+    assert all(0 <= v <= 1 for v in [*r["heldout"].values(), *r["probe"].values()])
