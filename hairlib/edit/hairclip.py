@@ -129,7 +129,7 @@ def hairclip_edit(world, latents: torch.Tensor, *, hairstyle: Condition = None, 
                          f"generator has [{world.generator.num_ws}, {world.generator.style_dim}]")
     mapper = mapper.to(world.device).eval()
     if strength is None:
-        strength = float(getattr(mapper, "strength", 0.1))
+        strength = mapper.strength
     if reference is None:
         reference = world.defaults.get("hairclip_edit", {}).get("reference", "image")
     e_style = condition_embedding(world, hairstyle, "hairstyle", reference)
@@ -344,7 +344,7 @@ def save_hair_mapper(mapper: HairMapper, path, extra: Optional[dict] = None) -> 
     from hairlib.nets.loading import save_with_meta
 
     meta = {"num_ws": mapper.num_ws, "dim": mapper.dim, "embed_dim": mapper.embed_dim,
-            "strength": getattr(mapper, "strength", 0.1), "vocab": getattr(mapper, "vocab", {}), **(extra or {})}
+            "strength": mapper.strength, "vocab": getattr(mapper, "vocab", {}), **(extra or {})}
     return save_with_meta(mapper, path, meta)
 
 
@@ -368,5 +368,5 @@ def load_hair_mapper(path, device="cpu", num_ws: Optional[int] = None) -> HairMa
     embed_dim = sd["course_mapping.modulation_module_list.0.gamma_function.0.weight"].shape[1]
     mapper = HairMapper(num_ws or meta.get("num_ws", 18), dim, embed_dim)
     load_state_dict_strict(mapper, sd, what=str(path))
-    mapper.strength, mapper.vocab = float(meta.get("strength", 0.1)), meta.get("vocab", {})
+    mapper.strength, mapper.vocab = float(meta.get("strength", mapper.strength)), meta.get("vocab", {})
     return mapper.to(device).eval().requires_grad_(False)

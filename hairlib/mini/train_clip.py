@@ -316,7 +316,7 @@ def train(cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, config=MINI_CLIP, device
     rest = [p for n, p in trained if not (p.ndim >= 2 and "embedding" not in n)]
     protos = label_prototypes(model, tok, device) if cfg.prototype_weight and cfg.freeze_text else None
     keep = keep_targets(start, tok, device, tuple(cfg.keep_labels)) if cfg.keep_weight or cfg.hold_weight else None
-    n_hold = len(keep_targets(start, tok, device)[0]) if keep is not None else 0  # HairCLIP's prompts: hold's rows
+    n_hold = len(hairclip_prompts())  # keep's first rows, the ones hold reads
     teacher = None
     if cfg.hold_weight:  # the starting CLIP, frozen: how its image tower reads HairCLIP's prompts
         import copy
@@ -393,15 +393,21 @@ def label_prototypes(model, tok, device="cpu", grad: bool = False) -> Dict[str, 
     return {k: torch.stack(v) for k, v in out.items()}
 
 
-@torch.no_grad()
-def keep_targets(model, tok, device="cpu", labels: tuple = ()):
-    """(tokens, raw text embeddings) of the mini HairCLIP prompts under ``model`` as it is now
-    (21 rows: the hairstyles, then the colours), then of ``labels``' training-phrasing prompts."""
+def hairclip_prompts() -> List[str]:
+    """The mini HairCLIP prompts: the hairstyles (bald has none), then the colours."""
     from hairlib.edit.hairclip import color_text, style_text
-    from hairlib.mini import captions as C
     from hairlib.mini.vocab import HAIR_COLORS, HAIRSTYLES
 
-    texts = [style_text(s) for s in HAIRSTYLES if s != "bald"] + [color_text(c) for c in HAIR_COLORS]
+    return [style_text(s) for s in HAIRSTYLES if s != "bald"] + [color_text(c) for c in HAIR_COLORS]
+
+
+@torch.no_grad()
+def keep_targets(model, tok, device="cpu", labels: tuple = ()):
+    """(tokens, raw text embeddings) of ``hairclip_prompts()`` under ``model`` as it is now (21
+    rows), then of ``labels``' training-phrasing prompts."""
+    from hairlib.mini import captions as C
+
+    texts = hairclip_prompts()
     texts += [t for name in labels for ts in C.attribute_prompts(name, split="train").values() for t in ts]
     tokens = tok(texts).to(device)
     return tokens, model.encode_text(tokens).detach()
@@ -573,9 +579,9 @@ def main(argv=None) -> int:
         return model, {"heldout": zero_shot(clip), "train_phrasings": zero_shot(clip, phrasings="train")}
 
     return recipe_main(argv, doc=__doc__, default_out=DEFAULT_OUT, recipe=RECIPE, run=run, export=export,
-                       device=True, workers=True, stages={"pairs": PAIRS, "focus": FOCUS, "attributes": ATTRIBUTES,
-                                                                       "hold": HOLD,
-                                                                       "hold-probes": HOLD_PROBES, "hold-text": HOLD_TEXT})
+                       device=True, workers=True,
+                       stages={"pairs": PAIRS, "focus": FOCUS, "attributes": ATTRIBUTES, "hold": HOLD,
+                               "hold-probes": HOLD_PROBES, "hold-text": HOLD_TEXT})
 
 
 if __name__ == "__main__":

@@ -72,11 +72,13 @@ class SubHairMapper(nn.Module):
 
 class HairMapper(nn.Module):
     """(W+ [N, num_ws, dim], hairstyle embedding [N, E] or None, colour embedding [N, E] or None)
-    -> offsets [N, num_ws, dim]; ``edit`` returns ``w + strength * offsets``."""
+    -> offsets [N, num_ws, dim]; ``edit`` returns ``w + strength * offsets``, by default at
+    ``self.strength``: the strength it was trained at (0.1, the paper's, unless its file says)."""
 
     def __init__(self, num_ws: int = 18, dim: int = 512, embed_dim: int = 512):
         super().__init__()
         self.num_ws, self.dim, self.embed_dim = num_ws, dim, embed_dim
+        self.strength = 0.1
         sl = group_slices(num_ws)
         self.course_mapping = SubHairMapper(sl["coarse"].stop - sl["coarse"].start, dim, embed_dim)
         self.medium_mapping = SubHairMapper(sl["medium"].stop - sl["medium"].start, dim, embed_dim)
@@ -99,8 +101,8 @@ class HairMapper(nn.Module):
                           self.fine_mapping(wplus[:, sl["fine"]], rows(color, sl["fine"]))], dim=1)
 
     def edit(self, wplus: torch.Tensor, hairstyle: Optional[torch.Tensor] = None, color: Optional[torch.Tensor] = None,
-             strength: float = 0.1) -> torch.Tensor:
-        return wplus + strength * self(wplus, hairstyle, color)
+             strength: Optional[float] = None) -> torch.Tensor:
+        return wplus + (self.strength if strength is None else strength) * self(wplus, hairstyle, color)
 
 
 def load_hair_mapper_state(ckpt: Dict) -> Dict[str, torch.Tensor]:
