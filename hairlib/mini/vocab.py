@@ -161,7 +161,9 @@ def _color_phrases() -> Dict[str, Dict[str, Tuple[str, ...]]]:
     out = {}
     for c, words in HAIR_COLOR_WORDS.items():
         out[c] = {
-            "np": tuple(f"{w} hair" for w in words) + (f"{c} colored hair",),
+            # "hair which is red": the colour after the noun, as eye colour's "eyes which are blue"
+            # (held out: "hair that is red"); without it a colour after a noun only ever meant the eyes
+            "np": tuple(f"{w} hair" for w in words) + (f"{c} colored hair", f"hair which is {c}"),
             "adj": (f"{words[0]}-haired", f"{words[1]}-haired"),
             "vp": (f"has {words[0]} hair", f"has {words[1]} hair"),
             "word": words,
@@ -260,7 +262,7 @@ PHRASES: Dict[str, Dict[str, Dict[str, Tuple[str, ...]]]] = {
                "vp": ("has no mustache",)},
     },
     "age": {
-        "young": {"np": ("a young face", "a youthful face", "smooth skin"),
+        "young": {"np": ("a young face", "a youthful face", "smooth skin", "no wrinkles"),
                   "adj": ("young", "youthful"), "vp": ()},
         "old": {"np": ("an old face", "wrinkles", "a wrinkled face"),
                 "adj": ("old", "elderly"), "vp": ()},
