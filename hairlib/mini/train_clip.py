@@ -152,7 +152,7 @@ class Recipe:
     ckpt_every: int = 250
     eval_n: int = 1000  # held-out renders for zero-shot accuracy
     p_pairs: float = 0.0  # share of each batch made of contrast pairs (ContrastBatches)
-    init: str = ""  # start from these weights (a .safetensors file, a run's state.pt; "shipped": the shipped CLIP)
+    init: str = ""  # start from these weights: a .safetensors file, a run's state.pt, "shipped"
     focus: tuple = ()  # ((attribute, weight), ...): how one-attribute captions pick their attribute (else uniform)
     multi_positive: bool = False  # a one-attribute caption matches every image that has that value
     freeze_text: bool = False  # train the image tower only (text embeddings stay exactly as they were)

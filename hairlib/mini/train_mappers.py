@@ -60,7 +60,7 @@ def _scores(world, method: str, names, **kw) -> dict:
 def train_styleclip(world, only=None, augment: int = 0, weights: Path = WEIGHTS_DIR) -> None:
     """Train (or resume) each mapper and ship it. ``augment`` > 0: the CLIP loss over that many
     augmented views, in its own run folder (``<name>_augment<K>``); shipped only where its success
-    beats the shipped mapper's."""
+    beats the shipped mapper's and its identity stays at the issue's 0.8 or above."""
     from hairlib.edit.mapper import MapperConfig, save_mapper, train_mapper
     from hairlib.nets.loading import read_with_meta
 
@@ -76,6 +76,10 @@ def train_styleclip(world, only=None, augment: int = 0, weights: Path = WEIGHTS_
             before = read_with_meta(dest)[1].get("scores", {}).get(name, {})
             if scores[name]["success"] <= before.get("success", -1.0):
                 print(f"{name}: not shipped, success {scores[name]['success']:.3f} <= shipped {before['success']:.3f}")
+                continue
+            if scores[name]["identity"] < 0.8:
+                print(f"{name}: not shipped, identity {scores[name]['identity']:.3f} < 0.8 "
+                      f"(success {before.get('success')} -> {scores[name]['success']})")
                 continue
             print(f"{name}: success {before.get('success')} -> {scores[name]['success']}")
         save_mapper(m, dest, text=text, extra={"recipe": cfg.to_dict(), "scores": scores, "command": command})
