@@ -93,6 +93,15 @@ def test_recipe_round_trip(tmp_path):
     assert back.dtype == torch.float32
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     assert torch.allclose(back.encode_image(x), clip.encode_image(x), atol=1e-2)  # fp16 storage
+    import json
+
+    meta = json.loads((tmp_path / "w" / "clip.json").read_text())
+    assert meta["command"] == "python -m hairlib.mini.train_clip" and "previous_command" not in meta
+    # a stage's export names its stage and what the CLIP it replaced was made by
+    T.export(model, {"heldout": acc}, replace(T.TELL, steps=7), config=TINY, dest=tmp_path / "w")
+    meta = json.loads((tmp_path / "w" / "clip.json").read_text())
+    assert meta["command"] == "python -m hairlib.mini.train_clip --stage tell"
+    assert meta["previous_command"] == "python -m hairlib.mini.train_clip"
 
 
 def test_contrast_pairs_differ_in_one_attribute_and_say_so():

@@ -7,8 +7,8 @@
     python -m hairlib.mini.train_clip --stage hold       # or: the same, the image side held for hair
     python -m hairlib.mini.train_clip --stage hold-probes  # or: "hold" with the probes at full weight
     python -m hairlib.mini.train_clip --stage hold-text    # or: that, the hair prompts' texts held too
-    python -m hairlib.mini.train_clip --stage see && python -m hairlib.mini.train_clip --stage tell
-    python -m hairlib.mini.train_clip --stage see-more && ... --stage tell-more   # measured, next to ship
+    python -m hairlib.mini.train_clip --stage see --no-export && python -m hairlib.mini.train_clip --stage tell
+    python -m hairlib.mini.train_clip --stage see-more --no-export && ... --stage tell-more  # measured, next to ship
 
 An open_clip architecture (``MINI_CLIP``: a 4-layer ViT over 16 px patches of the 64 px render,
 a 3-layer text transformer) with CLIP's real BPE tokenizer, trained with CLIP's symmetric
@@ -219,6 +219,9 @@ TELL = Recipe(steps=1500, lr=3e-4, seed=12, init=str(DEFAULT_OUT) + "_see/state.
 SEE_MORE = replace(SEE, seed=14, init=str(DEFAULT_OUT) + "_see/state.pt",
                    probe_focus=(("hairstyle", 6), ("eyeglasses", 4), ("earrings", 2)))
 TELL_MORE = replace(TELL, seed=15, init=str(DEFAULT_OUT) + "_see-more/state.pt")
+# ``--stage NAME`` -> its recipe
+STAGES = {"pairs": PAIRS, "focus": FOCUS, "attributes": ATTRIBUTES, "hold": HOLD, "hold-probes": HOLD_PROBES,
+          "hold-text": HOLD_TEXT, "see": SEE, "tell": TELL, "see-more": SEE_MORE, "tell-more": TELL_MORE}
 # sentences that stand for "no <attribute>" in the prototype loss (zero-shot uses NEUTRAL_PROMPTS)
 TRAIN_NEUTRAL = ("a photo of a face.", "a picture of someone.", "a person.")
 
@@ -446,6 +449,11 @@ def init_weights(init: str) -> Dict[str, torch.Tensor]:
         weights = torch.load(path, map_location="cpu", weights_only=True)["model"]
     else:
         weights = load_file(str(path))
+    return _without_probes(weights)
+
+
+def _without_probes(weights: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """A training state's weights -> the CLIP's own (fp32): the label probes trained beside dropped."""
     return {k: v.float() for k, v in weights.items() if not k.startswith("probes.")}
 
 
@@ -563,7 +571,7 @@ def checkpoint_report(state_path, n: int = 500, seed: int = 2024, config=MINI_CL
     state = torch.load(state_path, map_location="cpu", weights_only=True)
     weights = state["model"]
     model = build_model(config)[0]
-    model.load_state_dict({k: v for k, v in weights.items() if not k.startswith("probes.")})
+    model.load_state_dict(_without_probes(weights))
     model.eval()
     clip = CLIP(model, _bpe_tokenizer(config["text_cfg"]["context_length"]), name="mini-clip")
     out = {"step": int(state["step"]),
@@ -633,12 +641,20 @@ def supervised_probe(label: str = "eyeglasses", tower: str = "shipped", steps: i
 
 
 def export(model, metrics: dict, cfg: Recipe = RECIPE, config=MINI_CLIP, dest: Path = WEIGHTS_DIR) -> Path:
-    """fp16 weights (loaded back as fp32) + config, recipe and zero-shot accuracy."""
+    """fp16 weights (loaded back as fp32) + config, recipe, zero-shot accuracy and the command
+    (the ``--stage`` whose recipe ``cfg`` is)."""
     import copy
+    import json
 
+    stage = next((n for n, r in STAGES.items() if replace(r, steps=cfg.steps) == cfg), None)
+    meta = {"config": config, "recipe": asdict(cfg), "step": cfg.steps, "zero_shot": metrics,
+            "command": "python -m hairlib.mini.train_clip" + (f" --stage {stage}" if stage else "")}
+    if cfg.init:  # a fine-tune: record what the CLIP it started from (the shipped one, its init's run) was
+        previous = Path(dest) / "clip.json"
+        if previous.exists():
+            meta["previous_command"] = json.loads(previous.read_text()).get("command", "")
     half = copy.deepcopy(model).half()
-    return save_shipped("clip", half, {"config": config, "recipe": asdict(cfg), "step": cfg.steps,
-                                       "zero_shot": metrics, "command": "python -m hairlib.mini.train_clip"}, dest)
+    return save_shipped("clip", half, meta, dest)
 
 
 def load_shipped_clip(dest: Path = WEIGHTS_DIR, device="cpu") -> CLIP:
@@ -657,10 +673,7 @@ def main(argv=None) -> int:
         return model, {"heldout": zero_shot(clip), "train_phrasings": zero_shot(clip, phrasings="train")}
 
     return recipe_main(argv, doc=__doc__, default_out=DEFAULT_OUT, recipe=RECIPE, run=run, export=export,
-                       device=True, workers=True,
-                       stages={"pairs": PAIRS, "focus": FOCUS, "attributes": ATTRIBUTES, "hold": HOLD,
-                               "hold-probes": HOLD_PROBES, "hold-text": HOLD_TEXT,
-                               "see": SEE, "tell": TELL, "see-more": SEE_MORE, "tell-more": TELL_MORE})
+                       device=True, workers=True, stages=STAGES)
 
 
 if __name__ == "__main__":
