@@ -97,11 +97,20 @@ def test_recipe_round_trip(tmp_path):
 
     meta = json.loads((tmp_path / "w" / "clip.json").read_text())
     assert meta["command"] == "python -m hairlib.mini.train_clip" and "previous_command" not in meta
-    # a stage's export names its stage and what the CLIP it replaced was made by
+    # a stage's export names its stage and every command before it: the CLIP it replaced, that
+    # CLIP's own history, then the unexported stage whose state.pt it started from
     T.export(model, {"heldout": acc}, replace(T.TELL, steps=7), config=TINY, dest=tmp_path / "w")
     meta = json.loads((tmp_path / "w" / "clip.json").read_text())
     assert meta["command"] == "python -m hairlib.mini.train_clip --stage tell"
-    assert meta["previous_command"] == "python -m hairlib.mini.train_clip"
+    assert meta["previous_command"] == ("python -m hairlib.mini.train_clip; "
+                                        "then python -m hairlib.mini.train_clip --stage see --no-export")
+    T.export(model, {"heldout": acc}, replace(T.TELL_RESNET, steps=7), config=TINY, dest=tmp_path / "w")
+    meta = json.loads((tmp_path / "w" / "clip.json").read_text())
+    assert meta["command"] == "python -m hairlib.mini.train_clip --stage tell-resnet"
+    assert meta["previous_command"] == (
+        "python -m hairlib.mini.train_clip; then python -m hairlib.mini.train_clip --stage see --no-export; "
+        "then python -m hairlib.mini.train_clip --stage tell; "
+        "then python -m hairlib.mini.train_clip --stage see-resnet --no-export")
 
 
 def test_contrast_pairs_differ_in_one_attribute_and_say_so():
@@ -290,3 +299,53 @@ def test_checkpoint_report_reads_a_runs_state_and_its_probes(tmp_path):
     r = T.checkpoint_report(tmp_path / "run" / "state.pt", n=12, config=TINY)
     assert r["step"] == 1 and set(r["probe"]) == set(r["heldout"])
     assert all(0 <= v <= 1 for v in [*r["heldout"].values(), *r["probe"].values()])
+
+
+TINY_RESNET = dict(TINY, vision_cfg={"image_size": 64, "layers": [1, 1, 1, 1], "width": 8, "head_width": 16})
+
+
+def test_a_fresh_resnet_tower_learns_the_teachers_embedding_and_ships(tmp_path):
+    """"see-resnet": a new convolutional image tower beside the init's text tower (kept bit for bit),
+    drawn to the init ViT's image embedding (distill); "tell-resnet" then locks it, batch-norm
+    statistics included; the export reloads with its own config."""
+    import json
+
+    start, path = _start(tmp_path)
+    (tmp_path / "start.json").write_text(json.dumps({"config": TINY}))  # the init's own architecture
+    assert T.init_config(path) == TINY and T.config_of(T.SEE_RESNET)["vision_cfg"]["layers"] == [2, 2, 2, 2]
+    images = T._normalize(R.to_tensor(R.render_batch(R.sample_params(np.random.default_rng(5), n=16))[0]))
+    with torch.no_grad():
+        teacher = start.eval().encode_image(images)
+
+    def cosine(model):
+        with torch.no_grad():
+            return float(F.cosine_similarity(model.eval().encode_image(images), teacher).mean())
+
+    see = replace(T.SEE_RESNET, steps=30, batch=16, lr=3e-3, init=path, contrastive_weight=0.0, probe_weight=0.0,
+                  hold_weight=0.0, ckpt_every=100)
+    fresh = T.train(replace(see, steps=0), tmp_path / "fresh", config=TINY_RESNET, progress=False)
+    seen = T.train(see, tmp_path / "see", config=TINY_RESNET, progress=False)
+    assert "visual.layer1.0.conv1.weight" in seen.state_dict() and "visual.attnpool.c_proj.weight" in seen.state_dict()
+    before, after = start.state_dict(), seen.state_dict()
+    text = [k for k in before if not k.startswith("visual.")]
+    assert text and all(torch.equal(before[k], after[k]) for k in text)
+    assert cosine(seen) > cosine(fresh) + 0.2, (cosine(fresh), cosine(seen))
+
+    tell = replace(T.TELL_RESNET, steps=3, batch=8, lr=3e-3, init=str(tmp_path / "see" / "state.pt"), ckpt_every=100)
+    assert T.init_config(tell.init) == TINY_RESNET
+    told = T.train(tell, tmp_path / "tell", config=TINY_RESNET, progress=False)
+    image = {k: v for k, v in seen.state_dict().items() if k.startswith("visual.")}
+    assert any("running_mean" in k for k in image)
+    assert all(torch.equal(v, told.state_dict()[k]) for k, v in image.items())
+    assert not torch.equal(after["text_projection"], told.state_dict()["text_projection"])
+
+    T.export(told, {}, tell, config=TINY_RESNET, dest=tmp_path / "weights")
+    shipped = T.load_shipped_clip(tmp_path / "weights")
+    with torch.no_grad():
+        ref = F.normalize(told.eval().encode_image(images), dim=-1)
+        got = F.normalize(shipped.model.encode_image(images), dim=-1)
+    assert float((ref * got).sum(-1).min()) > 0.99  # fp16 weights
+    with pytest.raises(ValueError, match="init"):
+        T.train(replace(see, init=""), tmp_path / "none", config=TINY_RESNET, progress=False)
+    with pytest.raises(ValueError, match="unknown image tower"):
+        T.config_of(replace(see, vision="vgg"))

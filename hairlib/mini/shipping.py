@@ -55,6 +55,12 @@ def _format_metrics(metrics: Dict[str, Any]) -> str:
     return "\n".join(([flat] if flat else []) + nested)
 
 
+def stage_dir(default_out, stage: str) -> Path:
+    """Where ``--stage NAME`` runs unless ``--out`` says: ``<default_out>_NAME`` (its state.pt is
+    what a later stage's ``init`` names)."""
+    return Path(f"{default_out}_{stage}")
+
+
 def recipe_main(argv, *, doc: str, default_out, recipe, run: Callable, export: Callable,
                 device: bool = False, workers: bool = False, stages: Optional[Dict[str, Any]] = None) -> int:
     """The command line every mini recipe shares: parse ``--out --steps --threads [--device]
@@ -85,7 +91,7 @@ def recipe_main(argv, *, doc: str, default_out, recipe, run: Callable, export: C
     if stage != "main":
         recipe = stages[stage]
         if args.out == str(default_out):
-            args.out = f"{default_out}_{stage}"
+            args.out = str(stage_dir(default_out, stage))
     if args.threads:
         torch.set_num_threads(args.threads)
     from hairlib.train.checkpoint import stop_on_signals
