@@ -418,11 +418,11 @@ def train(cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, config=None, device="cpu
         weights = init_weights(cfg.init)
         start = build_model(init_config(cfg.init))[0].to(device)
         start.load_state_dict(weights)
-        missing, unexpected = model.load_state_dict(
-            {k: v for k, v in weights.items() if not k.startswith("visual.")}, strict=False)
-        if unexpected or any(not k.startswith("visual.") for k in missing):
-            raise ValueError(f"init {cfg.init} does not fit outside the image tower: missing "
-                             f"{[k for k in missing if not k.startswith('visual.')]}, unexpected {unexpected}")
+        fresh = {k: v for k, v in model.state_dict().items() if k.startswith("visual.")}  # kept as initialised
+        try:
+            model.load_state_dict({**{k: v for k, v in weights.items() if not k.startswith("visual.")}, **fresh})
+        except RuntimeError as e:
+            raise ValueError(f"init {cfg.init} does not fit outside the image tower: {e}") from None
     elif cfg.init:
         if (Path(out_dir) / "state.pt").exists():
             start = build_model(config)[0].to(device)
