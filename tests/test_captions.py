@@ -10,7 +10,7 @@ import pytest
 from hairlib.mini import captions as C
 from hairlib.mini.render import sample_params
 from hairlib.mini.vocab import (ATTRIBUTES, GROUPS, HAIR_COLOR_WORDS, HAIR_COLORS, HAIRSTYLES,
-                                HELDOUT_PHRASES, LABEL_NAMES, PHRASES)
+                                HELDOUT_PHRASES, LABEL_NAMES, PHRASES, values_of)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,6 +39,9 @@ def train_corpus():
     for name in LABEL_NAMES:
         for ps in C.attribute_prompts(name).values():
             out += ps
+        for v in values_of(name):
+            out += [C.value_sentence(name, v, rng) for _ in range(30)]
+    out += C.plain_sentences()
     return out
 
 
@@ -150,3 +153,22 @@ def test_heldout_json_matches_code():
     stored = json.loads((ROOT / "data" / "heldout.json").read_text())
     assert stored == json.loads(json.dumps(C.heldout_spec()))
     assert stored["combinations"] and stored["phrasings"]["hair_color"]["red"]
+
+
+def test_value_sentences_state_their_value_and_plain_sentences_state_none():
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        s = C.value_sentence("hairstyle", "afro", rng)
+        assert "afro" in s, s
+        s = C.value_sentence("hair_color", "red", rng)
+        assert any(w in s for w in HAIR_COLOR_WORDS["red"]), s
+        s = C.value_sentence("eyeglasses", "yes", rng)
+        assert _words(s) & {"glasses", "eyeglasses", "spectacles", "bespectacled"}, s
+        assert not _words(C.value_sentence("smiling", "yes", rng)) & {"woman", "man", "girl", "guy", "she", "he"}
+    assert any(_words(C.value_sentence("gender", "female", rng)) & {"woman", "girl", "lady", "female", "she"}
+               for _ in range(5))
+    plain = C.plain_sentences()
+    assert "a photo of an individual." in plain and "an individual." in plain
+    every_phrase = {w for d in PHRASES.values() for forms in d.values() for ws in forms.values() for w in ws}
+    assert not any(ph in s for s in plain for ph in every_phrase if len(ph) > 3)
+    assert "a photo of a person." not in C.plain_sentences(exclude=("a photo of a person.",))

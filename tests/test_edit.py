@@ -119,6 +119,23 @@ def test_global_directions_are_cached(world, monkeypatch):
     assert len(calls) == 1 and torch.equal(a.relevance, b.relevance)
 
 
+def test_the_cache_key_changes_with_either_clip_tower(tiny_weights):
+    """A new image tower beside the same texts (as the mini CLIP's see-resnet stage made) must not
+    reuse a relevance matrix its predecessor computed."""
+    from hairlib.edit.global_dir import fingerprint
+
+    w = hairlib.load_world("mini", weights_dir=tiny_weights)
+    before = fingerprint(w)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in w.clip.model.visual.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    image = fingerprint(w)
+    with torch.no_grad():
+        w.clip.model.text_projection.add_(0.1 * torch.randn_like(w.clip.model.text_projection))
+    assert len({before, image, fingerprint(w)}) == 3
+
+
 def test_edit_entry_point_validates(world):
     w = world.sample(1, seed=0)
     with pytest.raises(ValueError, match="unknown method"):

@@ -146,3 +146,33 @@ def test_adapt_fine_tunes_every_shipped_edit_network_once(tiny_weights, tmp_path
     after = {p.name: p.read_bytes() for p in [d / "hairclip.safetensors", d / "mappers" / "afro.safetensors"]}
     assert TM.adapt(world, d, hairclip_steps=2, mapper_steps=2) == {}  # already adapted: left alone
     assert after == {p.name: p.read_bytes() for p in [d / "hairclip.safetensors", d / "mappers" / "afro.safetensors"]}
+
+
+def test_a_retrained_mapper_ships_only_on_a_real_gain_at_the_issues_identity(tiny_weights, tmp_path, monkeypatch):
+    """``train_styleclip --augment / --id-lambda``: the shipped mapper is replaced only when the new
+    one's success beats it by ``MIN_GAIN`` and its identity is >= 0.8; the run folder and the
+    recorded command name the changed settings."""
+    import shutil
+
+    from hairlib.mini import train_mappers as TM
+    from hairlib.nets.loading import read_with_meta
+
+    d = tmp_path / "weights"
+    shutil.copytree(tiny_weights, d)
+    world = hairlib.load_world("mini", weights_dir=d)
+    G = world.generator
+    (d / "mappers").mkdir()
+    dest = d / "mappers" / "smiling.safetensors"
+    save_mapper(LevelsMapper(G.num_ws, G.style_dim, ("coarse", "medium")), dest, text=TM.MAPPERS["smiling"][0],
+                extra={"scores": {"smiling": {"success": 0.0, "identity": 0.99}}})
+    monkeypatch.setattr(TM, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(TM, "MAPPER_SETTINGS", {"steps": 2, "batch": 1, "seed": 0})
+    for success, identity, ships in [(0.016, 0.995, False), (0.9, 0.47, False), (0.6, 0.85, True)]:
+        monkeypatch.setattr(TM, "_scores", lambda world, method, names, **kw: {
+            n: {"success": success, "identity": identity} for n in names})
+        before = dest.read_bytes()
+        TM.train_styleclip(world, ["smiling"], augment=0, weights=d, id_lambda=0.3)
+        assert (dest.read_bytes() != before) == ships, (success, identity)
+    meta = read_with_meta(dest)[1]
+    assert meta["command"].endswith("--only smiling --id-lambda 0.3") and meta["recipe"]["id_lambda"] == 0.3
+    assert (tmp_path / "runs" / "smiling_id0.3" / "state.pt").exists()

@@ -349,3 +349,27 @@ def test_a_fresh_resnet_tower_learns_the_teachers_embedding_and_ships(tmp_path):
         T.train(replace(see, init=""), tmp_path / "none", config=TINY_RESNET, progress=False)
     with pytest.raises(ValueError, match="unknown image tower"):
         T.config_of(replace(see, vision="vgg"))
+
+
+def test_framed_prompts_vary_the_frame_never_use_zero_shots_neutral_and_train_the_text(tmp_path):
+    """``tell-frames``: the prototypes' prompts are drawn afresh each step in training templates, in
+    value order, a binary attribute's absence as plain sentences, never zero-shot's neutral ones; a
+    locked-image stage with them trains the text tower (the image tower stays bit for bit)."""
+    from hairlib.mini.vocab import LABEL_NAMES, values_of
+
+    a, b = T.framed_prompts(np.random.default_rng(0), k=3), T.framed_prompts(np.random.default_rng(1), k=3)
+    assert list(a) == list(LABEL_NAMES) and a != b
+    for name in LABEL_NAMES:
+        assert list(a[name]) == list(values_of(name)) and all(len(ps) == 3 for ps in a[name].values())
+    every = {s for d in (a, b) for v in d.values() for ps in v.values() for s in ps}
+    assert not every & set(T.NEUTRAL_PROMPTS)
+    assert len({s for d in (a, b) for s in d["eyeglasses"]["yes"]}) >= 4  # several frames, not one prompt
+    protos = T.label_prototypes(T.build_model(TINY)[0].eval(), _bpe_tokenizer(48), prompts=a)
+    assert all(protos[k].shape == (len(values_of(k)), 16) for k in LABEL_NAMES)
+
+    start, path = _start(tmp_path)
+    cfg = replace(T.TELL_FRAMES, vision="", steps=3, batch=8, lr=3e-3, init=path, ckpt_every=100)
+    model = T.train(cfg, tmp_path / "frames", config=TINY, progress=False)
+    before, after = start.state_dict(), model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("visual."))
+    assert not torch.equal(before["text_projection"], after["text_projection"])

@@ -55,14 +55,17 @@ def test_clip_reads_hair_and_eyes_like_the_renderer(fresh):
     """Zero-shot on held-out renders with held-out phrasings (README has every label's figure on
     1000 renders; here 300). Hairstyles on the held-out (style, colour) pairs are read since the
     convolutional image tower (the ViT's: 79 %); glasses, smiles and age since the see/tell stages
-    (at chance before: 54, 51, 43 %). Age is the convolutional tower's weak label (ViT: 77 %)."""
+    (at chance before: 54, 51, 43 %); smiles and lipstick at the issue's 90 % since the text tower
+    learnt the yes/no boundary in many frames (``tell-frames``: 85 and 89 % before, on 1000).
+    Age is the convolutional tower's weak label (ViT: 77 %)."""
     from hairlib.mini.train_clip import load_shipped_clip, zero_shot
 
     acc = zero_shot(load_shipped_clip(), n=300, seed=777)
     assert acc["hair_color"] >= 0.95 and acc["hairstyle"] >= 0.85, acc  # the issue's targets
     assert acc["eye_color"] >= 0.95 and acc["gender"] >= 0.95 and acc["beard"] >= 0.93, acc
-    assert acc["eyeglasses"] >= 0.75 and acc["smiling"] >= 0.75 and acc["earrings"] >= 0.75, acc
-    assert acc["lipstick"] >= 0.85 and acc["hat"] >= 0.9 and acc["mustache"] >= 0.8 and acc["age"] >= 0.58, acc
+    assert acc["smiling"] >= 0.9 and acc["lipstick"] >= 0.9, acc  # the issue's targets
+    assert acc["eyeglasses"] >= 0.8 and acc["earrings"] >= 0.75, acc
+    assert acc["hat"] >= 0.9 and acc["mustache"] >= 0.8 and acc["age"] >= 0.58, acc
 
 
 def test_parser_finds_the_renderers_masks(fresh):

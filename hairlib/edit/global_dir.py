@@ -43,14 +43,19 @@ class GlobalConfig:
 
 
 def fingerprint(world) -> str:
-    """Short hash of the generator's weights and CLIP's identity: the cache key of a pre-processing."""
+    """Short hash of the generator's weights and CLIP's identity (its name, a text's embedding and an
+    image's): the cache key of a pre-processing."""
     h = hashlib.sha256()
     for k, v in sorted(world.generator.state_dict().items()):
         h.update(k.encode())
         h.update(v.detach().float().cpu().contiguous().numpy().tobytes()[:1 << 16])
     h.update(repr(world.clip).encode())
-    emb = world.clip.encode_text(["a face"])
+    with torch.no_grad():  # both towers: the relevance reads the image side, the directions the text side
+        emb = world.clip._encode_sentences(["a face"])  # not the text cache: the weights as they are now
+        ramp = torch.linspace(-1, 1, 64 * 64 * 3).reshape(1, 3, 64, 64)
+        img = world.clip.encode_image(ramp)
     h.update(emb.float().cpu().numpy().round(4).tobytes())
+    h.update(img.float().cpu().numpy().round(4).tobytes())
     return h.hexdigest()[:16]
 
 
@@ -205,14 +210,17 @@ class GlobalDirections:
 
 def global_edit(world, latents: torch.Tensor, text: str, *, neutral: Optional[str] = None,
                 alpha: Union[float, Sequence[float]] = 4.1, beta: float = 0.15,
-                directions: Optional[GlobalDirections] = None, progress: bool = True) -> EditResult:
+                directions: Optional[GlobalDirections] = None, templates="imagenet",
+                progress: bool = True) -> EditResult:
     """Edit W+ latents with a global direction. ``neutral`` defaults to the world's neutral
     prompt ("a face"); several ``alpha`` values give a strength sweep (results stacked
-    alpha-major). ``info`` reports the channels touched and the top channels."""
+    alpha-major). ``templates``: the prompt engineering of both texts (``CLIP.encode_text``: the
+    paper's "imagenet" ensemble, None for the texts as written). ``info`` reports the channels
+    touched and the top channels."""
     t0 = time.time()
     gd = directions or GlobalDirections.for_world(world, progress=progress)
     neutral = neutral or world.defaults.get("neutral", "a face")
-    delta_t = gd.text_direction(world.clip, text, neutral)
+    delta_t = gd.text_direction(world.clip, text, neutral, templates=templates)
     ds, touched = gd.direction(delta_t, beta)
     G = world.generator
     alphas = [float(alpha)] if isinstance(alpha, (int, float)) else [float(a) for a in alpha]
@@ -227,5 +235,5 @@ def global_edit(world, latents: torch.Tensor, text: str, *, neutral: Optional[st
     return EditResult(latents=styles, images=images, source_images=src.clamp(-1, 1), method="global", text=text,
                       seconds=time.time() - t0,
                       info={"channels_touched": touched, "alpha": alphas if len(alphas) > 1 else alphas[0],
-                            "beta": beta, "neutral": neutral, "top_channels": gd.top_channels(delta_t, 5),
+                            "beta": beta, "neutral": neutral, "templates": templates, "top_channels": gd.top_channels(delta_t, 5),
                             "seconds_manipulation": time.time() - t_edit, "space": "s"})

@@ -29,7 +29,8 @@ from .vocab import (ATTRIBUTES, FEMALE_ONLY, GROUPS, HAIR_COLOR_WORDS, HAIR_COLO
                     PERSON_NOUNS, PHRASES, PRONOUNS, value_index, values_of)
 
 __all__ = [
-    "caption", "attribute_caption", "group_sampled_sentence", "attribute_prompts", "is_heldout_combination",
+    "caption", "attribute_caption", "group_sampled_sentence", "attribute_prompts", "value_sentence",
+    "plain_sentences", "is_heldout_combination",
     "heldout_spec", "write_heldout_json", "TRAIN_TEMPLATES", "HELDOUT_TEMPLATES",
     "HELDOUT_JSON", "heldout_template_regex",
 ]
@@ -264,6 +265,26 @@ def attribute_caption(params, attr: str, rng=None, split: str = "train") -> str:
     if h:
         items.insert(int(rng.integers(2)), h)
     return _articles(_fill(rng, split, lab, items, age_adj=attr != "age"))
+
+
+def value_sentence(attr: str, value: str, rng=None, gender: Optional[str] = None) -> str:
+    """One training-split sentence stating one label's value, in a random training template and
+    form (noun phrase, adjective, verb: "a close-up photo of an individual with spectacles.",
+    "this person has a toothy smile.", "a smiling face."), about a person of ``gender``
+    ("female" / "male"; None: a gender-neutral noun and pronoun)."""
+    rng = _rng(rng)
+    lab = {} if gender is None else {"gender": ATTRIBUTES["gender"].index(gender)}
+    if attr == "gender":
+        lab = {"gender": ATTRIBUTES["gender"].index(value)}
+    return _articles(_single(attr, value, lab, rng, "train"))
+
+
+def plain_sentences(exclude: Sequence[str] = ()) -> List[str]:
+    """Sentences about a person that state no attribute, in the training templates' frames with a
+    gender-neutral noun ("a photo of an individual.", "a face."), minus ``exclude``."""
+    frames = [t.replace("{a} ", "") for t in TRAIN_TEMPLATES["adj"]]
+    out = [_articles(f.format(n=n)) for f in frames for n in PERSON_NOUNS["neutral"]]
+    return [s for s in out if s not in set(exclude)]
 
 
 def group_sampled_sentence(rng=None, k: int = 3, split: str = "train",
