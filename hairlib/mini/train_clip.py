@@ -151,7 +151,7 @@ close-up photo of an individual with spectacles.", "this person has a toothy smi
 attribute's absence as plain sentences (``captions.plain_sentences``, zero-shot's neutral ones
 excluded). Held-out zero-shot on 1000 renders, tell-resnet -> tell-frames: smiles 85.0 -> 97.0 %,
 lipstick 88.7 -> 93.2 % (both now at the target), glasses 77.6 -> 83.9 %, mustache 84.4 -> 86.5 %, beard
-96.6 -> 98.3 %, earrings 83.4 -> 78.7 % (down: the held-out "earrings on the ears" reads the ears),
+96.6 -> 98.3 %, earrings 83.4 -> 78.7 % (down; not diagnosed: its probe on the embedding reads 87 %),
 hair colour 96.1 %, hairstyle 92.0 -> 92.2 %, hat 97.6 -> 97.5 %, eye colour 97.5 %, age 64.6 %, gender
 99.9 -> 99.8 %.
 
