@@ -267,16 +267,13 @@ def attribute_caption(params, attr: str, rng=None, split: str = "train") -> str:
     return _articles(_fill(rng, split, lab, items, age_adj=attr != "age"))
 
 
-def value_sentence(attr: str, value: str, rng=None, gender: Optional[str] = None) -> str:
+def value_sentence(attr: str, value: str, rng=None) -> str:
     """One training-split sentence stating one label's value, in a random training template and
     form (noun phrase, adjective, verb: "a close-up photo of an individual with spectacles.",
-    "this person has a toothy smile.", "a smiling face."), about a person of ``gender``
-    ("female" / "male"; None: a gender-neutral noun and pronoun)."""
-    rng = _rng(rng)
-    lab = {} if gender is None else {"gender": ATTRIBUTES["gender"].index(gender)}
-    if attr == "gender":
-        lab = {"gender": ATTRIBUTES["gender"].index(value)}
-    return _articles(_single(attr, value, lab, rng, "train"))
+    "this person has a toothy smile.", "a smiling face."), about a gender-neutral person (a
+    gender's own sentence: mostly that gender's nouns and pronouns)."""
+    lab = {"gender": ATTRIBUTES["gender"].index(value)} if attr == "gender" else {}
+    return _articles(_single(attr, value, lab, _rng(rng), "train"))
 
 
 def plain_sentences(exclude: Sequence[str] = ()) -> List[str]:

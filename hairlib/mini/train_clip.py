@@ -508,10 +508,12 @@ def train(cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, config=None, device="cpu
         if cfg.contrastive_weight:
             loss = cfg.contrastive_weight * contrastive_loss(model, images, tok(item["captions"]).to(device), pos,
                                                              image_emb=emb)
-        if cfg.prototype_weight:  # a trained text tower: the prototypes move with it
-            framed = framed_prompts(np.random.default_rng([cfg.seed, step]), cfg.prototype_frames) \
-                if cfg.prototype_frames else None
-            p = protos if protos is not None else label_prototypes(model, tok, device, grad=True, prompts=framed)
+        if cfg.prototype_weight:
+            p = protos
+            if p is None:  # a trained text tower: the prototypes move with it (and their prompts, with frames)
+                framed = framed_prompts(np.random.default_rng([cfg.seed, step]), cfg.prototype_frames) \
+                    if cfg.prototype_frames else None
+                p = label_prototypes(model, tok, device, grad=True, prompts=framed)
             loss = loss + cfg.prototype_weight * prototype_loss(model, images, item["labels"], p, image_emb=emb,
                                                                 weights=dict(cfg.prototype_focus))
         if probes is not None:
