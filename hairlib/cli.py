@@ -371,9 +371,12 @@ def cmd_eval(args) -> int:
     print(table)
     if args.out:
         out = Path(args.out)
+        # a partial run (one method, the hair edits only) gets its own files: it never replaces the full table
+        stem = "-".join(["eval", world.name] + ([args.method] if args.method != "all" else [])
+                        + (["hair"] if args.hair_only else []))
         fields = sorted({k for r in rows for k in r}, key=lambda k: list(rows[0]).index(k) if k in rows[0] else 99)
-        print(f"wrote {bench._write_rows(rows, out / f'eval-{world.name}.csv', fields, '.4f')}")
-        md = out / f"eval-{world.name}.md"
+        print(f"wrote {bench._write_rows(rows, out / f'{stem}.csv', fields, '.4f')}")
+        md = out / f"{stem}.md"
         md.write_text(table + "\n")
         print(f"wrote {md}")
         if grid is not None:

@@ -112,9 +112,10 @@ def test_unknown_command_is_a_usage_error():
 def test_eval_writes_a_table(tiny_weights, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HAIRLIB_MINI_WEIGHTS", str(tiny_weights))
     assert cli.main(["eval", "--method", "optimize", "--steps", "1", "--n", "2", "--out", str(tmp_path)]) == 0
-    table = (tmp_path / "eval-mini.md").read_text()
+    table = (tmp_path / "eval-mini-optimize.md").read_text()  # one method: never over the full table
     assert "| optimize | blond |" in table and "mean of 8" in table
-    assert (tmp_path / "eval-mini.csv").read_text().startswith("method,task,n,success")
+    assert (tmp_path / "eval-mini-optimize.csv").read_text().startswith("method,task,n,success")
+    assert not (tmp_path / "eval-mini.md").exists()
     assert cli.main(["eval", "--n", "0"]) == 2
 
 

@@ -167,12 +167,32 @@ def test_a_retrained_mapper_ships_only_on_a_real_gain_at_the_issues_identity(tin
                 extra={"scores": {"smiling": {"success": 0.0, "identity": 0.99}}})
     monkeypatch.setattr(TM, "RUNS", tmp_path / "runs")
     monkeypatch.setattr(TM, "MAPPER_SETTINGS", {"steps": 2, "batch": 1, "seed": 0})
+    scored = []  # the shipped mapper is scored afresh on the validation faces, not read from its metadata
+    monkeypatch.setattr(TM, "_shipped_scores", lambda world, path, name: scored.append(path) or {
+        "success": 0.0, "identity": 0.99})
     for success, identity, ships in [(0.016, 0.995, False), (0.9, 0.47, False), (0.6, 0.85, True)]:
         monkeypatch.setattr(TM, "_scores", lambda world, method, names, **kw: {
             n: {"success": success, "identity": identity} for n in names})
         before = dest.read_bytes()
         TM.train_styleclip(world, ["smiling"], augment=0, weights=d, id_lambda=0.3)
         assert (dest.read_bytes() != before) == ships, (success, identity)
+    assert scored == [dest] * 3
     meta = read_with_meta(dest)[1]
     assert meta["command"].endswith("--only smiling --id-lambda 0.3") and meta["recipe"]["id_lambda"] == 0.3
+    assert meta["scores_seed"] == TM.VAL_SEED and meta["scores_before"]["smiling"]["success"] == 0.0
     assert (tmp_path / "runs" / "smiling_id0.3" / "state.pt").exists()
+
+
+def test_shipping_decisions_are_scored_on_validation_faces_not_the_eval_table(monkeypatch):
+    """``train_mappers`` scores candidates on ``VAL_SEED``'s faces, never on the faces ``hairlib
+    eval`` reports (seed 1234), so a table is not chosen on its own faces."""
+    import inspect
+
+    from hairlib import evaluate as E
+    from hairlib.mini import train_mappers as TM
+
+    assert inspect.signature(E.evaluate).parameters["seed"].default != TM.VAL_SEED
+    seen = {}
+    monkeypatch.setattr(E, "evaluate", lambda world, method, tasks, **kw: seen.update(kw) or [])
+    TM._scores(None, "mapper", ["smiling"])
+    assert seen["seed"] == TM.VAL_SEED and seen["n"] == 64

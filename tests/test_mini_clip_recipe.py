@@ -373,3 +373,59 @@ def test_framed_prompts_vary_the_frame_never_use_zero_shots_neutral_and_train_th
     before, after = start.state_dict(), model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("visual."))
     assert not torch.equal(before["text_projection"], after["text_projection"])
+
+
+def test_zero_shot_by_combination_groups_renders_by_their_heldout_pair(monkeypatch):
+    """A CLIP right everywhere except on one held-out combination shows 0 there and 1 elsewhere (a
+    render carrying two combinations counts under the first listed: here the first of all)."""
+    import numpy as np
+
+    from hairlib.mini.vocab import HELDOUT_COMBINATIONS, value_index
+
+    x, labels = T.heldout_renders(120, seed=5)
+    bad = HELDOUT_COMBINATIONS[0]
+    key = ",".join(f"{k}={v}" for k, v in bad.items())
+    hit = np.all([np.asarray(labels[k]) == value_index(k, v) for k, v in bad.items()], axis=0)
+    assert hit.any() and not hit.all()
+
+    def predictions(clip, images, phrasings):
+        out = {k: torch.as_tensor(v) for k, v in labels.items()}
+        out["earrings"] = torch.where(torch.as_tensor(hit), 1 - out["earrings"], out["earrings"])
+        return out
+
+    monkeypatch.setattr(T, "heldout_renders", lambda n, seed, split="heldout": (x, labels))
+    monkeypatch.setattr(T, "_zero_shot_predictions", predictions)
+    by = T.zero_shot_by_combination(None, n=120, seed=5)
+    names = {",".join(f"{k}={v}" for k, v in c.items()) for c in HELDOUT_COMBINATIONS}
+    assert set(by["earrings"]) <= names and by["earrings"][key] == 0.0
+    assert all(v == 1.0 for k, v in by["earrings"].items() if k != key)
+    assert all(v == 1.0 for k, acc in by.items() if k != "earrings" for v in acc.values())
+
+
+def test_the_classifier_trunk_tower_is_an_open_clip_timm_config_and_ships(tmp_path):
+    """VISION["conv"]: open_clip builds hairlib's registered timm tower (the attribute classifier's
+    trunk, mean-pooled, a linear projection); a CLIP with it exports in fp16 and reloads from its
+    own config alone, and a config naming a tower nobody registered still fails as open_clip's."""
+    from hairlib.nets import mini_towers
+    from hairlib.nets.clip import build_model
+
+    config = dict(TINY, vision_cfg=dict(T.VISION["conv"]))
+    model = build_model(config)[0].eval()
+    sd = model.state_dict()
+    assert "visual.trunk.trunk.0.weight" in sd and sd["visual.head.proj.weight"].shape == (16, 256)
+    assert sd["visual.trunk.trunk.0.weight"].shape == (32, 3, 3, 3)  # full resolution first, as the classifier
+    x = torch.rand(4, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        emb = model.encode_image(x)
+        feats = model.visual.trunk.trunk(x).mean((2, 3))
+    assert emb.shape == (4, 16)
+    assert torch.allclose(emb, model.visual.head.proj(feats), atol=1e-5)  # a mean, then the projection
+    T.export(model, {}, replace(T.TELL_CONV, steps=1), config=config, dest=tmp_path / "w")
+    back = T.load_shipped_clip(tmp_path / "w")
+    with torch.no_grad():
+        got = back.model.encode_image(x)
+    assert float(F.cosine_similarity(got, emb).min()) > 0.99  # fp16 weights
+    with pytest.raises(ValueError, match="pretrained"):
+        mini_towers.hairlib_mini_convnet(pretrained=True)
+    with pytest.raises(Exception):
+        build_model(dict(TINY, vision_cfg={"image_size": 64, "timm_model_name": "hairlib_no_such_tower"}))

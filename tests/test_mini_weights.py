@@ -53,19 +53,17 @@ def test_identity_net_keeps_people_apart_and_ignores_hair(fresh):
 
 def test_clip_reads_hair_and_eyes_like_the_renderer(fresh):
     """Zero-shot on held-out renders with held-out phrasings (README has every label's figure on
-    1000 renders; here 300). Hairstyles on the held-out (style, colour) pairs are read since the
-    convolutional image tower (the ViT's: 79 %); glasses, smiles and age since the see/tell stages
-    (at chance before: 54, 51, 43 %); smiles and lipstick at the issue's 90 % since the text tower
-    learnt the yes/no boundary in many frames (``tell-frames``: 85 and 89 % before, on 1000).
-    Age is the convolutional tower's weak label (ViT: 77 %)."""
+    1000 renders; here 300). Since the image tower is the attribute classifier's trunk
+    (``see-conv-own``; the ResNet's on these 300: hairstyle 91, glasses 88, earrings 82, mustache
+    87, age 62 %) every label but earrings, mustache and age is at the issue's target, and those
+    three are near it; before the see/tell stages glasses, smiles and age were at chance."""
     from hairlib.mini.train_clip import load_shipped_clip, zero_shot
 
     acc = zero_shot(load_shipped_clip(), n=300, seed=777)
     assert acc["hair_color"] >= 0.95 and acc["hairstyle"] >= 0.85, acc  # the issue's targets
-    assert acc["eye_color"] >= 0.95 and acc["gender"] >= 0.95 and acc["beard"] >= 0.93, acc
-    assert acc["smiling"] >= 0.9 and acc["lipstick"] >= 0.9, acc  # the issue's targets
-    assert acc["eyeglasses"] >= 0.8 and acc["earrings"] >= 0.75, acc
-    assert acc["hat"] >= 0.9 and acc["mustache"] >= 0.8 and acc["age"] >= 0.58, acc
+    assert acc["eye_color"] >= 0.95 and acc["gender"] >= 0.95 and acc["beard"] >= 0.9, acc
+    assert acc["smiling"] >= 0.9 and acc["lipstick"] >= 0.9 and acc["eyeglasses"] >= 0.88, acc  # targets (1000: 90.4)
+    assert acc["hat"] >= 0.88 and acc["earrings"] >= 0.83 and acc["mustache"] >= 0.83 and acc["age"] >= 0.78, acc
 
 
 def test_parser_finds_the_renderers_masks(fresh):

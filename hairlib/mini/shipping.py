@@ -49,10 +49,15 @@ def load_shipped(name: str, build: Callable[[Dict[str, Any]], nn.Module], dest: 
     return model.to(device).eval().requires_grad_(False), meta
 
 
-def _format_metrics(metrics: Dict[str, Any]) -> str:
+def _format_metrics(metrics: Dict[str, Any], prefix: str = "") -> str:
+    """One line of ``name=value`` per level of nesting, each nested dict on its own line(s) under
+    its key path ("heldout_by_combination earrings beard=yes,earrings=yes=0.000 ...")."""
     flat = " ".join(f"{k}={v:.3f}" for k, v in metrics.items() if not isinstance(v, dict))
-    nested = [f"{k} " + " ".join(f"{n}={x:.3f}" for n, x in v.items()) for k, v in metrics.items() if isinstance(v, dict)]
-    return "\n".join(([flat] if flat else []) + nested)
+    lines = [prefix + flat] if flat else []
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            lines.append(_format_metrics(v, f"{prefix}{k} "))
+    return "\n".join(line for line in lines if line)
 
 
 def stage_dir(default_out, stage: str) -> Path:

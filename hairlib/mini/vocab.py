@@ -171,6 +171,10 @@ def _color_phrases() -> Dict[str, Dict[str, Tuple[str, ...]]]:
     return out
 
 
+# Every part of the face that a negative phrasing names ("bare ears", "a bare upper lip", "a closed
+# mouth", "smooth skin") a positive phrasing names too ("earrings in both ears", "a hairy upper lip", "a
+# smiling mouth", "wrinkled skin"): otherwise the part's word alone teaches the text tower "no", and a
+# held-out phrasing that names it ("earrings on the ears") reads as the attribute's absence.
 PHRASES: Dict[str, Dict[str, Dict[str, Tuple[str, ...]]]] = {
     "hair_color": _color_phrases(),
     "hairstyle": {
@@ -232,7 +236,7 @@ PHRASES: Dict[str, Dict[str, Dict[str, Tuple[str, ...]]]] = {
                "vp": ("is not wearing a hat", "does not wear a hat")},
     },
     "earrings": {
-        "yes": {"np": ("earrings", "a pair of earrings", "round earrings"),
+        "yes": {"np": ("earrings", "a pair of earrings", "round earrings", "earrings in both ears"),
                 "adj": (), "vp": ("wears earrings", "is wearing earrings")},
         "no": {"np": ("no earrings", "bare ears"), "adj": (),
                "vp": ("is not wearing earrings", "is without earrings")},
@@ -244,7 +248,7 @@ PHRASES: Dict[str, Dict[str, Dict[str, Tuple[str, ...]]]] = {
                "vp": ("is not wearing lipstick",)},
     },
     "smiling": {
-        "yes": {"np": ("a smile", "a big smile", "a toothy smile", "a smile with teeth"),
+        "yes": {"np": ("a smile", "a big smile", "a toothy smile", "a smile with teeth", "a smiling mouth"),
                 "adj": ("smiling",), "vp": ("is smiling", "smiles")},
         "no": {"np": ("a neutral expression", "a closed mouth", "a serious expression"),
                "adj": ("serious",), "vp": ("is not smiling",)},
@@ -256,7 +260,7 @@ PHRASES: Dict[str, Dict[str, Dict[str, Tuple[str, ...]]]] = {
                "vp": ("has no beard",)},
     },
     "mustache": {
-        "yes": {"np": ("a mustache", "a moustache", "a thick mustache"),
+        "yes": {"np": ("a mustache", "a moustache", "a thick mustache", "a hairy upper lip"),
                 "adj": ("mustachioed",), "vp": ("has a mustache",)},
         "no": {"np": ("no mustache", "no moustache", "a bare upper lip"), "adj": (),
                "vp": ("has no mustache",)},
@@ -264,7 +268,7 @@ PHRASES: Dict[str, Dict[str, Dict[str, Tuple[str, ...]]]] = {
     "age": {
         "young": {"np": ("a young face", "a youthful face", "smooth skin", "no wrinkles"),
                   "adj": ("young", "youthful"), "vp": ()},
-        "old": {"np": ("an old face", "wrinkles", "a wrinkled face"),
+        "old": {"np": ("an old face", "wrinkles", "a wrinkled face", "wrinkled skin"),
                 "adj": ("old", "elderly"), "vp": ()},
     },
     "gender": {

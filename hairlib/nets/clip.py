@@ -167,7 +167,8 @@ class CLIP(nn.Module):
         if size[0] != size[1]:
             raise ValueError(f"only square CLIP inputs are supported, got {size}")
         self.image_size = int(size[0])
-        self.embed_dim = int(model.visual.output_dim)
+        out_dim = getattr(model.visual, "output_dim", None)  # open_clip's own towers; a timm trunk has none
+        self.embed_dim = int(out_dim if out_dim is not None else model.text_projection.shape[-1])
         device = next(model.parameters()).device
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1), persistent=False)
@@ -410,6 +411,10 @@ def build_model(config: Mapping[str, Any]) -> Tuple[nn.Module, Tuple[float, ...]
     pre = dict(cfg.pop("preprocess_cfg", None) or {})
     if dict(cfg.get("text_cfg") or {}).get("hf_model_name"):
         raise ValueError("Hugging Face text towers are not supported: hairlib's CLIPs use CLIP's BPE tokenizer")
+    from hairlib.nets import mini_towers
+
+    if dict(cfg.get("vision_cfg") or {}).get("timm_model_name") in mini_towers.TOWERS:
+        mini_towers.register()  # hairlib's own image towers, built by open_clip's timm path
     cls = oc.model.CustomTextCLIP if cfg.pop("custom_text", False) else oc.model.CLIP
     try:
         model = cls(**cfg)
