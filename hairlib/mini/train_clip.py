@@ -181,7 +181,7 @@ and age no linear read-out of the image embedding did better, even one that igno
 directions of every other attribute's change (pairs of renders that differ in one attribute: 85, 86,
 64 %). The architecture was: trained from scratch on the labels alone (linear heads on a 128-d
 embedding, 1000 steps of 64 renders, held-out renders), open_clip's ModifiedResNet at this size read
-glasses at 94 %, earrings 89 %, age 60-62 %, hairstyle 81 %, whether it pooled by attention or by a mean;
+glasses at 94 %, earrings 89 %, age 59-62 %, hairstyle 81 %, whether it pooled by attention or by a mean;
 the attribute classifier's trunk (``mini_nets.conv_trunk``: a full-resolution 3x3 convolution before each
 stride-2 one, 32 channels from the first layer, where the ResNet's stem strides twice before 16) read
 glasses at 99.5 %, earrings 94.4 % (48 % on bearded faces), hairstyle 97.2 %, every other label 100 %.
