@@ -752,15 +752,16 @@ def zero_shot(clip: CLIP, n: int = RECIPE.eval_n, split: str = "heldout", phrasi
 
 @torch.no_grad()
 def zero_shot_by_combination(clip: CLIP, n: int = RECIPE.eval_n, seed: int = 2024,
-                             phrasings: str = "heldout") -> Dict[str, Dict[str, float]]:
+                             phrasings: str = "heldout", rendered=None) -> Dict[str, Dict[str, float]]:
     """Held-out zero-shot split by the held-out combination each render carries: {label: {"beard=yes,
     earrings=yes": accuracy, ...}} (combinations where the label applies to no render are left out).
     Each held-out render carries one of ``vocab.HELDOUT_COMBINATIONS``, a pair no training render
     shows; a label that fails on one combination only has been learnt with the other attribute of the
-    pair as a cue (the shipped CLIP: earrings on bearded faces 0 %, on the other held-out faces 72-98 %)."""
+    pair as a cue (the shipped CLIP: earrings on bearded faces 0 %, on the other held-out faces 72-98 %).
+    ``rendered``: held-out renders already made (``heldout_renders``), as ``zero_shot``'s."""
     from hairlib.mini.vocab import HELDOUT_COMBINATIONS, value_index
 
-    x, labels = heldout_renders(n, seed)
+    x, labels = rendered if rendered is not None else heldout_renders(n, seed)
     lab = {k: np.asarray(v) for k, v in labels.items()}
     combo = np.full(len(x), -1)
     for j, c in enumerate(HELDOUT_COMBINATIONS):
@@ -916,8 +917,10 @@ def main(argv=None) -> int:
     def run(cfg, args):
         model = train(cfg, args.out, device=args.device, workers=args.workers)
         clip = CLIP(model.float(), _bpe_tokenizer(MINI_CLIP["text_cfg"]["context_length"]), name="mini-clip")
-        return model, {"heldout": zero_shot(clip), "train_phrasings": zero_shot(clip, phrasings="train"),
-                       "heldout_by_combination": zero_shot_by_combination(clip)}
+        rendered = heldout_renders()  # once, read by the three
+        return model, {"heldout": zero_shot(clip, rendered=rendered),
+                       "train_phrasings": zero_shot(clip, phrasings="train", rendered=rendered),
+                       "heldout_by_combination": zero_shot_by_combination(clip, rendered=rendered)}
 
     return recipe_main(argv, doc=__doc__, default_out=DEFAULT_OUT, recipe=RECIPE, run=run, export=export,
                        device=True, workers=True, stages=STAGES)

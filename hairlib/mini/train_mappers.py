@@ -94,6 +94,7 @@ def train_styleclip(world, only=None, augment: int = 0, weights: Path = WEIGHTS_
         scores = _scores(world, "mapper", [name], mapper=m)
         command = (f"python -m hairlib.mini.train_mappers styleclip --only {name}" + (f" --augment {augment}" if augment else "")
                    + (f" --id-lambda {id_lambda:g}" if extra else ""))
+        meta = {"recipe": cfg.to_dict(), "scores": scores, "command": command, "scores_seed": VAL_SEED}
         if (augment or extra) and dest.exists():
             before = _shipped_scores(world, dest, name)
             if scores[name]["success"] < before.get("success", -1.0) + MIN_GAIN:
@@ -105,12 +106,8 @@ def train_styleclip(world, only=None, augment: int = 0, weights: Path = WEIGHTS_
                       f"(success {before.get('success')} -> {scores[name]['success']})")
                 continue
             print(f"{name}: success {before.get('success')} -> {scores[name]['success']}")
-            scores_before = {name: before}
-        else:
-            scores_before = {}
-        save_mapper(m, dest, text=text, extra={"recipe": cfg.to_dict(), "scores": scores, "command": command,
-                                               "scores_seed": VAL_SEED,
-                                               **({"scores_before": scores_before} if scores_before else {})})
+            meta["scores_before"] = {name: before}
+        save_mapper(m, dest, text=text, extra=meta)
         print(f"wrote {dest}: {scores}")
 
 
