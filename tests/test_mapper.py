@@ -148,6 +148,53 @@ def test_adapt_fine_tunes_every_shipped_edit_network_once(tiny_weights, tmp_path
     assert after == {p.name: p.read_bytes() for p in [d / "hairclip.safetensors", d / "mappers" / "afro.safetensors"]}
 
 
+def test_retower_fine_tunes_hairclip_under_the_shipped_clip_and_ships_only_a_gain(tiny_weights, tmp_path, monkeypatch):
+    """``train_mappers hairclip-retower``: the shipped HairCLIP mapper is fine-tuned (at its shipped
+    strength) and replaces the file only if its mean success over the hair tasks and the reference
+    matches rises; a mapper already fine-tuned under this CLIP is left alone."""
+    import shutil
+
+    from hairlib.edit.hairclip import save_hair_mapper
+    from hairlib.mini import train_mappers as TM
+    from hairlib.nets.hair_mapper import HairMapper
+    from hairlib.nets.loading import read_with_meta
+
+    d = tmp_path / "weights"
+    shutil.copytree(tiny_weights, d)
+    world = hairlib.load_world("mini", weights_dir=d)
+    G = world.generator
+    torch.manual_seed(5)
+    m = HairMapper(G.num_ws, G.style_dim, world.clip.embed_dim)
+    m.strength = 0.07
+    dest = d / "hairclip.safetensors"
+    save_hair_mapper(m, dest, extra={"recipe": {"steps": 10, "batch": 1, "seed": 0}, "command": "train it"})
+    monkeypatch.setattr(TM, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(TM, "RETOWER", {"steps": 2, "seed": 3})
+    calls = []
+
+    def scores(world, mapper):  # the shipped one is scored first, then the fine-tuned one
+        calls.append(mapper)
+        return {"afro": {"success": 0.5}, "color from reference (image)": {"success": gains[len(calls) - 1]}}
+
+    monkeypatch.setattr(TM, "_hair_and_reference_scores", scores)
+    before = dest.read_bytes()
+    gains = [0.4, 0.3]
+    assert not TM.train_hair_retower(world, dest=dest) and dest.read_bytes() == before
+    assert (tmp_path / "runs" / "hairclip_retower" / "state.pt").exists()
+    shutil.rmtree(tmp_path / "runs")
+    calls.clear()
+    gains = [0.4, 0.6]
+    assert TM.train_hair_retower(world, dest=dest) and dest.read_bytes() != before
+    meta = read_with_meta(dest)[1]
+    assert meta["stage"] == "retower" and meta["clip"] == read_with_meta(d / "clip.safetensors")[1].get("stage", "")
+    assert meta["recipe"]["strength"] == pytest.approx(0.07) and meta["recipe"]["steps"] == 2
+    assert meta["scores_before"]["color from reference (image)"]["success"] == 0.4
+    assert meta["command"] == "train it && python -m hairlib.mini.train_mappers hairclip-retower"
+    assert calls[0] is not calls[1]
+    calls.clear()
+    assert not TM.train_hair_retower(world, dest=dest) and calls == []  # already done under this CLIP
+
+
 def test_a_retrained_mapper_ships_only_on_a_real_gain_at_the_issues_identity(tiny_weights, tmp_path, monkeypatch):
     """``train_styleclip --augment / --id-lambda``: the shipped mapper is replaced only when the new
     one's success beats it by ``MIN_GAIN`` and its identity is >= 0.8; the run folder and the

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from hairlib.mini import vocab
-from hairlib.mini.render import (PARTS, FaceParams, from_tensor, is_heldout_combination,
-                                 render, render_batch, sample_params, to_tensor)
+from hairlib.mini.render import (PARTS, FaceParams, from_tensor, heldout_combination_index,
+                                 is_heldout_combination, render, render_batch, sample_params, to_tensor)
 from hairlib.mini.vocab import (ATTRIBUTES, HAIR_COLOR_RGB, HAIR_COLORS, HAIRSTYLES, HAT_STYLES,
                                 LABEL_NAMES, NO_HAIR_COLOR)
 
@@ -187,6 +187,10 @@ def test_sampler_respects_split_and_conflicts():
             if all(p.label_names().get(k) == v for k, v in c.items()):
                 found.add(i)
     assert found == set(range(len(vocab.HELDOUT_COMBINATIONS)))
+    # the vectorised index agrees: every held-out render carries one, no training render any
+    idx = heldout_combination_index(render_batch(held[:40])[2])
+    assert (idx >= 0).all() and set(idx.tolist()) <= found
+    assert (heldout_combination_index(render_batch(ps[:40])[2]) == -1).all()
     # pinning
     afros = sample_params(0, n=20, hairstyle="afro")
     assert all(p.hairstyle == HAIRSTYLES.index("afro") for p in afros)

@@ -41,7 +41,7 @@ from .vocab import (ATTRIBUTES, FEMALE_ONLY, HAIR_COLOR_RGB, HAIR_COLORS, HAIRST
 
 __all__ = [
     "FaceParams", "RenderResult", "sample_params", "params_from_uniforms", "PRIOR_SLOTS", "render",
-    "render_batch", "to_tensor", "from_tensor", "is_heldout_combination", "contact_sheet", "PARTS",
+    "render_batch", "to_tensor", "from_tensor", "is_heldout_combination", "heldout_combination_index", "contact_sheet", "PARTS",
     "IDENTITY_FIELDS", "HAIR_FIELDS", "BACKGROUNDS", "CLOTHES", "HAT_COLORS", "write_renders",
 ]
 
@@ -254,6 +254,19 @@ def is_heldout_combination(labels) -> bool:
         if all(lab.get(k) == v for k, v in combo.items()):
             return True
     return False
+
+
+def heldout_combination_index(labels) -> np.ndarray:
+    """For label arrays (``render_batch``'s ``{name: [N]}``), the index into
+    ``vocab.HELDOUT_COMBINATIONS`` of the first held-out combination each render carries, -1 for
+    none (every training render)."""
+    lab = {k: np.asarray(v) for k, v in labels.items()}
+    n = len(next(iter(lab.values())))
+    out = np.full(n, -1)
+    for j, combo in enumerate(_HELDOUT_IDX):
+        hit = np.all([lab[k] == v for k, v in combo.items()], axis=0) & (out < 0)
+        out[hit] = j
+    return out
 
 
 _HAT_OK = frozenset(HAIRSTYLES.index(s) for s in HAT_STYLES)

@@ -759,14 +759,12 @@ def zero_shot_by_combination(clip: CLIP, n: int = RECIPE.eval_n, seed: int = 202
     shows; a label that fails on one combination only has been learnt with the other attribute of the
     pair as a cue (the shipped CLIP: earrings on bearded faces 0 %, on the other held-out faces 72-98 %).
     ``rendered``: held-out renders already made (``heldout_renders``), as ``zero_shot``'s."""
-    from hairlib.mini.vocab import HELDOUT_COMBINATIONS, value_index
+    from hairlib.mini.render import heldout_combination_index
+    from hairlib.mini.vocab import HELDOUT_COMBINATIONS
 
     x, labels = rendered if rendered is not None else heldout_renders(n, seed)
     lab = {k: np.asarray(v) for k, v in labels.items()}
-    combo = np.full(len(x), -1)
-    for j, c in enumerate(HELDOUT_COMBINATIONS):
-        hit = np.all([lab[k] == value_index(k, v) for k, v in c.items()], axis=0) & (combo < 0)
-        combo[hit] = j
+    combo = heldout_combination_index(lab)
     out = {}
     for name, pred in _zero_shot_predictions(clip, x, phrasings).items():
         ok, y = pred.numpy() == lab[name], lab[name]
