@@ -195,6 +195,44 @@ def test_retower_fine_tunes_hairclip_under_the_shipped_clip_and_ships_only_a_gai
     assert not TM.train_hair_retower(world, dest=dest) and calls == []  # already done under this CLIP
 
 
+def test_styleclip_retower_fine_tunes_each_mapper_with_its_recipe_and_the_shipping_gate(tiny_weights, tmp_path,
+                                                                                        monkeypatch):
+    import shutil
+
+    from hairlib.mini import train_mappers as TM
+    from hairlib.nets.loading import read_with_meta
+
+    d = tmp_path / "weights"
+    shutil.copytree(tiny_weights, d)
+    world = hairlib.load_world("mini", weights_dir=d)
+    G = world.generator
+    (d / "mappers").mkdir()
+    for name in ("afro", "curly"):
+        save_mapper(LevelsMapper(G.num_ws, G.style_dim, TM.MAPPERS[name][1]), d / "mappers" / f"{name}.safetensors",
+                    text=TM.MAPPERS[name][0], extra={"recipe": {"batch": 1, "id_lambda": 0.3, "augment": 2},
+                                                     "command": f"train {name}"})
+    before = {n: (d / "mappers" / f"{n}.safetensors").read_bytes() for n in ("afro", "curly")}
+    monkeypatch.setattr(TM, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(TM, "RETOWER_MAPPER", {"steps": 2, "seed": 1})
+    calls = {}
+
+    def scores(world, method, names, mapper=None):  # first the shipped mapper, then the fine-tuned one
+        n = names[0]
+        calls[n] = calls.get(n, 0) + 1
+        after = {"afro": (0.5, 0.9), "curly": (0.32, 0.9)}[n]  # afro gains 0.2, curly 0.02 < MIN_GAIN
+        return {n: dict(zip(("success", "identity"), (0.3, 0.9) if calls[n] == 1 else after))}
+
+    monkeypatch.setattr(TM, "_scores", scores)
+    report = TM.train_styleclip_retower(world, weights=d)
+    assert {n: r["shipped"] for n, r in report.items()} == {"afro": True, "curly": False}
+    assert (d / "mappers" / "curly.safetensors").read_bytes() == before["curly"]
+    meta = read_with_meta(d / "mappers" / "afro.safetensors")[1]
+    assert meta["stage"] == "retower" and meta["recipe"]["id_lambda"] == 0.3 and meta["recipe"]["augment"] == 2
+    assert meta["recipe"]["steps"] == 2 and meta["scores_before"]["afro"]["success"] == 0.3
+    assert meta["command"] == "train afro && python -m hairlib.mini.train_mappers styleclip-retower --only afro"
+    assert TM.train_styleclip_retower(world, only=["afro"], weights=d) == {}  # already done under this CLIP
+
+
 def test_a_retrained_mapper_ships_only_on_a_real_gain_at_the_issues_identity(tiny_weights, tmp_path, monkeypatch):
     """``train_styleclip --augment / --id-lambda``: the shipped mapper is replaced only when the new
     one's success beats it by ``MIN_GAIN`` and its identity is >= 0.8; the run folder and the

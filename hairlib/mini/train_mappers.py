@@ -6,6 +6,7 @@ HairCLIP's conditional hair mapper.
     python -m hairlib.mini.train_mappers hairclip-augment [--steps N]   # then: fine-tune it
     python -m hairlib.mini.train_mappers adapt       # fine-tune them all on a refitted generator's faces
     python -m hairlib.mini.train_mappers hairclip-retower [--steps N]   # fine-tune it under a new CLIP image tower
+    python -m hairlib.mini.train_mappers styleclip-retower [--only curly] [--steps N]   # the same for the mappers
     python -m hairlib.mini.train_mappers figure      # results/mini_hairclip.png from the shipped weights
 
 StyleCLIP mappers (``MAPPERS``): one per prompt, the paper's losses (CLIP 1.0, L2 0.8, ID 0.1),
@@ -25,7 +26,9 @@ asked hair; it replaces the shipped file only if its mean success on the 6 hair 
 shipped beside it, when only its image tower changed (the text tower, hence the text conditions,
 are the same): the CLIP losses and the reference images' embeddings are the new tower's. It is
 scored on the 6 hair tasks and on colour / hairstyle from held-out reference images, and replaces
-the shipped file only if the mean of those 8 rises.
+the shipped file only if the mean of those 8 rises. ``styleclip-retower`` (``RETOWER_MAPPER``) does
+the same for each shipped StyleCLIP mapper, with its own recipe (augmented views, identity weight),
+shipped on the gate of ``styleclip``'s retrained mappers (success up by ``MIN_GAIN``, identity >= 0.8).
 
 All are resumable (``runs/mini_mappers/<name>/state.pt``; the logs stay beside it) and seeded.
 After training, each is scored by ``hairlib.evaluate`` on 64 validation faces no run saw
@@ -241,6 +244,50 @@ def train_hair_retower(world, steps=None, dest=None) -> bool:
     return True
 
 
+RETOWER_MAPPER = {"steps": 800, "seed": 12}
+
+
+def train_styleclip_retower(world, only=None, steps=None, weights: Path = WEIGHTS_DIR) -> dict:
+    """Fine-tune each shipped StyleCLIP mapper (``only``: these) under the shipped CLIP, from its
+    weights with its own recipe; ship it where its success on the validation faces beats the
+    shipped one's (scored afresh) by ``MIN_GAIN`` at identity >= 0.8. Mappers already fine-tuned
+    under this CLIP are left alone. Returns {name: {"before", "after", "shipped"}}."""
+    from hairlib.edit.mapper import MapperConfig, load_mapper, save_mapper, train_mapper
+    from hairlib.nets.loading import read_with_meta
+
+    weights = Path(weights)
+    clip_stage = read_with_meta(weights / "clip.safetensors")[1].get("stage", "")
+    report = {}
+    for path in sorted((weights / "mappers").glob("*.safetensors")):
+        name = path.stem
+        if (only and name not in only) or name not in MAPPERS:
+            continue
+        _, meta = read_with_meta(path)
+        if meta.get("stage") == "retower" and meta.get("clip") == clip_stage:
+            print(f"{path}: already fine-tuned under the {clip_stage!r} CLIP, left alone")
+            continue
+        recipe = {k: v for k, v in (meta.get("recipe") or {}).items() if k in MapperConfig.__dataclass_fields__}
+        recipe = {**MAPPER_SETTINGS, "groups": MAPPERS[name][1], **recipe}
+        recipe["groups"] = tuple(recipe["groups"])
+        cfg = MapperConfig(**{**recipe, **RETOWER_MAPPER, **({"steps": steps} if steps else {})})
+        base = load_mapper(path, num_ws=world.generator.num_ws)
+        before = _scores(world, "mapper", [name], mapper=base)[name]
+        m = train_mapper(world, meta["text"], cfg, RUNS / f"{name}_retower", init=base)
+        after = _scores(world, "mapper", [name], mapper=m)[name]
+        ships = after["success"] >= before["success"] + MIN_GAIN and after["identity"] >= 0.8
+        report[name] = {"before": before, "after": after, "shipped": ships}
+        print(f"{name}: success {before['success']:.3f} -> {after['success']:.3f}, identity {before['identity']:.3f} -> "
+              f"{after['identity']:.3f}: {'shipped' if ships else 'not shipped'}")
+        if ships:
+            save_mapper(m, path, text=meta["text"], extra={
+                "recipe": cfg.to_dict(), "init_recipe": meta.get("recipe"), "init_stage": meta.get("stage"),
+                "stage": "retower", "clip": clip_stage, "scores": {name: after}, "scores_seed": VAL_SEED,
+                "scores_before": {name: before},
+                "command": f"{meta.get('command', '')} && python -m hairlib.mini.train_mappers styleclip-retower "
+                           f"--only {name}".lstrip(" &")})
+    return report
+
+
 ADAPT = {"hairclip_steps": 1500, "mapper_steps": 500, "seed": 11}
 
 
@@ -309,7 +356,8 @@ def main(argv=None) -> int:
     from hairlib.train.checkpoint import stop_on_signals
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["styleclip", "hairclip", "hairclip-augment", "hairclip-retower", "adapt", "figure"])
+    p.add_argument("what", choices=["styleclip", "hairclip", "hairclip-augment", "hairclip-retower",
+                                    "styleclip-retower", "adapt", "figure"])
     p.add_argument("--only", nargs="*", default=None, help="styleclip: these mappers only")
     p.add_argument("--steps", type=int, default=None, help="hairclip: total steps")
     p.add_argument("--augment", type=int, default=0, help="styleclip: CLIP loss over this many augmented views")
@@ -335,6 +383,10 @@ def main(argv=None) -> int:
         train_hair_augment(world, args.steps, weights / "hairclip.safetensors")
     elif args.what == "hairclip-retower":
         train_hair_retower(world, args.steps, weights / "hairclip.safetensors")
+    elif args.what == "styleclip-retower":
+        import json
+
+        print(json.dumps(train_styleclip_retower(world, args.only, args.steps, weights), indent=1))
     elif args.what == "adapt":
         import json
 
