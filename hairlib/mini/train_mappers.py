@@ -84,6 +84,17 @@ def _shipped_scores(world, path: Path, name: str) -> dict:
     return _scores(world, "mapper", [name], mapper=load_mapper(path, num_ws=world.generator.num_ws))[name]
 
 
+def _gate(after: dict, before: dict) -> Optional[str]:
+    """Why a retrained StyleCLIP mapper (``after``) must not replace the shipped one (``before``,
+    scored afresh on the same faces), or None when it ships: success up by ``MIN_GAIN``, identity
+    at the issue's 0.8 or above."""
+    if after["success"] < before.get("success", -1.0) + MIN_GAIN:
+        return f"success {after['success']:.3f} < shipped {before['success']:.3f} + {MIN_GAIN}"
+    if after["identity"] < 0.8:
+        return f"identity {after['identity']:.3f} < 0.8 (success {before.get('success')} -> {after['success']})"
+    return None
+
+
 def train_styleclip(world, only=None, augment: int = 0, weights: Path = WEIGHTS_DIR,
                     id_lambda: Optional[float] = None) -> None:
     """Train (or resume) each mapper and ship it. ``augment`` > 0: the CLIP loss over that many
@@ -107,13 +118,9 @@ def train_styleclip(world, only=None, augment: int = 0, weights: Path = WEIGHTS_
         meta = {"recipe": cfg.to_dict(), "scores": scores, "command": command, "scores_seed": VAL_SEED}
         if (augment or extra) and dest.exists():
             before = _shipped_scores(world, dest, name)
-            if scores[name]["success"] < before.get("success", -1.0) + MIN_GAIN:
-                print(f"{name}: not shipped, success {scores[name]['success']:.3f} < shipped {before['success']:.3f} "
-                      f"+ {MIN_GAIN}")
-                continue
-            if scores[name]["identity"] < 0.8:
-                print(f"{name}: not shipped, identity {scores[name]['identity']:.3f} < 0.8 "
-                      f"(success {before.get('success')} -> {scores[name]['success']})")
+            why = _gate(scores[name], before)
+            if why:
+                print(f"{name}: not shipped, {why}")
                 continue
             print(f"{name}: success {before.get('success')} -> {scores[name]['success']}")
             meta["scores_before"] = {name: before}
@@ -208,8 +215,12 @@ def _hair_and_reference_scores(world, mapper) -> dict:
 
 
 def _mean_success(scores: dict) -> float:
-    vals = [v.get("success", v.get("match")) for v in scores.values()]
-    return sum(vals) / len(vals)
+    return sum(v["success"] for v in scores.values()) / len(scores)
+
+
+def _retowered(meta: dict, clip_stage: str) -> bool:
+    """Whether an edit network's metadata says it was fine-tuned under this CLIP stage already."""
+    return meta.get("stage") == "retower" and meta.get("clip") == clip_stage
 
 
 def train_hair_retower(world, steps=None, dest=None) -> bool:
@@ -221,7 +232,7 @@ def train_hair_retower(world, steps=None, dest=None) -> bool:
     dest = Path(dest) if dest is not None else WEIGHTS_DIR / "hairclip.safetensors"
     _, meta = read_with_meta(dest)
     clip_stage = read_with_meta(dest.parent / "clip.safetensors")[1].get("stage", "")
-    if meta.get("stage") == "retower" and meta.get("clip") == clip_stage:
+    if _retowered(meta, clip_stage):
         print(f"{dest}: already fine-tuned under the {clip_stage!r} CLIP, left alone")
         return False
     base = load_hair_mapper(dest, num_ws=world.generator.num_ws)
@@ -252,7 +263,7 @@ def train_styleclip_retower(world, only=None, steps=None, weights: Path = WEIGHT
     weights with its own recipe; ship it where its success on the validation faces beats the
     shipped one's (scored afresh) by ``MIN_GAIN`` at identity >= 0.8. Mappers already fine-tuned
     under this CLIP are left alone. Returns {name: {"before", "after", "shipped"}}."""
-    from hairlib.edit.mapper import MapperConfig, load_mapper, save_mapper, train_mapper
+    from hairlib.edit.mapper import MapperConfig, save_mapper, train_mapper
     from hairlib.nets.loading import read_with_meta
 
     weights = Path(weights)
@@ -263,22 +274,21 @@ def train_styleclip_retower(world, only=None, steps=None, weights: Path = WEIGHT
         if (only and name not in only) or name not in MAPPERS:
             continue
         _, meta = read_with_meta(path)
-        if meta.get("stage") == "retower" and meta.get("clip") == clip_stage:
+        if _retowered(meta, clip_stage):
             print(f"{path}: already fine-tuned under the {clip_stage!r} CLIP, left alone")
             continue
         recipe = {k: v for k, v in (meta.get("recipe") or {}).items() if k in MapperConfig.__dataclass_fields__}
         recipe = {**MAPPER_SETTINGS, "groups": MAPPERS[name][1], **recipe}
         recipe["groups"] = tuple(recipe["groups"])
         cfg = MapperConfig(**{**recipe, **RETOWER_MAPPER, **({"steps": steps} if steps else {})})
-        base = load_mapper(path, num_ws=world.generator.num_ws)
-        before = _scores(world, "mapper", [name], mapper=base)[name]
-        m = train_mapper(world, meta["text"], cfg, RUNS / f"{name}_retower", init=base)
+        before = _shipped_scores(world, path, name)
+        m = train_mapper(world, meta["text"], cfg, RUNS / f"{name}_retower", init=path)
         after = _scores(world, "mapper", [name], mapper=m)[name]
-        ships = after["success"] >= before["success"] + MIN_GAIN and after["identity"] >= 0.8
-        report[name] = {"before": before, "after": after, "shipped": ships}
+        why = _gate(after, before)
+        report[name] = {"before": before, "after": after, "shipped": why is None}
         print(f"{name}: success {before['success']:.3f} -> {after['success']:.3f}, identity {before['identity']:.3f} -> "
-              f"{after['identity']:.3f}: {'shipped' if ships else 'not shipped'}")
-        if ships:
+              f"{after['identity']:.3f}: {'shipped' if why is None else 'not shipped, ' + why}")
+        if why is None:
             save_mapper(m, path, text=meta["text"], extra={
                 "recipe": cfg.to_dict(), "init_recipe": meta.get("recipe"), "init_stage": meta.get("stage"),
                 "stage": "retower", "clip": clip_stage, "scores": {name: after}, "scores_seed": VAL_SEED,
