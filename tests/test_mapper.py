@@ -231,6 +231,19 @@ def test_styleclip_retower_fine_tunes_each_mapper_with_its_recipe_and_the_shippi
     assert meta["recipe"]["steps"] == 2 and meta["scores_before"]["afro"]["success"] == 0.3
     assert meta["command"] == "train afro && python -m hairlib.mini.train_mappers styleclip-retower --only afro"
     assert TM.train_styleclip_retower(world, only=["afro"], weights=d) == {}  # already done under this CLIP
+    # curly again with another identity weight: its own run folder, the weight in its recipe and command
+    seen = []
+
+    def gaining(world, method, names, mapper=None):  # shipped 0.3, fine-tuned 0.6 at identity 0.85
+        seen.append(mapper)
+        return {"curly": {"success": 0.3 if len(seen) == 1 else 0.6, "identity": 0.9 if len(seen) == 1 else 0.85}}
+
+    monkeypatch.setattr(TM, "_scores", gaining)
+    assert TM.train_styleclip_retower(world, only=["curly"], weights=d, id_lambda=0.5)["curly"]["shipped"]
+    assert (tmp_path / "runs" / "curly_retower_id0.5").is_dir()
+    meta = read_with_meta(d / "mappers" / "curly.safetensors")[1]
+    assert meta["recipe"]["id_lambda"] == 0.5 and meta["recipe"]["augment"] == 2
+    assert meta["command"] == "train curly && python -m hairlib.mini.train_mappers styleclip-retower --only curly --id-lambda 0.5"
 
 
 def test_a_retrained_mapper_ships_only_on_a_real_gain_at_the_issues_identity(tiny_weights, tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ HairCLIP's conditional hair mapper.
     python -m hairlib.mini.train_mappers hairclip-augment [--steps N]   # then: fine-tune it
     python -m hairlib.mini.train_mappers adapt       # fine-tune them all on a refitted generator's faces
     python -m hairlib.mini.train_mappers hairclip-retower [--steps N]   # fine-tune it under a new CLIP image tower
-    python -m hairlib.mini.train_mappers styleclip-retower [--only curly] [--steps N]   # the same for the mappers
+    python -m hairlib.mini.train_mappers styleclip-retower [--only curly] [--steps N] [--id-lambda 0.3]   # the same for the mappers
     python -m hairlib.mini.train_mappers figure      # results/mini_hairclip.png from the shipped weights
 
 StyleCLIP mappers (``MAPPERS``): one per prompt, the paper's losses (CLIP 1.0, L2 0.8, ID 0.1),
@@ -258,9 +258,11 @@ def train_hair_retower(world, steps=None, dest=None) -> bool:
 RETOWER_MAPPER = {"steps": 800, "seed": 12}
 
 
-def train_styleclip_retower(world, only=None, steps=None, weights: Path = WEIGHTS_DIR) -> dict:
+def train_styleclip_retower(world, only=None, steps=None, weights: Path = WEIGHTS_DIR,
+                            id_lambda: Optional[float] = None) -> dict:
     """Fine-tune each shipped StyleCLIP mapper (``only``: these) under the shipped CLIP, from its
-    weights with its own recipe; ship it where its success on the validation faces beats the
+    weights with its own recipe (``id_lambda``: that identity weight instead, run folder
+    ``<name>_retower_id<X>``); ship it where its success on the validation faces beats the
     shipped one's (scored afresh) by ``MIN_GAIN`` at identity >= 0.8. Mappers already fine-tuned
     under this CLIP are left alone. Returns {name: {"before", "after", "shipped"}}."""
     from hairlib.edit.mapper import MapperConfig, save_mapper, train_mapper
@@ -280,9 +282,11 @@ def train_styleclip_retower(world, only=None, steps=None, weights: Path = WEIGHT
         recipe = {k: v for k, v in (meta.get("recipe") or {}).items() if k in MapperConfig.__dataclass_fields__}
         recipe = {**MAPPER_SETTINGS, "groups": MAPPERS[name][1], **recipe}
         recipe["groups"] = tuple(recipe["groups"])
-        cfg = MapperConfig(**{**recipe, **RETOWER_MAPPER, **({"steps": steps} if steps else {})})
+        extra = {} if id_lambda is None else {"id_lambda": id_lambda}
+        cfg = MapperConfig(**{**recipe, **RETOWER_MAPPER, **({"steps": steps} if steps else {}), **extra})
         before = _shipped_scores(world, path, name)
-        m = train_mapper(world, meta["text"], cfg, RUNS / f"{name}_retower", init=path)
+        run = f"{name}_retower" + (f"_id{id_lambda:g}" if extra else "")
+        m = train_mapper(world, meta["text"], cfg, RUNS / run, init=path)
         after = _scores(world, "mapper", [name], mapper=m)[name]
         why = _gate(after, before)
         report[name] = {"before": before, "after": after, "shipped": why is None}
@@ -293,8 +297,8 @@ def train_styleclip_retower(world, only=None, steps=None, weights: Path = WEIGHT
                 "recipe": cfg.to_dict(), "init_recipe": meta.get("recipe"), "init_stage": meta.get("stage"),
                 "stage": "retower", "clip": clip_stage, "scores": {name: after}, "scores_seed": VAL_SEED,
                 "scores_before": {name: before},
-                "command": f"{meta.get('command', '')} && python -m hairlib.mini.train_mappers styleclip-retower "
-                           f"--only {name}".lstrip(" &")})
+                "command": (f"{meta.get('command', '')} && python -m hairlib.mini.train_mappers styleclip-retower "
+                            f"--only {name}" + (f" --id-lambda {id_lambda:g}" if extra else "")).lstrip(" &")})
     return report
 
 
@@ -372,7 +376,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None, help="hairclip: total steps")
     p.add_argument("--augment", type=int, default=0, help="styleclip: CLIP loss over this many augmented views")
     p.add_argument("--id-lambda", type=float, default=None,
-                   help="styleclip: the identity loss's weight (default: the paper's 0.1)")
+                   help="styleclip, styleclip-retower: the identity loss's weight (default: the paper's 0.1 / the mapper's own)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--weights", default=None,
                    help="the mini world's weights folder to read and write (default: $HAIRLIB_MINI_WEIGHTS, else the "
@@ -396,7 +400,7 @@ def main(argv=None) -> int:
     elif args.what == "styleclip-retower":
         import json
 
-        print(json.dumps(train_styleclip_retower(world, args.only, args.steps, weights), indent=1))
+        print(json.dumps(train_styleclip_retower(world, args.only, args.steps, weights, args.id_lambda), indent=1))
     elif args.what == "adapt":
         import json
 
