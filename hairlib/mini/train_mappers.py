@@ -5,7 +5,7 @@ HairCLIP's conditional hair mapper.
     python -m hairlib.mini.train_mappers hairclip [--steps N] [--threads 1]
     python -m hairlib.mini.train_mappers hairclip-augment [--steps N]   # then: fine-tune it
     python -m hairlib.mini.train_mappers adapt       # fine-tune them all on a refitted generator's faces
-    python -m hairlib.mini.train_mappers hairclip-retower [--steps N]   # fine-tune it under a new CLIP image tower
+    python -m hairlib.mini.train_mappers hairclip-retower [--steps N] [--again]   # fine-tune it under a new CLIP image tower
     python -m hairlib.mini.train_mappers styleclip-retower [--only curly] [--steps N] [--id-lambda 0.3]   # the same for the mappers
     python -m hairlib.mini.train_mappers figure      # results/mini_hairclip.png from the shipped weights
 
@@ -223,24 +223,28 @@ def _retowered(meta: dict, clip_stage: str) -> bool:
     return meta.get("stage") == "retower" and meta.get("clip") == clip_stage
 
 
-def train_hair_retower(world, steps=None, dest=None) -> bool:
+def train_hair_retower(world, steps=None, dest=None, again: bool = False) -> bool:
     """Fine-tune the shipped HairCLIP mapper under the shipped CLIP (a new image tower, the same
-    text tower); ship it if its mean success over the hair tasks and reference matches rises."""
+    text tower); ship it if its mean success over the hair tasks and reference matches rises.
+    A mapper already fine-tuned under this CLIP is left alone unless ``again``: then one more round
+    from it (run folder ``hairclip_retower<round>``, another seed), on the same gate."""
     from hairlib.edit.hairclip import HairCLIPConfig, load_hair_mapper, save_hair_mapper, train_hairclip
     from hairlib.nets.loading import read_with_meta
 
     dest = Path(dest) if dest is not None else WEIGHTS_DIR / "hairclip.safetensors"
     _, meta = read_with_meta(dest)
     clip_stage = read_with_meta(dest.parent / "clip.safetensors")[1].get("stage", "")
-    if _retowered(meta, clip_stage):
-        print(f"{dest}: already fine-tuned under the {clip_stage!r} CLIP, left alone")
+    done = int(meta.get("rounds", 1)) if _retowered(meta, clip_stage) else 0
+    if done and not again:
+        print(f"{dest}: already fine-tuned under the {clip_stage!r} CLIP, left alone (--again: one more round)")
         return False
     base = load_hair_mapper(dest, num_ws=world.generator.num_ws)
     recipe = {k: v for k, v in (meta.get("recipe") or HAIRCLIP).items() if k in HairCLIPConfig.__dataclass_fields__}
     # train at the strength it is used at (the shipped file's, chosen after its training)
-    cfg = HairCLIPConfig(**{**recipe, **RETOWER, **({"steps": steps} if steps else {}), "strength": base.strength})
+    cfg = HairCLIPConfig(**{**recipe, **RETOWER, "seed": RETOWER["seed"] + done, **({"steps": steps} if steps else {}),
+                            "strength": base.strength})
     before = _hair_and_reference_scores(world, base)
-    m = train_hairclip(world, cfg, RUNS / "hairclip_retower", init=base)
+    m = train_hairclip(world, cfg, RUNS / ("hairclip_retower" + (str(done + 1) if done else "")), init=base)
     scores = _hair_and_reference_scores(world, m)
     print(f"mean success over {list(scores)}: shipped {_mean_success(before):.3f}, fine-tuned {_mean_success(scores):.3f}")
     if _mean_success(scores) <= _mean_success(before):
@@ -248,9 +252,10 @@ def train_hair_retower(world, steps=None, dest=None) -> bool:
         return False
     save_hair_mapper(copy.deepcopy(m).half(), dest, extra={
         "recipe": asdict(cfg), "init_recipe": meta.get("recipe"), "init_stage": meta.get("stage"), "stage": "retower",
-        "clip": clip_stage, "scores": scores, "scores_seed": VAL_SEED, "scores_before": before, "dtype": "float16",
+        "rounds": done + 1, "clip": clip_stage, "scores": scores, "scores_seed": VAL_SEED, "scores_before": before,
+        "dtype": "float16",
         "command": f"{meta.get('command', 'python -m hairlib.mini.train_mappers hairclip')} && "
-                   "python -m hairlib.mini.train_mappers hairclip-retower"})
+                   "python -m hairlib.mini.train_mappers hairclip-retower" + (" --again" if done else "")})
     print(f"wrote {dest}: {scores}")
     return True
 
@@ -377,6 +382,8 @@ def main(argv=None) -> int:
     p.add_argument("--augment", type=int, default=0, help="styleclip: CLIP loss over this many augmented views")
     p.add_argument("--id-lambda", type=float, default=None,
                    help="styleclip, styleclip-retower: the identity loss's weight (default: the paper's 0.1 / the mapper's own)")
+    p.add_argument("--again", action="store_true",
+                   help="hairclip-retower: one more round from a mapper already fine-tuned under this CLIP")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--weights", default=None,
                    help="the mini world's weights folder to read and write (default: $HAIRLIB_MINI_WEIGHTS, else the "
@@ -396,7 +403,7 @@ def main(argv=None) -> int:
     elif args.what == "hairclip-augment":
         train_hair_augment(world, args.steps, weights / "hairclip.safetensors")
     elif args.what == "hairclip-retower":
-        train_hair_retower(world, args.steps, weights / "hairclip.safetensors")
+        train_hair_retower(world, args.steps, weights / "hairclip.safetensors", args.again)
     elif args.what == "styleclip-retower":
         import json
 
