@@ -194,12 +194,13 @@ def test_retower_fine_tunes_hairclip_under_the_shipped_clip_and_ships_only_a_gai
     calls.clear()
     assert not TM.train_hair_retower(world, dest=dest) and calls == []  # already done under this CLIP
     gains = [0.6, 0.7]  # --again: a second round from the fine-tuned mapper, in its own run folder
-    assert TM.train_hair_retower(world, dest=dest, again=True)
-    assert (tmp_path / "runs" / "hairclip_retower2" / "state.pt").exists()
+    assert TM.train_hair_retower(world, dest=dest, again=True, background_lambda=10)
+    assert (tmp_path / "runs" / "hairclip_retower2_bg10" / "state.pt").exists()
     meta = read_with_meta(dest)[1]
     assert meta["rounds"] == 2 and meta["recipe"]["seed"] == 4 and meta["init_stage"] == "retower"
+    assert meta["recipe"]["background_lambda"] == 10
     assert meta["command"] == ("train it && python -m hairlib.mini.train_mappers hairclip-retower && "
-                               "python -m hairlib.mini.train_mappers hairclip-retower --again")
+                               "python -m hairlib.mini.train_mappers hairclip-retower --again --background-lambda 10")
 
 
 def test_styleclip_retower_fine_tunes_each_mapper_with_its_recipe_and_the_shipping_gate(tiny_weights, tmp_path,

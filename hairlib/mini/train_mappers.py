@@ -5,7 +5,7 @@ HairCLIP's conditional hair mapper.
     python -m hairlib.mini.train_mappers hairclip [--steps N] [--threads 1]
     python -m hairlib.mini.train_mappers hairclip-augment [--steps N]   # then: fine-tune it
     python -m hairlib.mini.train_mappers adapt       # fine-tune them all on a refitted generator's faces
-    python -m hairlib.mini.train_mappers hairclip-retower [--steps N] [--again]   # fine-tune it under a new CLIP image tower
+    python -m hairlib.mini.train_mappers hairclip-retower [--steps N] [--again] [--background-lambda X]   # fine-tune it under a new CLIP image tower
     python -m hairlib.mini.train_mappers styleclip-retower [--only curly] [--steps N] [--id-lambda 0.3]   # the same for the mappers
     python -m hairlib.mini.train_mappers figure      # results/mini_hairclip.png from the shipped weights
 
@@ -223,11 +223,14 @@ def _retowered(meta: dict, clip_stage: str) -> bool:
     return meta.get("stage") == "retower" and meta.get("clip") == clip_stage
 
 
-def train_hair_retower(world, steps=None, dest=None, again: bool = False) -> bool:
+def train_hair_retower(world, steps=None, dest=None, again: bool = False,
+                       background_lambda: Optional[float] = None) -> bool:
     """Fine-tune the shipped HairCLIP mapper under the shipped CLIP (a new image tower, the same
     text tower); ship it if its mean success over the hair tasks and reference matches rises.
     A mapper already fine-tuned under this CLIP is left alone unless ``again``: then one more round
-    from it (run folder ``hairclip_retower<round>``, another seed), on the same gate."""
+    from it (run folder ``hairclip_retower<round>``, another seed), on the same gate.
+    ``background_lambda``: that weight of the loss outside the hair instead of the recipe's (run
+    folder ``..._bg<X>``)."""
     from hairlib.edit.hairclip import HairCLIPConfig, load_hair_mapper, save_hair_mapper, train_hairclip
     from hairlib.nets.loading import read_with_meta
 
@@ -242,9 +245,12 @@ def train_hair_retower(world, steps=None, dest=None, again: bool = False) -> boo
     recipe = {k: v for k, v in (meta.get("recipe") or HAIRCLIP).items() if k in HairCLIPConfig.__dataclass_fields__}
     # train at the strength it is used at (the shipped file's, chosen after its training)
     cfg = HairCLIPConfig(**{**recipe, **RETOWER, "seed": RETOWER["seed"] + done, **({"steps": steps} if steps else {}),
-                            "strength": base.strength})
+                            "strength": base.strength,
+                            **({} if background_lambda is None else {"background_lambda": background_lambda})})
+    flags = (" --again" if done else "") + ("" if background_lambda is None else f" --background-lambda {background_lambda:g}")
+    run = "hairclip_retower" + (str(done + 1) if done else "") + ("" if background_lambda is None else f"_bg{background_lambda:g}")
     before = _hair_and_reference_scores(world, base)
-    m = train_hairclip(world, cfg, RUNS / ("hairclip_retower" + (str(done + 1) if done else "")), init=base)
+    m = train_hairclip(world, cfg, RUNS / run, init=base)
     scores = _hair_and_reference_scores(world, m)
     print(f"mean success over {list(scores)}: shipped {_mean_success(before):.3f}, fine-tuned {_mean_success(scores):.3f}")
     if _mean_success(scores) <= _mean_success(before):
@@ -255,7 +261,7 @@ def train_hair_retower(world, steps=None, dest=None, again: bool = False) -> boo
         "rounds": done + 1, "clip": clip_stage, "scores": scores, "scores_seed": VAL_SEED, "scores_before": before,
         "dtype": "float16",
         "command": f"{meta.get('command', 'python -m hairlib.mini.train_mappers hairclip')} && "
-                   "python -m hairlib.mini.train_mappers hairclip-retower" + (" --again" if done else "")})
+                   "python -m hairlib.mini.train_mappers hairclip-retower" + flags})
     print(f"wrote {dest}: {scores}")
     return True
 
@@ -384,6 +390,8 @@ def main(argv=None) -> int:
                    help="styleclip, styleclip-retower: the identity loss's weight (default: the paper's 0.1 / the mapper's own)")
     p.add_argument("--again", action="store_true",
                    help="hairclip-retower: one more round from a mapper already fine-tuned under this CLIP")
+    p.add_argument("--background-lambda", type=float, default=None,
+                   help="hairclip-retower: the weight of the loss outside the hair (default: the recipe's)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--weights", default=None,
                    help="the mini world's weights folder to read and write (default: $HAIRLIB_MINI_WEIGHTS, else the "
@@ -403,7 +411,7 @@ def main(argv=None) -> int:
     elif args.what == "hairclip-augment":
         train_hair_augment(world, args.steps, weights / "hairclip.safetensors")
     elif args.what == "hairclip-retower":
-        train_hair_retower(world, args.steps, weights / "hairclip.safetensors", args.again)
+        train_hair_retower(world, args.steps, weights / "hairclip.safetensors", args.again, args.background_lambda)
     elif args.what == "styleclip-retower":
         import json
 
