@@ -345,13 +345,20 @@ def cmd_eval(args) -> int:
     if args.n < 1:
         raise UserError("--n must be at least 1")
     world = _load_world_or_explain(args.world, args.device, args.resolution)
+    out = Path(args.out) if args.out else None
+    # a partial run (one method, the hair edits only) gets its own files: it never replaces the full table
+    stem = "-".join(["eval", world.name] + ([args.method] if args.method != "all" else [])
+                    + (["hair"] if args.hair_only else []))
+    partials = []  # each method's finished tasks, kept until the tables are written: an interrupted run resumes
     rows = []
     for m in methods:
         kw = {"steps": args.steps} if m == "optimize" and args.steps else {}
         if m == "global" and args.alpha is not None:
             kw["alpha"] = args.alpha
+        resume = out / f".{stem}-{m}.partial.json" if out is not None else None
+        partials += [resume] if resume is not None else []
         try:
-            rows += evaluate(world, m, tasks, n=args.n, seed=args.seed, progress=True, **kw)
+            rows += evaluate(world, m, tasks, n=args.n, seed=args.seed, progress=True, resume=resume, **kw)
         except ValueError as e:
             raise UserError(f"{m}: {e}") from None
     table = format_table(rows + summarize(rows))
@@ -369,11 +376,7 @@ def cmd_eval(args) -> int:
         grid = evaluate_hairclip_grid(world, n=args.n, seed=args.seed, progress=True)
         table += "\n\nHairCLIP text edits, every hairstyle x every colour at once:\n\n" + format_table(summarize_grid(grid))
     print(table)
-    if args.out:
-        out = Path(args.out)
-        # a partial run (one method, the hair edits only) gets its own files: it never replaces the full table
-        stem = "-".join(["eval", world.name] + ([args.method] if args.method != "all" else [])
-                        + (["hair"] if args.hair_only else []))
+    if out is not None:
         fields = sorted({k for r in rows for k in r}, key=lambda k: list(rows[0]).index(k) if k in rows[0] else 99)
         print(f"wrote {bench._write_rows(rows, out / f'{stem}.csv', fields, '.4f')}")
         md = out / f"{stem}.md"
@@ -382,6 +385,8 @@ def cmd_eval(args) -> int:
         if grid is not None:
             gfields = list(grid[0])
             print(f"wrote {bench._write_rows(grid, out / f'hairclip-grid-{world.name}.csv', gfields, '.4f')}")
+        for path in partials:
+            path.unlink(missing_ok=True)
     return 0
 
 
@@ -456,7 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hair-only", action="store_true", help="only the hair edits (HairCLIP's comparison)")
     s.add_argument("--grid", action=argparse.BooleanOptionalAction, default=True,
                    help="hairclip (mini): also every hairstyle x colour pair at once (a few minutes)")
-    s.add_argument("--out", default="results/eval", help="folder for the table ('' to skip)")
+    s.add_argument("--out", default="results/eval", help="folder for the table ('' to skip); an interrupted run "
+                   "keeps its finished tasks there (.eval-*.partial.json) and a rerun resumes from them")
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=cmd_eval)
     return p

@@ -20,20 +20,30 @@ the attribute classifier should then give (hair_color = blond). Each method edit
   from the world's parser);
 * **seconds**: wall time per face of the edit itself (pre-processing and training excluded).
 
+A long evaluation (optimisation over 64 faces is about two hours on a laptop CPU) can be
+resumed: with ``resume=PATH`` each finished task's row is written atomically to that JSON file,
+under a key of everything the rows depend on (the world's networks and mappers, the method and
+its settings, the faces). Rerunning with the same file skips the tasks it holds; a file written
+under another key is started afresh.
+
 The mini world's classifier plays the CelebA classifier's role; on the ffhq world no attribute
 classifier is published, so success and preservation are not measured there.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
 from hairlib.metrics import psnr, ssim
 
-__all__ = ["EditTask", "EDIT_TASKS", "HAIR_TASKS", "evaluate", "evaluate_references", "evaluate_hairclip_grid",
+__all__ = ["EditTask", "EDIT_TASKS", "HAIR_TASKS", "evaluate", "run_key", "evaluate_references", "evaluate_hairclip_grid",
            "summarize_grid", "summarize", "format_table",
            "predict_labels"]
 
@@ -109,21 +119,92 @@ def _hair(world, images: torch.Tensor, batch: int) -> torch.Tensor:
     return torch.cat([world.masks(images[i:i + batch])["hair"] for i in range(0, len(images), batch)])
 
 
+def _digest(h, value: Any) -> None:
+    """Feed into ``h`` what a setting of an edit amounts to: a network's weights, a file's bytes,
+    global directions' relevance, else its repr (an object without a stable repr never matches)."""
+    if isinstance(value, torch.nn.Module):
+        value = value.state_dict()
+    if isinstance(value, dict):
+        for k in sorted(value, key=str):
+            h.update(str(k).encode())
+            _digest(h, value[k])
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _digest(h, v)
+    elif isinstance(value, torch.Tensor):
+        h.update(value.detach().float().cpu().contiguous().numpy().tobytes())
+    elif isinstance(value, Path) and value.is_file():
+        h.update(value.read_bytes())
+    elif hasattr(value, "relevance") and isinstance(getattr(value, "relevance"), torch.Tensor):
+        _digest(h, [value.relevance, getattr(value, "meta", {})])
+    else:
+        h.update(repr(value).encode())
+
+
+def run_key(world, method: str, n: int, seed: int, batch: int, kw: dict) -> str:
+    """What an evaluation's rows depend on, hashed: the world's networks (generator, CLIP,
+    identity net, classifier, parser masks' net, shipped mappers), the method, its settings and
+    the faces (``n``, ``seed``; ``batch`` for the optimiser, which steps a batch together)."""
+    h = hashlib.sha256()
+    for part in (world.name, method, n, seed, batch):
+        h.update(repr(part).encode())
+    nets = {"generator": world.generator, "identity": world.identity, "classifier": world.classifier,
+            "masks": getattr(world.masks, "__self__", None), "mappers": world.defaults.get("mappers", {}),
+            "hairclip_mapper": world.defaults.get("hairclip_mapper")}
+    _digest(h, {k: v for k, v in nets.items() if v is not None})
+    h.update(repr(world.clip).encode())
+    _digest(h, world.clip.model.state_dict() if hasattr(world.clip, "model") else world.clip)
+    _digest(h, kw)
+    return h.hexdigest()[:20]
+
+
+def _read_partial(path: Path, key: str) -> Dict[str, dict]:
+    """The rows a resumable evaluation saved under ``key`` (task repr -> row); none if the file
+    is absent, unreadable or written under another key."""
+    if not path.exists():
+        return {}
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return dict(state.get("rows", {})) if state.get("key") == key else {}
+
+
+def _write_partial(path: Path, key: str, rows: Dict[str, dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"key": key, "rows": rows}, indent=1))
+    os.replace(tmp, path)
+
+
 def evaluate(world, method: str, tasks: Sequence[EditTask] = EDIT_TASKS, n: int = 64, seed: int = 1234,
-             batch: int = 64, progress: bool = False, **kw) -> List[dict]:
+             batch: int = 64, progress: bool = False, resume: Optional[os.PathLike] = None, **kw) -> List[dict]:
     """One row per task that ``method`` can run (mapper: the tasks with a shipped mapper;
-    hairclip: the hair tasks). ``kw`` go to the method (e.g. steps=, alpha=)."""
+    hairclip: the hair tasks). ``kw`` go to the method (e.g. steps=, alpha=). ``resume``: a JSON
+    file that keeps each finished task's row, so that an interrupted run continues where it
+    stopped (see the module's docstring)."""
     from tqdm.auto import tqdm
 
     if method == "global" and "directions" not in kw:  # the one-off pre-processing is not the edit's time
         from hairlib.edit.global_dir import GlobalDirections
 
         kw = {**kw, "directions": GlobalDirections.for_world(world, progress=progress)}
-    w_all, src_all = _sources(world, n, seed, batch)
-    before = predict_labels(world, src_all) if world.classifier is not None else None
-    src_hair = _hair(world, src_all, batch) if world.masks is not None else None
+    key = run_key(world, method, n, seed, batch, kw) if resume is not None else ""
+    saved = _read_partial(Path(resume), key) if resume is not None else {}
+    todo = [t for t in tasks if repr(t) not in saved]
+    if saved and progress:
+        print(f"resuming {method} from {resume}: {len(tasks) - len(todo)} of {len(tasks)} tasks done")
+    w_all = src_all = before = src_hair = None
+    if todo:
+        w_all, src_all = _sources(world, n, seed, batch)
+        before = predict_labels(world, src_all) if world.classifier is not None else None
+        src_hair = _hair(world, src_all, batch) if world.masks is not None else None
     rows = []
     for task in tqdm(tasks, desc=f"evaluate {method}", disable=not progress):
+        if repr(task) in saved:
+            if saved[repr(task)] is not None:  # None: the method cannot run this task
+                rows.append(saved[repr(task)])
+            continue
         images, seconds = [], 0.0
         skipped = False
         for i in range(0, n, batch):
@@ -135,6 +216,9 @@ def evaluate(world, method: str, tasks: Sequence[EditTask] = EDIT_TASKS, n: int 
             seconds += time.time() - t0
             images.append(r.images.detach().clamp(-1, 1))
         if skipped:
+            if resume is not None:
+                saved[repr(task)] = None
+                _write_partial(Path(resume), key, saved)
             continue
         edit = torch.cat(images)
         row = {"method": method, "task": task.name, "n": n}
@@ -151,6 +235,9 @@ def evaluate(world, method: str, tasks: Sequence[EditTask] = EDIT_TASKS, n: int 
             row["psnr_bg"] = psnr(edit, src_all, keep).mean().item()
             row["ssim_bg"] = ssim(edit, src_all, keep).mean().item()
         rows.append(row)
+        if resume is not None:
+            saved[repr(task)] = row
+            _write_partial(Path(resume), key, saved)
     return rows
 
 

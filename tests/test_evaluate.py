@@ -101,3 +101,51 @@ def test_mappers_are_matched_to_tasks_by_their_prompt(tiny_weights, tmp_path):
     world = hairlib.load_world("mini", weights_dir=wdir)  # file name unrelated to the prompt
     rows = E.evaluate(world, "mapper", n=2)
     assert [r["task"] for r in rows] == ["red"]
+
+
+def test_an_interrupted_evaluation_resumes_from_its_finished_tasks(tiny_weights, tmp_path, monkeypatch):
+    import hairlib
+    from hairlib.nets.hair_mapper import HairMapper
+
+    world = hairlib.load_world("mini", weights_dir=tiny_weights)
+    G = world.generator
+    torch.manual_seed(1)
+    mapper = HairMapper(G.num_ws, G.style_dim, world.clip.embed_dim)
+    tasks = E.HAIR_TASKS[:3]
+    whole = E.evaluate(world, "hairclip", tasks, n=3, batch=2, mapper=mapper)
+
+    run, calls = E._run, []
+
+    def breaks_on_the_second_task(world_, method, w, task, kw):
+        calls.append(task.name)
+        if task.name == tasks[1].name:
+            raise KeyboardInterrupt
+        return run(world_, method, w, task, kw)
+
+    partial = tmp_path / "eval.partial.json"
+    monkeypatch.setattr(E, "_run", breaks_on_the_second_task)
+    with pytest.raises(KeyboardInterrupt):
+        E.evaluate(world, "hairclip", tasks, n=3, batch=2, mapper=mapper, resume=partial)
+    assert partial.exists() and len(__import__("json").loads(partial.read_text())["rows"]) == 1
+
+    calls.clear()
+    monkeypatch.setattr(E, "_run", lambda *a: (calls.append(a[3].name), run(*a))[1])
+    resumed = E.evaluate(world, "hairclip", tasks, n=3, batch=2, mapper=mapper, resume=partial)
+    assert list(dict.fromkeys(calls)) == [t.name for t in tasks[1:]]  # the finished task is not edited again
+    assert [r["task"] for r in resumed] == [t.name for t in tasks]
+    for a, b in zip(resumed, whole):
+        assert a.keys() == b.keys()
+        for k in a:
+            if k != "seconds":
+                assert a[k] == pytest.approx(b[k], abs=1e-5, nan_ok=True), k
+
+    # another mapper (or other faces) is another run: nothing is taken from the file
+    calls.clear()
+    with torch.no_grad():
+        for prm in mapper.parameters():
+            prm.add_(0.01)
+    E.evaluate(world, "hairclip", tasks, n=3, batch=2, mapper=mapper, resume=partial)
+    assert list(dict.fromkeys(calls)) == [t.name for t in tasks]  # each task edited afresh (2 batches each)
+    calls.clear()
+    E.evaluate(world, "hairclip", tasks, n=3, seed=7, batch=2, mapper=mapper, resume=partial)
+    assert list(dict.fromkeys(calls)) == [t.name for t in tasks]
