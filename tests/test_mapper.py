@@ -181,6 +181,9 @@ def test_retower_fine_tunes_hairclip_under_the_shipped_clip_and_ships_only_a_gai
     gains = [0.4, 0.3]
     assert not TM.train_hair_retower(world, dest=dest) and dest.read_bytes() == before
     assert (tmp_path / "runs" / "hairclip_retower" / "state.pt").exists()
+    report = (tmp_path / "runs" / "hairclip_retower" / "report.txt").read_text().splitlines()
+    assert report[0] == "afro: success 0.500 -> 0.500" and report[-1].startswith("not shipped")
+    assert "shipped 0.450, fine-tuned 0.400" in report[-2]
     shutil.rmtree(tmp_path / "runs")
     calls.clear()
     gains = [0.4, 0.6]
@@ -201,6 +204,52 @@ def test_retower_fine_tunes_hairclip_under_the_shipped_clip_and_ships_only_a_gai
     assert meta["recipe"]["background_lambda"] == 10
     assert meta["command"] == ("train it && python -m hairlib.mini.train_mappers hairclip-retower && "
                                "python -m hairlib.mini.train_mappers hairclip-retower --again --background-lambda 10")
+    assert (tmp_path / "runs" / "hairclip_retower2_bg10" / "report.txt").read_text().splitlines()[-1] == "shipped"
+
+
+def test_hairclip_augment_ships_only_a_gain_and_reports_why(tiny_weights, tmp_path, monkeypatch):
+    """``train_mappers hairclip-augment``: fine-tuned with augmented views from the shipped mapper,
+    it replaces the file only if the mean success of the hair tasks rises; a second run refuses."""
+    import shutil
+
+    from hairlib.edit.hairclip import save_hair_mapper
+    from hairlib.evaluate import HAIR_TASKS
+    from hairlib.mini import train_mappers as TM
+    from hairlib.nets.hair_mapper import HairMapper
+    from hairlib.nets.loading import read_with_meta
+
+    d = tmp_path / "weights"
+    shutil.copytree(tiny_weights, d)
+    world = hairlib.load_world("mini", weights_dir=d)
+    G = world.generator
+    torch.manual_seed(6)
+    dest = d / "hairclip.safetensors"
+    save_hair_mapper(HairMapper(G.num_ws, G.style_dim, world.clip.embed_dim), dest,
+                     extra={"recipe": {"steps": 10}, "stage": "main"})
+    monkeypatch.setattr(TM, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(TM, "HAIRCLIP_AUGMENT", {**TM.HAIRCLIP_AUGMENT, "steps": 2, "augment": 2})
+    monkeypatch.setattr(TM, "HAIRCLIP", {**TM.HAIRCLIP, "batch": 1})
+    seen = []
+
+    def scores(world, method, names, mapper):  # the shipped one first, then the fine-tuned one
+        seen.append(mapper)
+        return {n: {"success": rates[len(seen) - 1], "identity": 0.9} for n in names}
+
+    monkeypatch.setattr(TM, "_scores", scores)
+    before = dest.read_bytes()
+    rates = [0.5, 0.5]
+    assert not TM.train_hair_augment(world, dest=dest) and dest.read_bytes() == before  # no better: kept
+    report = (tmp_path / "runs" / "hairclip_augment" / "report.txt").read_text().splitlines()
+    assert len(report) == len(HAIR_TASKS) + 2 and report[0] == f"{HAIR_TASKS[0].name}: success 0.500 -> 0.500, identity 0.900 -> 0.900"
+    shutil.rmtree(tmp_path / "runs")
+    seen.clear()
+    rates = [0.5, 0.7]
+    assert TM.train_hair_augment(world, dest=dest) and dest.read_bytes() != before
+    meta = read_with_meta(dest)[1]
+    assert meta["stage"] == "augment" and meta["init_stage"] == "main" and meta["recipe"]["augment"] == 2
+    assert meta["scores"][HAIR_TASKS[0].name]["success"] == 0.7 and meta["scores_before"][HAIR_TASKS[0].name]["success"] == 0.5
+    with pytest.raises(SystemExit, match="already the augment stage"):
+        TM.train_hair_augment(world, dest=dest)
 
 
 def test_styleclip_retower_fine_tunes_each_mapper_with_its_recipe_and_the_shipping_gate(tiny_weights, tmp_path,

@@ -31,6 +31,8 @@ the same for each shipped StyleCLIP mapper, with its own recipe (augmented views
 shipped on the gate of ``styleclip``'s retrained mappers (success up by ``MIN_GAIN``, identity >= 0.8).
 
 All are resumable (``runs/mini_mappers/<name>/state.pt``; the logs stay beside it) and seeded.
+The HairCLIP fine-tunes write ``report.txt`` beside their log: each task's success before and
+after, the means and the verdict.
 After training, each is scored by ``hairlib.evaluate`` on 64 validation faces no run saw
 (``VAL_SEED``), and the scores go into the file's metadata; a retrained network replaces the shipped
 one only on these faces' verdict, the shipped one scored on them afresh. ``hairlib eval`` reports on
@@ -172,9 +174,40 @@ def figure(world, path=Path("results") / "mini_hairclip.png", n: int = 8) -> Pat
     return path
 
 
+def _fine_tune_hair(world, dest: Path, meta: dict, base, cfg, run: str, score, extra: dict) -> bool:
+    """Fine-tune the HairCLIP mapper ``base`` (read from ``dest``, metadata ``meta``) by ``cfg`` in
+    ``RUNS / run``; ``score(world, mapper) -> {task: scores}`` rates it and ``base`` on the validation
+    faces. It replaces ``dest`` (fp16; ``extra`` added to the metadata: its stage and command) only if
+    the mean success rises. Either way ``report.txt`` in the run folder gives each task's before and
+    after and the verdict."""
+    from hairlib.edit.hairclip import save_hair_mapper, train_hairclip
+
+    before = score(world, base)
+    m = train_hairclip(world, cfg, RUNS / run, init=base)
+    after = score(world, m)
+    ship = _mean_success(after) > _mean_success(before)
+    lines = [f"{task}: success {before[task]['success']:.3f} -> {after[task]['success']:.3f}"
+             + (f", identity {before[task]['identity']:.3f} -> {after[task]['identity']:.3f}"
+                if "identity" in after[task] and "identity" in before[task] else "") for task in after]
+    lines += [f"mean success over {list(after)}: shipped {_mean_success(before):.3f}, fine-tuned {_mean_success(after):.3f}",
+              "shipped" if ship else "not shipped: no better than the shipped mapper"]
+    report = RUNS / run / "report.txt"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.with_name("report.txt.tmp").write_text("\n".join(lines) + "\n")
+    report.with_name("report.txt.tmp").replace(report)
+    print("\n".join(lines[-2:]))
+    if not ship:
+        return False
+    save_hair_mapper(copy.deepcopy(m).half(), dest, extra={
+        "recipe": asdict(cfg), "init_recipe": meta.get("recipe"), "init_stage": meta.get("stage"), "scores": after,
+        "scores_seed": VAL_SEED, "scores_before": before, "dtype": "float16", **extra})
+    print(f"wrote {dest}: {after}")
+    return True
+
+
 def train_hair_augment(world, steps=None, dest=None) -> bool:
     """Fine-tune the shipped HairCLIP mapper with augmented CLIP views; ship it if it scores better."""
-    from hairlib.edit.hairclip import HairCLIPConfig, load_hair_mapper, save_hair_mapper, train_hairclip
+    from hairlib.edit.hairclip import HairCLIPConfig, load_hair_mapper
     from hairlib.evaluate import HAIR_TASKS
     from hairlib.nets.loading import read_with_meta
 
@@ -184,21 +217,11 @@ def train_hair_augment(world, steps=None, dest=None) -> bool:
         raise SystemExit(f"{dest} is already the augment stage's; run `train_mappers hairclip` first to start over")
     base = load_hair_mapper(dest, num_ws=world.generator.num_ws)
     cfg = HairCLIPConfig(**{**HAIRCLIP, **HAIRCLIP_AUGMENT, **({"steps": steps} if steps else {})})
-    m = train_hairclip(world, cfg, RUNS / "hairclip_augment", init=base)
     names = [t.name for t in HAIR_TASKS]
-    scores = _scores(world, "hairclip", names, mapper=m)
-    before = _scores(world, "hairclip", names, mapper=base)  # afresh, on the same validation faces
-    mean = lambda sc: sum(sc[n]["success"] for n in names) / len(names)  # noqa: E731
-    print(f"mean success over {names}: shipped {mean(before):.3f}, fine-tuned {mean(scores):.3f}")
-    if mean(scores) <= mean(before):
-        print("not shipped: no better than the shipped mapper")
-        return False
-    save_hair_mapper(copy.deepcopy(m).half(), dest, extra={
-        "recipe": asdict(cfg), "init_recipe": meta.get("recipe"), "stage": "augment", "scores": scores, "scores_seed": VAL_SEED,
-        "scores_before": before, "dtype": "float16",
-        "command": "python -m hairlib.mini.train_mappers hairclip && python -m hairlib.mini.train_mappers hairclip-augment"})
-    print(f"wrote {dest}: {scores}")
-    return True
+    return _fine_tune_hair(world, dest, meta, base, cfg, "hairclip_augment",
+                           lambda w, m: _scores(w, "hairclip", names, mapper=m), {
+                               "stage": "augment", "command": "python -m hairlib.mini.train_mappers hairclip && "
+                                                              "python -m hairlib.mini.train_mappers hairclip-augment"})
 
 
 RETOWER = {"steps": 4000, "seed": 12}
@@ -231,7 +254,7 @@ def train_hair_retower(world, steps=None, dest=None, again: bool = False,
     from it (run folder ``hairclip_retower<round>``, another seed), on the same gate.
     ``background_lambda``: that weight of the loss outside the hair instead of the recipe's (run
     folder ``..._bg<X>``)."""
-    from hairlib.edit.hairclip import HairCLIPConfig, load_hair_mapper, save_hair_mapper, train_hairclip
+    from hairlib.edit.hairclip import HairCLIPConfig, load_hair_mapper
     from hairlib.nets.loading import read_with_meta
 
     dest = Path(dest) if dest is not None else WEIGHTS_DIR / "hairclip.safetensors"
@@ -249,21 +272,10 @@ def train_hair_retower(world, steps=None, dest=None, again: bool = False,
                             **({} if background_lambda is None else {"background_lambda": background_lambda})})
     flags = (" --again" if done else "") + ("" if background_lambda is None else f" --background-lambda {background_lambda:g}")
     run = "hairclip_retower" + (str(done + 1) if done else "") + ("" if background_lambda is None else f"_bg{background_lambda:g}")
-    before = _hair_and_reference_scores(world, base)
-    m = train_hairclip(world, cfg, RUNS / run, init=base)
-    scores = _hair_and_reference_scores(world, m)
-    print(f"mean success over {list(scores)}: shipped {_mean_success(before):.3f}, fine-tuned {_mean_success(scores):.3f}")
-    if _mean_success(scores) <= _mean_success(before):
-        print("not shipped: no better than the shipped mapper")
-        return False
-    save_hair_mapper(copy.deepcopy(m).half(), dest, extra={
-        "recipe": asdict(cfg), "init_recipe": meta.get("recipe"), "init_stage": meta.get("stage"), "stage": "retower",
-        "rounds": done + 1, "clip": clip_stage, "scores": scores, "scores_seed": VAL_SEED, "scores_before": before,
-        "dtype": "float16",
+    return _fine_tune_hair(world, dest, meta, base, cfg, run, _hair_and_reference_scores, {
+        "stage": "retower", "rounds": done + 1, "clip": clip_stage,
         "command": f"{meta.get('command', 'python -m hairlib.mini.train_mappers hairclip')} && "
                    "python -m hairlib.mini.train_mappers hairclip-retower" + flags})
-    print(f"wrote {dest}: {scores}")
-    return True
 
 
 RETOWER_MAPPER = {"steps": 800, "seed": 12}
