@@ -338,7 +338,7 @@ def cmd_demo(args) -> int:
 def cmd_eval(args) -> int:
     """Each method on the same sampled faces and hair/face edits: a markdown table and a CSV."""
     from hairlib import bench
-    from hairlib.evaluate import EDIT_TASKS, HAIR_TASKS, evaluate, format_table, summarize
+    from hairlib.evaluate import EDIT_TASKS, HAIR_TASKS, evaluate, format_changes, format_table, summarize
 
     methods = ["hairclip", "global", "mapper", "optimize"] if args.method == "all" else [args.method]
     tasks = HAIR_TASKS if args.hair_only else EDIT_TASKS
@@ -362,6 +362,9 @@ def cmd_eval(args) -> int:
         except ValueError as e:
             raise UserError(f"{m}: {e}") from None
     table = format_table(rows + summarize(rows))
+    changes = format_changes(rows)
+    if changes:
+        table += "\n\nWhat else the edits changed, by the attribute classifier:\n\n" + changes
     if "hairclip" in methods and world.name == "mini":  # reference images: held-out renders
         from hairlib.evaluate import evaluate_references
 
@@ -377,8 +380,9 @@ def cmd_eval(args) -> int:
         table += "\n\nHairCLIP text edits, every hairstyle x every colour at once:\n\n" + format_table(summarize_grid(grid))
     print(table)
     if out is not None:
-        fields = sorted({k for r in rows for k in r}, key=lambda k: list(rows[0]).index(k) if k in rows[0] else 99)
-        print(f"wrote {bench._write_rows(rows, out / f'{stem}.csv', fields, '.4f')}")
+        flat = [{k: v for k, v in r.items() if not isinstance(v, dict)} for r in rows]  # kept_by: in the .md
+        fields = sorted({k for r in flat for k in r}, key=lambda k: list(flat[0]).index(k) if k in flat[0] else 99)
+        print(f"wrote {bench._write_rows(flat, out / f'{stem}.csv', fields, '.4f')}")
         md = out / f"{stem}.md"
         md.write_text(table + "\n")
         print(f"wrote {md}")

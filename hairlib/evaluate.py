@@ -13,7 +13,8 @@ the attribute classifier should then give (hair_color = blond). Each method edit
 * **preserved**: the share of (face, other attribute) pairs whose predicted value did not change
   (the issue's "other attributes unchanged"); attributes that the target changes by definition
   are left out (hats are drawn on some hairstyles only), and a bald head (before or after) has
-  no hair colour to keep;
+  no hair colour to keep; **kept_by** gives that share per attribute (``format_changes`` lists
+  the attributes an edit changes most);
 * **identity**: the identity net's cosine similarity between source and edit;
 * **clip**: the CLIP score (cosine) of the edit with the prompt;
 * **psnr_bg / ssim_bg**: PSNR and SSIM outside the hair of both images (HairCLIP's metric, masks
@@ -44,7 +45,7 @@ import torch
 from hairlib.metrics import psnr, ssim
 
 __all__ = ["EditTask", "EDIT_TASKS", "HAIR_TASKS", "evaluate", "run_key", "evaluate_references", "evaluate_hairclip_grid",
-           "summarize_grid", "summarize", "format_table",
+           "summarize_grid", "summarize", "format_table", "format_changes",
            "predict_labels"]
 
 
@@ -360,7 +361,20 @@ def _label_scores(world, task: EditTask, before: Dict[str, torch.Tensor], after:
         bald = HAIRSTYLES.index("bald")
         kept[:, others.index("hair_color")] |= (before["hairstyle"] == bald) | (after["hairstyle"] == bald)
     kept = kept.float()
-    return {"success": success, "preserved": kept.mean().item(), "all_kept": kept.all(1).float().mean().item()}
+    return {"success": success, "preserved": kept.mean().item(), "all_kept": kept.all(1).float().mean().item(),
+            "kept_by": {k: round(v, 4) for k, v in zip(others, kept.mean(0).tolist())}}
+
+
+def format_changes(rows: Sequence[dict], top: int = 4) -> str:
+    """A markdown table of what else each edit changed: per row, the ``top`` other attributes the
+    classifier most often reads differently after the edit (share of faces), from ``kept_by``."""
+    lines = ["| method | task | most often changed besides the target (share of faces) |", "|---|---|---|"]
+    for r in rows:
+        if not r.get("kept_by"):
+            continue
+        worst = sorted(r["kept_by"].items(), key=lambda kv: kv[1])[:top]
+        lines.append(f"| {r['method']} | {r['task']} | " + ", ".join(f"{k} {1 - v:.0%}" for k, v in worst) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def summarize(rows: Sequence[dict]) -> List[dict]:

@@ -115,7 +115,10 @@ def test_eval_writes_a_table(tiny_weights, tmp_path, monkeypatch, capsys):
     table = (tmp_path / "eval-mini-optimize.md").read_text()  # one method: never over the full table
     assert "| optimize | blond |" in table and "mean of 8" in table
     assert (tmp_path / "eval-mini-optimize.csv").read_text().startswith("method,task,n,success")
+    assert "kept_by" not in (tmp_path / "eval-mini-optimize.csv").read_text()  # per attribute: in the .md
+    assert "What else the edits changed" in table and "| optimize | glasses | " in table
     assert not (tmp_path / "eval-mini.md").exists()
+    assert not list(tmp_path.glob(".*.partial.json"))  # the finished tasks' file goes once the tables are written
     assert cli.main(["eval", "--n", "0"]) == 2
 
 

@@ -24,6 +24,10 @@ def test_success_counts_only_faces_that_did_not_have_the_target():
     after = _labels(smiling=[1, 1, 1, 1], hair_color=[0, 3, 0, 0])
     s = E._label_scores(None, task, before, after)
     assert s["success"] == 1.0 and s["preserved"] == pytest.approx(1 - 1 / 12) and s["all_kept"] == 0.75
+    assert s["kept_by"] == {"hair_color": 0.75, "hairstyle": 1.0, "hat": 1.0}  # per other attribute
+    table = E.format_changes([{"method": "global", "task": "smiling", **s}], top=2)
+    assert "| global | smiling | hair_color 25%, hairstyle 0% |" in table
+    assert E.format_changes([{"method": "global", "task": "smiling"}]) == ""  # rows without kept_by
     assert math.isnan(E._label_scores(None, task, after, after)["success"])  # nobody left to edit
 
 
