@@ -214,6 +214,10 @@ def test_text_cache_saves_encoder_calls_and_is_cleared(clip, monkeypatch):
     clip.load_state_dict(clip.state_dict())  # new weights: cache dropped
     clip.encode_text("bob cut")
     assert batches == [4, 2, 1, 1, 1]
+    n = len(clip._text_cache)
+    clip.encode_text("bob cut", cache=False)  # cached, but asked afresh: encoded, and the cache untouched
+    clip.encode_text("a face", cache=False)
+    assert batches == [4, 2, 1, 1, 1, 1, 1] and len(clip._text_cache) == n
 
 
 # ----------------------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ def fingerprint(world) -> str:
         h.update(v.detach().float().cpu().contiguous().numpy().tobytes()[:1 << 16])
     h.update(repr(world.clip).encode())
     with torch.no_grad():  # both towers: the relevance reads the image side, the directions the text side
-        emb = world.clip._encode_sentences(["a face"])  # not the text cache: the weights as they are now
+        emb = world.clip.encode_text("a face", cache=False)  # the weights as they are now
         ramp = torch.linspace(-1, 1, 64 * 64 * 3).reshape(1, 3, 64, 64)
         img = world.clip.encode_image(ramp)
     h.update(emb.float().cpu().numpy().round(4).tobytes())

@@ -227,15 +227,17 @@ class CLIP(nn.Module):
         return torch.cat(out)
 
     @torch.no_grad()
-    def encode_text(self, prompts: Union[str, Sequence[str]], templates: TemplatesArg = None) -> Tensor:
+    def encode_text(self, prompts: Union[str, Sequence[str]], templates: TemplatesArg = None, *,
+                    cache: bool = True) -> Tensor:
         """Embed prompts. Returns [N, D] fp32 with unit L2 norm (no gradient).
 
         prompts: a string or N strings. templates: None (embed each prompt as written),
         ``"imagenet"`` (CLIP's 80 ImageNet templates, StyleCLIP's prompt engineering), or
         sentences with ``{}`` where the prompt goes. With templates, a prompt's embedding is the
         normalised mean of its templated sentences' normalised embeddings. Results are cached
-        per (prompt, templates); ``clear_cache()`` forgets them. Text longer than the context
-        length is truncated by the tokenizer, as in CLIP.
+        per (prompt, templates); ``clear_cache()`` forgets them; ``cache=False`` neither reads nor
+        fills the cache (the weights as they are now, e.g. for a fingerprint of them). Text longer
+        than the context length is truncated by the tokenizer, as in CLIP.
         """
         if isinstance(prompts, str):
             prompts = [prompts]
@@ -243,7 +245,7 @@ class CLIP(nn.Module):
         tmpl = self._templates(templates)
         if not prompts:
             return torch.zeros(0, self.embed_dim, device=self.device)
-        found = {p: self._text_cache[(p, tmpl)] for p in prompts if (p, tmpl) in self._text_cache}
+        found = {p: self._text_cache[(p, tmpl)] for p in prompts if cache and (p, tmpl) in self._text_cache}
         todo = [p for p in dict.fromkeys(prompts) if p not in found]
         if todo:
             if tmpl is None:
@@ -253,6 +255,8 @@ class CLIP(nn.Module):
                 new = F.normalize(sent.view(len(todo), len(tmpl), -1).mean(dim=1), dim=-1)  # [P, D]
             for p, e in zip(todo, new):
                 found[p] = e
+                if not cache:
+                    continue
                 if len(self._text_cache) >= TEXT_CACHE_SIZE:
                     self._text_cache.pop(next(iter(self._text_cache)))  # drop the oldest
                 self._text_cache[(p, tmpl)] = e
