@@ -143,18 +143,19 @@ def _digest(h, value: Any) -> None:
 
 
 def run_key(world, method: str, n: int, seed: int, batch: int, kw: dict) -> str:
-    """What an evaluation's rows depend on, hashed: the world's networks (generator, CLIP,
-    identity net, classifier, parser masks' net, shipped mappers), the method, its settings and
-    the faces (``n``, ``seed``; ``batch`` for the optimiser, which steps a batch together)."""
+    """What an evaluation's rows depend on, hashed: the world's networks (generator and CLIP by
+    global directions' ``fingerprint``; identity net, classifier, parser masks' net, shipped
+    mappers by content), the method, its settings and the faces (``n``, ``seed``; ``batch`` for
+    the optimiser, which steps a batch together)."""
+    from hairlib.edit.global_dir import fingerprint
+
     h = hashlib.sha256()
-    for part in (world.name, method, n, seed, batch):
+    for part in (world.name, method, n, seed, batch, fingerprint(world)):
         h.update(repr(part).encode())
-    nets = {"generator": world.generator, "identity": world.identity, "classifier": world.classifier,
+    nets = {"identity": world.identity, "classifier": world.classifier,
             "masks": getattr(world.masks, "__self__", None), "mappers": world.defaults.get("mappers", {}),
             "hairclip_mapper": world.defaults.get("hairclip_mapper")}
     _digest(h, {k: v for k, v in nets.items() if v is not None})
-    h.update(repr(world.clip).encode())
-    _digest(h, world.clip.model.state_dict() if hasattr(world.clip, "model") else world.clip)
     _digest(h, kw)
     return h.hexdigest()[:20]
 

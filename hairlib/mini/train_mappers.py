@@ -192,9 +192,9 @@ def _fine_tune_hair(world, dest: Path, meta: dict, base, cfg, run: str, score, e
     lines += [f"mean success over {list(after)}: shipped {_mean_success(before):.3f}, fine-tuned {_mean_success(after):.3f}",
               "shipped" if ship else "not shipped: no better than the shipped mapper"]
     report = RUNS / run / "report.txt"
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.with_name("report.txt.tmp").write_text("\n".join(lines) + "\n")
-    report.with_name("report.txt.tmp").replace(report)
+    tmp = report.with_name(report.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")  # the run folder exists: training wrote its log there
+    tmp.replace(report)
     print("\n".join(lines[-2:]))
     if not ship:
         return False
