@@ -355,7 +355,7 @@ def cmd_eval(args) -> int:
         kw = {"steps": args.steps} if m == "optimize" and args.steps else {}
         if m == "global" and args.alpha is not None:
             kw["alpha"] = args.alpha
-        resume = out / f".{stem}-{m}.partial.json" if out is not None else None
+        resume = out / (f".{stem}.partial.json" if len(methods) == 1 else f".{stem}-{m}.partial.json") if out is not None else None
         partials += [resume] if resume is not None else []
         try:
             rows += evaluate(world, m, tasks, n=args.n, seed=args.seed, progress=True, resume=resume, **kw)

@@ -44,7 +44,7 @@ import torch
 
 from hairlib.metrics import psnr, ssim
 
-__all__ = ["EditTask", "EDIT_TASKS", "HAIR_TASKS", "evaluate", "run_key", "evaluate_references", "evaluate_hairclip_grid",
+__all__ = ["EditTask", "EDIT_TASKS", "HAIR_TASKS", "color_task", "evaluate", "run_key", "evaluate_references", "evaluate_hairclip_grid",
            "summarize_grid", "summarize", "format_table", "format_changes",
            "predict_labels"]
 
@@ -59,20 +59,25 @@ class EditTask:
     free: Sequence[str] = ()  # other labels this edit may change by definition
 
 
-def _hair(name, attribute, value, text):
+def _hair_task(name, attribute, value, text):
     key = "color" if attribute == "hair_color" else "hairstyle"
     cond = f"{value} hair" if key == "color" else f"{value} hairstyle"
     free = () if key == "color" else ("hat",)  # hats are only drawn on some hairstyles
     return EditTask(name, attribute, value, text, {key: cond}, free)
 
 
+def color_task(color: str) -> EditTask:
+    """A hair-colour edit task for any colour of the vocabulary (text "a photo of a person with <c> hair.")."""
+    return _hair_task(color, "hair_color", color, f"a photo of a person with {color} hair.")
+
+
 HAIR_TASKS: List[EditTask] = [
-    _hair("blond", "hair_color", "blond", "a photo of a person with blond hair."),
-    _hair("red", "hair_color", "red", "a photo of a person with red hair."),
-    _hair("purple", "hair_color", "purple", "a photo of a person with purple hair."),
-    _hair("afro", "hairstyle", "afro", "a photo of a person with an afro."),
-    _hair("curly", "hairstyle", "curly", "a photo of a person with curly hair."),
-    _hair("bob cut", "hairstyle", "bob cut", "a photo of a person with a bob cut."),
+    _hair_task("blond", "hair_color", "blond", "a photo of a person with blond hair."),
+    _hair_task("red", "hair_color", "red", "a photo of a person with red hair."),
+    _hair_task("purple", "hair_color", "purple", "a photo of a person with purple hair."),
+    _hair_task("afro", "hairstyle", "afro", "a photo of a person with an afro."),
+    _hair_task("curly", "hairstyle", "curly", "a photo of a person with curly hair."),
+    _hair_task("bob cut", "hairstyle", "bob cut", "a photo of a person with a bob cut."),
 ]
 EDIT_TASKS: List[EditTask] = HAIR_TASKS + [
     EditTask("smiling", "smiling", "yes", "a photo of a person with a smile."),

@@ -67,6 +67,7 @@ class World:
     vocab: Dict[str, Any] = field(default_factory=dict)  # hair colours, hairstyles, attributes
     defaults: Dict[str, Any] = field(default_factory=dict)  # per-method settings for this world ("optimize", "global", ...)
     masks: Optional[Callable] = None  # images -> {"hair", "face", "background": [N, 1, H, W] in {0, 1}}
+    hair_probability: Optional[Callable] = None  # images -> P(hair) [N, 1, H, W], differentiable (the parser's)
     aligner: Optional[Callable] = None  # photo -> aligned PIL image (ffhq: dlib FFHQ alignment)
 
     @property
@@ -145,11 +146,12 @@ def _load_mini(device, weights_dir: Optional[Path] = None) -> World:
             f"the mini world is incomplete: {', '.join(missing)} missing in {wdir}. Each is made by "
             f"`python -m hairlib.mini.train_<name>` (see hairlib/mini/); a released hairlib ships them all.")
     classifier = load_shipped_classifier(wdir, device)
-    masks = None
+    masks = hair_probability = None
     if (wdir / "parser.safetensors").exists():
         from hairlib.mini.train_parser import load_shipped_parser
 
-        masks = load_shipped_parser(wdir, device).masks
+        parser = load_shipped_parser(wdir, device)
+        masks, hair_probability = parser.masks, parser.hair_probability
     return World(
         name="mini",
         generator=load_shipped_generator(wdir, device),
@@ -163,6 +165,7 @@ def _load_mini(device, weights_dir: Optional[Path] = None) -> World:
                "groups": dict(vocab.GROUPS)},
         defaults={**copy.deepcopy(MINI_DEFAULTS), **_shipped_mappers(wdir)},
         masks=masks,
+        hair_probability=hair_probability,
     )
 
 
@@ -273,6 +276,7 @@ def _load_ffhq(device, resolution: int = 1024, download: Optional[bool] = None) 
         vocab={"hair_colors": prompts.HAIRCLIP_COLORS, "hairstyles": prompts.HAIRCLIP_HAIRSTYLES},
         defaults={"neutral": "a face", "global": {"alpha": 4.1, "beta": 0.15}},
         masks=parser.masks,
+        hair_probability=parser.hair_probability,
         aligner=aligner,
     )
 

@@ -351,3 +351,51 @@ def test_shipping_decisions_are_scored_on_validation_faces_not_the_eval_table(mo
     monkeypatch.setattr(E, "evaluate", lambda world, method, tasks, **kw: seen.update(kw) or [])
     TM._scores(None, "mapper", ["smiling"])
     assert seen["seed"] == TM.VAL_SEED and seen["n"] == 64
+
+
+def test_hairclip_keep_ships_on_success_and_kept_together(tiny_weights, tmp_path, monkeypatch):
+    """``train_mappers hairclip-keep``: a fine-tune with the hair-shape loss and oversampled colours
+    ships when the mean of success and others kept rises without success falling more than the
+    slack; the oversampled colours are scored beside the hair tasks."""
+    import shutil
+
+    from hairlib.edit.hairclip import save_hair_mapper
+    from hairlib.mini import train_mappers as TM
+    from hairlib.nets.hair_mapper import HairMapper
+    from hairlib.nets.loading import read_with_meta
+
+    d = tmp_path / "weights"
+    shutil.copytree(tiny_weights, d)
+    world = hairlib.load_world("mini", weights_dir=d)
+    G = world.generator
+    torch.manual_seed(5)
+    m = HairMapper(G.num_ws, G.style_dim, world.clip.embed_dim)
+    m.strength = 0.07
+    dest = d / "hairclip.safetensors"
+    save_hair_mapper(m, dest, extra={"recipe": {"steps": 10, "batch": 1, "seed": 0}, "command": "train it"})
+    monkeypatch.setattr(TM, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(TM, "HAIRCLIP_KEEP", {**TM.HAIRCLIP_KEEP, "steps": 2})
+    seen = []
+
+    def scores(world, mapper, colors):  # the shipped one first, then the fine-tuned one
+        seen.append(list(colors))
+        s, kept = table[len(seen) - 1]
+        return {"blond": {"success": s, "preserved": kept}, "color from reference (image)": {"success": s}}
+
+    monkeypatch.setattr(TM, "_hair_and_reference_scores", scores)
+    before = dest.read_bytes()
+    table = [(0.80, 0.80), (0.75, 0.95)]  # kept far better, success 5 points worse: not shipped
+    assert not TM.train_hair_keep(world, dest=dest) and dest.read_bytes() == before
+    assert seen[0] == sorted(TM.HAIRCLIP_KEEP["color_weights"])
+    report = (tmp_path / "runs" / "hairclip_keep_shape2" / "report.txt").read_text().splitlines()
+    assert report[0] == "blond: success 0.800 -> 0.750, preserved 0.800 -> 0.950"
+    assert "mean others kept: shipped 0.800, fine-tuned 0.950" in report and report[-1].startswith("not shipped")
+    seen.clear()
+    table = [(0.80, 0.80), (0.795, 0.85)]  # within the slack, kept up: shipped
+    assert TM.train_hair_keep(world, dest=dest, shape_lambda=5, color_weights={"white": 3.0})
+    meta = read_with_meta(dest)[1]
+    assert seen[0] == ["white"] and meta["stage"] == "keep"
+    assert meta["recipe"]["maintain_shape_lambda"] == 5 and meta["recipe"]["color_weights"] == {"white": 3.0}
+    assert meta["recipe"]["strength"] == pytest.approx(0.07)
+    assert meta["command"] == "train it && python -m hairlib.mini.train_mappers hairclip-keep --shape-lambda 5 --oversample white=3"
+    assert (tmp_path / "runs" / "hairclip_keep_shape5_white" / "report.txt").read_text().splitlines()[-1] == "shipped"

@@ -34,6 +34,11 @@ only (0.2), both (0.27) or nothing (0.03); each condition is a text (p 0.5; "<st
   (average LAB of the edit vs the source), background 1.0 (MSE where neither image has hair),
   latent L2 0.8.
 
+Two options that are not the paper's (off by default): ``maintain_shape_lambda`` x binary
+cross-entropy of the parser's P(hair) of the edit against the source's hair mask, when only the
+colour changes (``world.hair_probability``; for generators whose colour rows also draw the hair's
+outline), and ``color_weights``, the relative odds of each target colour.
+
 Ranger at lr 0.0005, batch 1, 500 000 steps for FFHQ. The mini world's defaults
 (``world.defaults["hairclip"]``) train 4 faces a step for a few thousand steps; its references
 are fresh renders of the target style or colour, with the renderer's exact hair masks.
@@ -203,6 +208,10 @@ class HairCLIPConfig:
     maintain_color_lambda: float = 0.02
     background_lambda: float = 1.0
     l2_lambda: float = 0.8
+    # not the paper's: keep the hair's shape (the parser's P(hair) against the source's mask) in
+    # colour-only edits, for generators whose colour rows also draw edges (the mini world's 64 px)
+    maintain_shape_lambda: float = 0.0
+    color_weights: Optional[Dict[str, float]] = None  # relative odds of each target colour (None: uniform)
     p_hairstyle: float = 0.5  # edit the hairstyle only
     p_color: float = 0.2  # the colour only
     p_both: float = 0.27  # both (the rest, 0.03: no edit)
@@ -218,6 +227,9 @@ class HairCLIPConfig:
     def __post_init__(self):
         if self.p_hairstyle + self.p_color + self.p_both > 1 + 1e-9:
             raise ValueError("p_hairstyle + p_color + p_both must be at most 1")
+        if self.color_weights is not None and (any(v < 0 for v in self.color_weights.values())
+                                               or not sum(self.color_weights.values()) > 0):
+            raise ValueError(f"color_weights must be non-negative with a positive sum, got {self.color_weights}")
 
 
 def _edit_kind(cfg: HairCLIPConfig, rng: np.random.Generator) -> Tuple[bool, bool]:
@@ -238,7 +250,7 @@ def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, 
     else faces are sampled. ``references(kind, values, rng) -> (images, hair masks)`` gives
     reference images of given hairstyles / colours; the mini world renders them
     (``render_references``); a world without references trains on text conditions only."""
-    from hairlib.edit.losses import avg_lab_loss, background_loss, image_embedding_loss
+    from hairlib.edit.losses import avg_lab_loss, background_loss, image_embedding_loss, shape_loss
     from hairlib.edit.optimize import augment_views
     from hairlib.nets.clip import clip_loss
     from hairlib.train.optim import Ranger
@@ -251,6 +263,8 @@ def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, 
         references = render_references
     if references is None:
         cfg = replace(cfg, p_hairstyle_text=1.0, p_color_text=1.0)
+    if cfg.maintain_shape_lambda and world.hair_probability is None:
+        raise ValueError(f"maintain_shape_lambda needs the {world.name} world's parser probabilities (hair_probability)")
     G, clip = world.generator, world.clip
     out_dir = Path(out_dir) if out_dir is not None else Path("runs") / "hairclip" / world.name
     torch.manual_seed(cfg.seed)
@@ -264,6 +278,13 @@ def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, 
         mapper.load_state_dict({k: v.float() for k, v in start.state_dict().items()})
     opt = Ranger(mapper.parameters(), lr=cfg.lr)
     styles, colors = hairclip_vocab(world)
+    color_p = None
+    if cfg.color_weights is not None:
+        unknown = sorted(set(cfg.color_weights) - set(colors))
+        if unknown:
+            raise ValueError(f"color_weights names colours outside the vocabulary {colors}: {unknown}")
+        color_p = np.array([cfg.color_weights.get(c, 1.0) for c in colors], dtype=float)
+        color_p /= color_p.sum()
     if latents is not None:
         latents = latents.detach()
         if latents.ndim != 3 or latents.shape[1:] != (G.num_ws, G.style_dim):
@@ -297,7 +318,8 @@ def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, 
             id_x = world.identity(x)
         style = condition("hairstyle", [styles[i] for i in rng.integers(len(styles), size=cfg.batch)],
                           cfg.p_hairstyle_text, rng) if do_style else None
-        color = condition("color", [colors[i] for i in rng.integers(len(colors), size=cfg.batch)],
+        drawn = rng.integers(len(colors), size=cfg.batch) if color_p is None else rng.choice(len(colors), cfg.batch, p=color_p)
+        color = condition("color", [colors[i] for i in drawn],
                           cfg.p_color_text, rng) if do_color else None
         w_hat = mapper.edit(w, style and style["embedding"], color and color["embedding"], cfg.strength)
         x_hat = world.generate(w_hat)
@@ -320,6 +342,8 @@ def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, 
             terms["img_color"] = (cfg.image_color_lambda, avg_lab_loss(color["image"], color["hair"], x_hat, hair_hat))
         if do_style and not do_color:
             terms["maintain_color"] = (cfg.maintain_color_lambda, avg_lab_loss(x, hair_x, x_hat, hair_hat))
+        if do_color and not do_style and cfg.maintain_shape_lambda:
+            terms["maintain_shape"] = (cfg.maintain_shape_lambda, shape_loss(world.hair_probability(x_hat), hair_x))
         terms["id"] = (cfg.id_lambda, (1 - (world.identity(x_hat) * id_x).sum(1)).mean())
         terms["background"] = (cfg.background_lambda, background_loss(x, x_hat, hair_x, hair_hat))
         terms["l2"] = (cfg.l2_lambda, torch.nn.functional.mse_loss(w_hat, w))

@@ -8,6 +8,9 @@ Facts from the authors' ``criteria/`` kept exactly:
   colour is the mean over the hair mask of each image; the loss is L1 between the two means.
 * **Background** (``bg_loss.py``): MSE between ``x * m`` and ``x_hat * m`` over the whole image,
   where m is 1 where *neither* image has hair.
+* **Hair shape** (ours, not the authors'): binary cross-entropy between the parser's P(hair) of
+  the edit and the source's hair mask, for edits that change the colour only. The paper's colour
+  rows at 1024 px only paint; the mini generator's last rows draw edges as well.
 * **Image embedding** (``image_embedding_loss.py``): ``1 - cos`` of CLIP's image features of the
   two hair-masked images (``CosineEmbeddingLoss`` with target 1), images average-pooled to CLIP's
   input size.
@@ -17,7 +20,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["rgb_to_lab", "average_lab", "avg_lab_loss", "background_loss", "image_embedding_loss"]
+__all__ = ["rgb_to_lab", "average_lab", "avg_lab_loss", "background_loss", "shape_loss",
+           "image_embedding_loss"]
 
 _M = torch.tensor([[0.412453, 0.357580, 0.180423],
                    [0.212671, 0.715160, 0.072169],
@@ -55,6 +59,12 @@ def background_loss(x: torch.Tensor, x_hat: torch.Tensor, hair: torch.Tensor, ha
     """MSE outside the hair of both images (``hair``, ``hair_hat``: [N, 1, H, W] in {0, 1})."""
     keep = (1 - hair) * (1 - hair_hat)
     return F.mse_loss(x * keep, x_hat * keep)
+
+
+def shape_loss(p_hair_hat: torch.Tensor, hair: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of the edit's P(hair) [N, 1, H, W] against the source's hair mask
+    (in {0, 1}): low when the edit's hair covers the source's hair and nothing else."""
+    return F.binary_cross_entropy(p_hair_hat.clamp(1e-6, 1 - 1e-6), hair)
 
 
 def image_embedding_loss(clip, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
