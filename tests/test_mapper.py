@@ -372,7 +372,9 @@ def test_hairclip_keep_ships_on_success_and_kept_together(tiny_weights, tmp_path
     m = HairMapper(G.num_ws, G.style_dim, world.clip.embed_dim)
     m.strength = 0.07
     dest = d / "hairclip.safetensors"
-    save_hair_mapper(m, dest, extra={"recipe": {"steps": 10, "batch": 1, "seed": 0}, "command": "train it"})
+    clip_stage = read_with_meta(d / "clip.safetensors")[1].get("stage", "")
+    save_hair_mapper(m, dest, extra={"recipe": {"steps": 10, "batch": 1, "seed": 0}, "command": "train it",
+                                     "stage": "retower", "clip": clip_stage})
     monkeypatch.setattr(TM, "RUNS", tmp_path / "runs")
     monkeypatch.setattr(TM, "HAIRCLIP_KEEP", {**TM.HAIRCLIP_KEEP, "steps": 2})
     seen = []
@@ -387,7 +389,7 @@ def test_hairclip_keep_ships_on_success_and_kept_together(tiny_weights, tmp_path
     table = [(0.80, 0.80), (0.75, 0.95)]  # kept far better, success 5 points worse: not shipped
     assert not TM.train_hair_keep(world, dest=dest) and dest.read_bytes() == before
     assert seen[0] == sorted(TM.HAIRCLIP_KEEP["color_weights"])
-    report = (tmp_path / "runs" / "hairclip_keep_shape2" / "report.txt").read_text().splitlines()
+    report = (tmp_path / "runs" / "hairclip_keep_shape0" / "report.txt").read_text().splitlines()
     assert report[0] == "blond: success 0.800 -> 0.750, preserved 0.800 -> 0.950"
     assert "mean others kept: shipped 0.800, fine-tuned 0.950" in report and report[-1].startswith("not shipped")
     seen.clear()
@@ -398,4 +400,7 @@ def test_hairclip_keep_ships_on_success_and_kept_together(tiny_weights, tmp_path
     assert meta["recipe"]["maintain_shape_lambda"] == 5 and meta["recipe"]["color_weights"] == {"white": 3.0}
     assert meta["recipe"]["strength"] == pytest.approx(0.07)
     assert meta["command"] == "train it && python -m hairlib.mini.train_mappers hairclip-keep --shape-lambda 5 --oversample white=3"
+    assert meta["clip"] == clip_stage and meta["init_stage"] == "retower"
+    seen.clear()  # fine-tuned under this CLIP already: hairclip-retower leaves it alone
+    assert not TM.train_hair_retower(world, dest=dest) and seen == []
     assert (tmp_path / "runs" / "hairclip_keep_shape5_white" / "report.txt").read_text().splitlines()[-1] == "shipped"
