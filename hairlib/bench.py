@@ -19,6 +19,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 import ops
+from hairlib.atomic import atomic_path
 from ops import _build
 
 __all__ = ["time_fn", "bench_ops", "format_table", "write_csv", "device_name", "bench_edit", "format_edit_table",
@@ -214,14 +215,11 @@ def format_table(rows: List[dict]) -> str:
 def _write_rows(rows: List[dict], path: Path, fields: List[str], fmt: str) -> Path:
     """Atomic CSV of ``rows`` (floats formatted with ``fmt``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".part")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         for r in rows:
             w.writerow({k: (format(v, fmt) if isinstance(v, float) else v) for k, v in r.items()})
-    tmp.replace(path)
     return path
 
 

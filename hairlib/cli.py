@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from hairlib.atomic import atomic_path, write_text
+
 __all__ = ["main"]
 
 EXIT_USAGE = 2
@@ -153,12 +155,8 @@ def _load_world_or_explain(name: str, device: str, resolution: Optional[int] = N
 
 def _save_picture(image, out: Path) -> Path:
     """Write a PIL image atomically (a crash never leaves half a file)."""
-    import os
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".part" + out.suffix)
-    image.save(tmp)
-    os.replace(tmp, out)
+    with atomic_path(out, keep_suffix=True) as tmp:
+        image.save(tmp)
     return out
 
 
@@ -376,16 +374,16 @@ def cmd_eval(args) -> int:
     if "hairclip" in methods and world.name == "mini" and args.grid:
         from hairlib.evaluate import evaluate_hairclip_grid, summarize_grid
 
-        grid = evaluate_hairclip_grid(world, n=args.n, seed=args.seed, progress=True)
+        grid_resume = out / f".{stem}-grid.partial.json" if out is not None else None
+        partials += [grid_resume] if grid_resume is not None else []
+        grid = evaluate_hairclip_grid(world, n=args.n, seed=args.seed, progress=True, resume=grid_resume)
         table += "\n\nHairCLIP text edits, every hairstyle x every colour at once:\n\n" + format_table(summarize_grid(grid))
     print(table)
     if out is not None:
         flat = [{k: v for k, v in r.items() if not isinstance(v, dict)} for r in rows]  # kept_by: in the .md
         fields = sorted({k for r in flat for k in r}, key=lambda k: list(flat[0]).index(k) if k in flat[0] else 99)
         print(f"wrote {bench._write_rows(flat, out / f'{stem}.csv', fields, '.4f')}")
-        md = out / f"{stem}.md"
-        md.write_text(table + "\n")
-        print(f"wrote {md}")
+        print(f"wrote {write_text(out / f'{stem}.md', table + chr(10))}")
         if grid is not None:
             gfields = list(grid[0])
             print(f"wrote {bench._write_rows(grid, out / f'hairclip-grid-{world.name}.csv', gfields, '.4f')}")

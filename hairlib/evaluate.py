@@ -42,6 +42,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
+from hairlib.atomic import write_text
 from hairlib.metrics import psnr, ssim
 
 __all__ = ["EditTask", "EDIT_TASKS", "HAIR_TASKS", "color_task", "evaluate", "run_key", "evaluate_references", "evaluate_hairclip_grid",
@@ -178,10 +179,7 @@ def _read_partial(path: Path, key: str) -> Dict[str, dict]:
 
 
 def _write_partial(path: Path, key: str, rows: Dict[str, dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"key": key, "rows": rows}, indent=1))
-    os.replace(tmp, path)
+    write_text(path, json.dumps({"key": key, "rows": rows}, indent=1))
 
 
 def evaluate(world, method: str, tasks: Sequence[EditTask] = EDIT_TASKS, n: int = 64, seed: int = 1234,
@@ -289,12 +287,14 @@ def evaluate_references(world, n: int = 64, seed: int = 1234, mapper=None, ref_s
 
 
 def evaluate_hairclip_grid(world, n: int = 64, seed: int = 1234, mapper=None, strength: Optional[float] = None,
-                           batch: int = 64, progress: bool = False) -> List[dict]:
+                           batch: int = 64, progress: bool = False,
+                           resume: Optional[os.PathLike] = None) -> List[dict]:
     """HairCLIP text edits of every hairstyle x every colour of its vocabulary at once, on the
     same ``n`` sampled faces. One row per pair: ``style_success`` / ``color_success`` (share of
     the faces whose source differed that now have the target, by the classifier), ``both``
     (both targets reached, all faces), ``preserved`` (the other labels but hat), identity and
-    PSNR outside the hair. ``summarize_grid`` averages them per hairstyle, per colour and overall."""
+    PSNR outside the hair. ``summarize_grid`` averages them per hairstyle, per colour and overall.
+    ``resume``: a JSON file that keeps each finished pair's row, as ``evaluate``'s does."""
     from tqdm.auto import tqdm
 
     import hairlib
@@ -302,13 +302,21 @@ def evaluate_hairclip_grid(world, n: int = 64, seed: int = 1234, mapper=None, st
     from hairlib.mini.vocab import value_index
 
     styles, colors = hairclip_vocab(world)
-    w_all, src = _sources(world, n, seed, batch)
-    src_hair = _hair(world, src, batch)
-    before = predict_labels(world, src)
-    others = [k for k in before if k not in ("hairstyle", "hair_color", "hat")]
-    rows = []
     pairs = [(s, c) for s in styles for c in colors]
+    key = run_key(world, "hairclip-grid", n, seed, batch, {"mapper": mapper, "strength": strength}) if resume else ""
+    saved = _read_partial(Path(resume), key) if resume is not None else {}
+    if saved and progress:
+        print(f"resuming the HairCLIP grid from {resume}: {sum(f'{s} + {c}' in saved for s, c in pairs)} of {len(pairs)} pairs done")
+    if len(saved) < len(pairs):
+        w_all, src = _sources(world, n, seed, batch)
+        src_hair = _hair(world, src, batch)
+        before = predict_labels(world, src)
+        others = [k for k in before if k not in ("hairstyle", "hair_color", "hat")]
+    rows = []
     for style, color in tqdm(pairs, desc="HairCLIP grid", disable=not progress):
+        if f"{style} + {color}" in saved:
+            rows.append(saved[f"{style} + {color}"])
+            continue
         t0 = time.time()
         edit = torch.cat([hairlib.edit(world, w_all[i:i + batch], method="hairclip", mapper=mapper, strength=strength,
                                        hairstyle=style_text(style), color=color_text(color)).images
@@ -331,6 +339,9 @@ def evaluate_hairclip_grid(world, n: int = 64, seed: int = 1234, mapper=None, st
         row["psnr_bg"] = psnr(edit, src, keep).mean().item()
         row["seconds"] = seconds
         rows.append(row)
+        if resume is not None:
+            saved[row["task"]] = row
+            _write_partial(Path(resume), key, saved)
     return rows
 
 

@@ -13,11 +13,12 @@ A sidecar ``OUT.json`` lists the source file of each row and the skipped files.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import List, Optional
 
 import torch
+
+from hairlib.atomic import atomic_path, write_text
 
 __all__ = ["prepare_latents", "IMAGE_SUFFIXES"]
 
@@ -25,9 +26,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
 def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def prepare_latents(world, folder, out, *, batch: int = 8, steps: Optional[int] = None, limit: Optional[int] = None,
@@ -69,7 +69,7 @@ def prepare_latents(world, folder, out, *, batch: int = 8, steps: Optional[int] 
         raise ValueError(f"no face could be read in {folder} ({len(skipped)} files skipped)")
     latents = torch.cat(rows)
     _save_atomic(latents, out)
-    out.with_suffix(".json").write_text(json.dumps({"rows": done, "skipped": skipped, "world": world.name,
+    write_text(out.with_suffix(".json"), json.dumps({"rows": done, "skipped": skipped, "world": world.name,
                                                     "shape": list(latents.shape)}, indent=1))
     partial.unlink()
     return latents

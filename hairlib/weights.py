@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 from . import __version__
+from .atomic import write_text
 
 __all__ = [
     "WeightSpec",
@@ -427,10 +428,7 @@ def _write_record(path: Path, digest: str, verified: str) -> None:
     st = path.stat()
     text = (f"{digest}  {path.name}\n"
             f"# size={st.st_size} mtime_ns={st.st_mtime_ns} verified={verified}\n")
-    rec = _record_path(path)
-    tmp = rec.with_name(rec.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, rec)
+    write_text(_record_path(path), text)
 
 
 def _read_record(path: Path) -> Optional[dict]:

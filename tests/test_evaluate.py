@@ -153,3 +153,44 @@ def test_an_interrupted_evaluation_resumes_from_its_finished_tasks(tiny_weights,
     calls.clear()
     E.evaluate(world, "hairclip", tasks, n=3, seed=7, batch=2, mapper=mapper, resume=partial)
     assert list(dict.fromkeys(calls)) == [t.name for t in tasks]
+
+
+def test_an_interrupted_hairclip_grid_resumes_from_its_finished_pairs(tiny_weights, tmp_path, monkeypatch):
+    import json
+
+    import hairlib
+    from hairlib.nets.hair_mapper import HairMapper
+
+    world = hairlib.load_world("mini", weights_dir=tiny_weights)
+    G = world.generator
+    torch.manual_seed(2)
+    mapper = HairMapper(G.num_ws, G.style_dim, world.clip.embed_dim)
+    edit, calls = hairlib.edit, []
+
+    def breaks_on_the_fifth_pair(*a, **kw):
+        calls.append((kw["hairstyle"], kw["color"]))
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return edit(*a, **kw)
+
+    partial = tmp_path / "grid.partial.json"
+    monkeypatch.setattr(hairlib, "edit", breaks_on_the_fifth_pair)
+    with pytest.raises(KeyboardInterrupt):
+        E.evaluate_hairclip_grid(world, n=2, batch=2, mapper=mapper, resume=partial)
+    saved = json.loads(partial.read_text())["rows"]
+    assert len(saved) == 4
+    monkeypatch.setattr(hairlib, "edit", lambda *a, **kw: (calls.append((kw["hairstyle"], kw["color"])), edit(*a, **kw))[1])
+    calls.clear()
+    resumed = E.evaluate_hairclip_grid(world, n=2, batch=2, mapper=mapper, resume=partial)
+    assert len(calls) == len(resumed) - 4  # the finished pairs are not edited again
+    assert [r["task"] for r in resumed[:4]] == list(saved) and resumed[:4] == list(saved.values())
+    calls.clear()
+    fresh = E.evaluate_hairclip_grid(world, n=2, batch=2, mapper=mapper)
+    assert len(calls) == len(fresh) == len(resumed)
+    for a, b in zip(resumed, fresh):
+        assert a["task"] == b["task"]
+        for k in ("style_success", "color_success", "both", "preserved", "identity", "psnr_bg"):
+            assert a[k] == pytest.approx(b[k], abs=1e-5, nan_ok=True), (a["task"], k)
+    calls.clear()  # other faces: another run, nothing taken from the file
+    E.evaluate_hairclip_grid(world, n=2, seed=5, batch=2, mapper=mapper, resume=partial)
+    assert len(calls) == len(fresh)

@@ -23,6 +23,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
+from hairlib.atomic import atomic_path
 from hairlib.edit.result import EditResult
 
 __all__ = ["GlobalConfig", "GlobalDirections", "global_edit", "fingerprint"]
@@ -133,7 +134,6 @@ class GlobalDirections:
     # -- disk cache ----------------------------------------------------------------------------
     def save(self, path) -> Path:
         import json
-        import os
 
         from safetensors.torch import save_file
 
@@ -143,9 +143,8 @@ class GlobalDirections:
         for i, (m, s) in enumerate(zip(self.mean, self.std)):
             tensors[f"mean.{i}"], tensors[f"std.{i}"] = m.contiguous(), s.contiguous()
         meta = {"layers": json.dumps(self.layers), "channels": json.dumps(self.channels), "meta": json.dumps(self.meta)}
-        tmp = path.with_name(path.name + ".part")
-        save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
         return path
 
     @classmethod

@@ -12,6 +12,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from torch import nn
 
+from hairlib.atomic import atomic_path, write_text
+
 __all__ = ["WEIGHTS_DIR", "save_shipped", "load_shipped"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -23,11 +25,10 @@ def save_shipped(name: str, model: nn.Module, meta: Dict[str, Any], dest: Path =
 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    tmp = dest / f"{name}.safetensors.part"
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    tmp.replace(dest / f"{name}.safetensors")
+    with atomic_path(dest / f"{name}.safetensors") as tmp:
+        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
     meta = dict(meta, exported=time.strftime("%Y-%m-%d %H:%M"))
-    (dest / f"{name}.json").write_text(json.dumps(meta, indent=2))
+    write_text(dest / f"{name}.json", json.dumps(meta, indent=2))
     return dest / f"{name}.safetensors"
 
 

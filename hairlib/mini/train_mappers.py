@@ -57,6 +57,7 @@ from typing import Optional
 
 import torch
 
+from hairlib.atomic import write_text
 from hairlib.mini.shipping import WEIGHTS_DIR
 
 RUNS = Path("runs") / "mini_mappers"
@@ -203,10 +204,7 @@ def _fine_tune_hair(world, dest: Path, meta: dict, base, cfg, run: str, score, e
     if any("preserved" in v for v in after.values()):
         summary.append(f"mean others kept: shipped {_mean_kept(before):.3f}, fine-tuned {_mean_kept(after):.3f}")
     lines += summary + ["shipped" if ship else "not shipped: no better than the shipped mapper"]
-    report = RUNS / run / "report.txt"
-    tmp = report.with_name(report.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")  # the run folder exists: training wrote its log there
-    tmp.replace(report)
+    write_text(RUNS / run / "report.txt", "\n".join(lines) + "\n")
     print("\n".join(lines[-1 - len(summary):]))
     if not ship:
         return False

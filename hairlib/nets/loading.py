@@ -7,6 +7,8 @@ from typing import Any, Dict, Tuple, Union
 import torch
 from torch import nn
 
+from hairlib.atomic import atomic_path
+
 __all__ = ["load_state_dict_strict", "read_checkpoint", "fill_num_batches_tracked", "save_with_meta", "read_with_meta"]
 
 
@@ -70,10 +72,9 @@ def save_with_meta(module: nn.Module, path, meta: Dict[str, Any]):
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, str(tmp),
-              metadata={"hairlib": json.dumps(meta)})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, str(tmp),
+                  metadata={"hairlib": json.dumps(meta)})
     return path
 
 
