@@ -136,6 +136,19 @@ def test_the_cache_key_changes_with_either_clip_tower(tiny_weights):
     assert len({before, image, fingerprint(w)}) == 3
 
 
+def test_the_cache_key_sees_every_generator_weight():
+    """Changing only the last value of the shipped generator's largest tensor is another generator."""
+    from hairlib.edit.global_dir import fingerprint
+
+    world = hairlib.load_world("mini")
+    before = fingerprint(world)
+    name, big = max(world.generator.state_dict().items(), key=lambda kv: kv[1].numel())
+    assert big.numel() * 4 > 1 << 16, name  # beyond the first 64 KB the key used to read
+    with torch.no_grad():
+        big.view(-1)[-1] += 0.5
+    assert fingerprint(world) != before
+
+
 def test_edit_entry_point_validates(world):
     w = world.sample(1, seed=0)
     with pytest.raises(ValueError, match="unknown method"):

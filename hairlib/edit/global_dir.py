@@ -44,12 +44,13 @@ class GlobalConfig:
 
 
 def fingerprint(world) -> str:
-    """Short hash of the generator's weights and CLIP's identity (its name, a text's embedding and an
-    image's): the cache key of a pre-processing."""
+    """Short hash of the generator's weights (every byte: a fine-tune may move only the end of a
+    tensor) and CLIP's identity (its name, a text's embedding and an image's): the cache key of a
+    pre-processing."""
     h = hashlib.sha256()
     for k, v in sorted(world.generator.state_dict().items()):
         h.update(k.encode())
-        h.update(v.detach().float().cpu().contiguous().numpy().tobytes()[:1 << 16])
+        h.update(v.detach().float().cpu().contiguous().numpy().tobytes())
     h.update(repr(world.clip).encode())
     with torch.no_grad():  # both towers: the relevance reads the image side, the directions the text side
         emb = world.clip.encode_text("a face", cache=False)  # the weights as they are now
