@@ -72,6 +72,11 @@ def color_task(color: str) -> EditTask:
     return _hair_task(color, "hair_color", color, f"a photo of a person with {color} hair.")
 
 
+def style_task(style: str) -> EditTask:
+    """A hairstyle edit task for any hairstyle of the vocabulary (text "a photo of a person with a <s> hairstyle.")."""
+    return _hair_task(style, "hairstyle", style, f"a photo of a person with a {style} hairstyle.")
+
+
 HAIR_TASKS: List[EditTask] = [
     _hair_task("blond", "hair_color", "blond", "a photo of a person with blond hair."),
     _hair_task("red", "hair_color", "red", "a photo of a person with red hair."),

@@ -167,6 +167,25 @@ def test_color_weights_and_the_shape_loss_in_training(tiny_weights, tmp_path, mo
         H.train_hairclip(world, cfg, tmp_path / "c", progress=False)
 
 
+def test_style_weights_set_the_odds_of_each_target_hairstyle(tiny_weights, tmp_path, monkeypatch):
+    import hairlib
+
+    world = hairlib.load_world("mini", weights_dir=tiny_weights)
+    asked = []
+    embed = world.clip.embed_text_raw
+    monkeypatch.setattr(world.clip, "embed_text_raw", lambda texts: (asked.append(texts), embed(texts))[1])
+    styles, _ = H.hairclip_vocab(world)
+    cfg = H.HairCLIPConfig(steps=3, batch=4, log_every=1, ckpt_every=10, p_hairstyle=1.0, p_color=0, p_both=0,
+                           p_hairstyle_text=1.0, style_weights={s: 0.0 for s in styles} | {"mohawk": 1.0, "bun": 1.0})
+    H.train_hairclip(world, cfg, tmp_path / "a", progress=False)
+    drawn = [t for texts in asked if isinstance(texts, list) for t in texts]
+    assert len(drawn) == 3 * 4 and set(drawn) <= {H.style_text("mohawk"), H.style_text("bun")} and len(set(drawn)) == 2
+    with pytest.raises(ValueError, match="style_weights names hairstyles outside"):
+        H.train_hairclip(world, H.HairCLIPConfig(steps=1, style_weights={"beehive": 1.0}), tmp_path / "b", progress=False)
+    with pytest.raises(ValueError, match="style_weights must be non-negative"):
+        H.HairCLIPConfig(style_weights={"bun": 0.0})
+
+
 def test_fine_tuning_with_augmented_views_starts_from_the_init_and_resumes(tiny_weights, tmp_path):
     import hairlib
     from hairlib.nets.hair_mapper import HairMapper

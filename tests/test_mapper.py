@@ -379,8 +379,8 @@ def test_hairclip_keep_ships_on_success_and_kept_together(tiny_weights, tmp_path
     monkeypatch.setattr(TM, "HAIRCLIP_KEEP", {**TM.HAIRCLIP_KEEP, "steps": 2})
     seen = []
 
-    def scores(world, mapper, colors):  # the shipped one first, then the fine-tuned one
-        seen.append(list(colors))
+    def scores(world, mapper, colors, styles):  # the shipped one first, then the fine-tuned one
+        seen.append(list(colors) + list(styles))
         s, kept = table[len(seen) - 1]
         return {"blond": {"success": s, "preserved": kept}, "color from reference (image)": {"success": s}}
 
@@ -403,4 +403,11 @@ def test_hairclip_keep_ships_on_success_and_kept_together(tiny_weights, tmp_path
     assert meta["clip"] == clip_stage and meta["init_stage"] == "retower"
     seen.clear()  # fine-tuned under this CLIP already: hairclip-retower leaves it alone
     assert not TM.train_hair_retower(world, dest=dest) and seen == []
+    table = [(0.80, 0.80), (0.85, 0.85)]  # hairstyles oversampled too: scored on them, named in the folder
+    assert TM.train_hair_keep(world, dest=dest, style_weights={"bob cut": 3.0, "mohawk": 2.0})
+    meta = read_with_meta(dest)[1]
+    assert seen[0] == sorted(TM.HAIRCLIP_KEEP["color_weights"]) + ["bob cut", "mohawk"]
+    assert meta["recipe"]["style_weights"] == {"bob cut": 3.0, "mohawk": 2.0}
+    assert meta["command"].endswith("hairclip-keep --oversample-style bob_cut=3 mohawk=2")
+    assert (tmp_path / "runs" / "hairclip_keep_shape0_styles_bob-cut_mohawk" / "report.txt").exists()
     assert (tmp_path / "runs" / "hairclip_keep_shape5_white" / "report.txt").read_text().splitlines()[-1] == "shipped"

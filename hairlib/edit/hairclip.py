@@ -37,7 +37,8 @@ only (0.2), both (0.27) or nothing (0.03); each condition is a text (p 0.5; "<st
 Two options that are not the paper's (off by default): ``maintain_shape_lambda`` x binary
 cross-entropy of the parser's P(hair) of the edit against the source's hair mask, when only the
 colour changes (``world.hair_probability``; for generators whose colour rows also draw the hair's
-outline), and ``color_weights``, the relative odds of each target colour.
+outline), and ``color_weights`` / ``style_weights``, the relative odds of each target colour and
+hairstyle.
 
 Ranger at lr 0.0005, batch 1, 500 000 steps for FFHQ. The mini world's defaults
 (``world.defaults["hairclip"]``) train 4 faces a step for a few thousand steps; its references
@@ -212,6 +213,7 @@ class HairCLIPConfig:
     # colour-only edits, for generators whose colour rows also draw edges (the mini world's 64 px)
     maintain_shape_lambda: float = 0.0
     color_weights: Optional[Dict[str, float]] = None  # relative odds of each target colour (None: uniform)
+    style_weights: Optional[Dict[str, float]] = None  # the same for the target hairstyles
     p_hairstyle: float = 0.5  # edit the hairstyle only
     p_color: float = 0.2  # the colour only
     p_both: float = 0.27  # both (the rest, 0.03: no edit)
@@ -227,9 +229,22 @@ class HairCLIPConfig:
     def __post_init__(self):
         if self.p_hairstyle + self.p_color + self.p_both > 1 + 1e-9:
             raise ValueError("p_hairstyle + p_color + p_both must be at most 1")
-        if self.color_weights is not None and (any(v < 0 for v in self.color_weights.values())
-                                               or not sum(self.color_weights.values()) > 0):
-            raise ValueError(f"color_weights must be non-negative with a positive sum, got {self.color_weights}")
+        for name in ("color_weights", "style_weights"):
+            odds = getattr(self, name)
+            if odds is not None and (any(v < 0 for v in odds.values()) or not sum(odds.values()) > 0):
+                raise ValueError(f"{name} must be non-negative with a positive sum, got {odds}")
+
+
+def _odds(weights: Optional[Dict[str, float]], names: List[str], what: str, plural: str) -> Optional[np.ndarray]:
+    """The probabilities of drawing each of ``names`` from relative ``weights`` (1 for a name not
+    given; None: uniform)."""
+    if weights is None:
+        return None
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise ValueError(f"{what} names {plural} outside the vocabulary {names}: {unknown}")
+    p = np.array([weights.get(n, 1.0) for n in names], dtype=float)
+    return p / p.sum()
 
 
 def _edit_kind(cfg: HairCLIPConfig, rng: np.random.Generator) -> Tuple[bool, bool]:
@@ -278,13 +293,8 @@ def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, 
         mapper.load_state_dict({k: v.float() for k, v in start.state_dict().items()})
     opt = Ranger(mapper.parameters(), lr=cfg.lr)
     styles, colors = hairclip_vocab(world)
-    color_p = None
-    if cfg.color_weights is not None:
-        unknown = sorted(set(cfg.color_weights) - set(colors))
-        if unknown:
-            raise ValueError(f"color_weights names colours outside the vocabulary {colors}: {unknown}")
-        color_p = np.array([cfg.color_weights.get(c, 1.0) for c in colors], dtype=float)
-        color_p /= color_p.sum()
+    color_p = _odds(cfg.color_weights, colors, "color_weights", "colours")
+    style_p = _odds(cfg.style_weights, styles, "style_weights", "hairstyles")
     if latents is not None:
         latents = latents.detach()
         if latents.ndim != 3 or latents.shape[1:] != (G.num_ws, G.style_dim):
@@ -316,8 +326,10 @@ def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, 
             x = world.generate(w)
             hair_x = world.masks(x)["hair"]
             id_x = world.identity(x)
-        style = condition("hairstyle", [styles[i] for i in rng.integers(len(styles), size=cfg.batch)],
-                          cfg.p_hairstyle_text, rng) if do_style else None
+        style = None
+        if do_style:  # drawn only then: the random stream of the recipes before style_weights
+            drawn = rng.integers(len(styles), size=cfg.batch) if style_p is None else rng.choice(len(styles), cfg.batch, p=style_p)
+            style = condition("hairstyle", [styles[i] for i in drawn], cfg.p_hairstyle_text, rng)
         drawn = rng.integers(len(colors), size=cfg.batch) if color_p is None else rng.choice(len(colors), cfg.batch, p=color_p)
         color = condition("color", [colors[i] for i in drawn],
                           cfg.p_color_text, rng) if do_color else None

@@ -237,13 +237,15 @@ def train_hair_augment(world, steps=None, dest=None) -> bool:
 RETOWER = {"steps": 4000, "seed": 12}
 
 
-def _hair_and_reference_scores(world, mapper, colors=()) -> dict:
-    """The 6 hair tasks' scores (and text edits to ``colors`` beside them) and the reference-image
-    matches, on the validation faces."""
-    from hairlib.evaluate import HAIR_TASKS, color_task, evaluate_references
+def _hair_and_reference_scores(world, mapper, colors=(), styles=()) -> dict:
+    """The 6 hair tasks' scores (and text edits to ``colors`` and ``styles`` beside them) and the
+    reference-image matches, on the validation faces."""
+    from hairlib.evaluate import HAIR_TASKS, color_task, evaluate_references, style_task
 
+    known = {t.name for t in HAIR_TASKS}
     scores = _scores(world, "hairclip", [t.name for t in HAIR_TASKS], mapper=mapper,
-                     extra_tasks=[color_task(c) for c in colors if c not in {t.name for t in HAIR_TASKS}])
+                     extra_tasks=[color_task(c) for c in colors if c not in known]
+                     + [style_task(s) for s in styles if s not in known])
     for row in evaluate_references(world, n=64, seed=VAL_SEED, mapper=mapper, references=("image",)):
         scores[row["task"]] = {k: v for k, v in row.items() if isinstance(v, (int, float))}
     return scores
@@ -315,10 +317,11 @@ KEEP_SUCCESS_SLACK = 0.01
 
 
 def train_hair_keep(world, steps=None, dest=None, shape_lambda: Optional[float] = None,
-                    color_weights: Optional[dict] = None) -> bool:
+                    color_weights: Optional[dict] = None, style_weights: Optional[dict] = None) -> bool:
     """Fine-tune the shipped HairCLIP mapper with ``HAIRCLIP_KEEP`` (``shape_lambda`` /
-    ``color_weights``: those instead; run folder ``hairclip_keep_shape<X>``); scored on the 6 hair
-    tasks, text edits to the oversampled colours and the reference matches, shipped on
+    ``color_weights`` / ``style_weights``: those instead; run folder
+    ``hairclip_keep_shape<X>[_<colours>][_styles_<hairstyles>]``); scored on the 6 hair tasks, text
+    edits to the oversampled colours and hairstyles and the reference matches, shipped on
     ``_keep_gain``."""
     from hairlib.edit.hairclip import HairCLIPConfig, load_hair_mapper
     from hairlib.nets.loading import read_with_meta
@@ -328,13 +331,17 @@ def train_hair_keep(world, steps=None, dest=None, shape_lambda: Optional[float] 
     base = load_hair_mapper(dest, num_ws=world.generator.num_ws)
     recipe = {k: v for k, v in (meta.get("recipe") or HAIRCLIP).items() if k in HairCLIPConfig.__dataclass_fields__}
     keep = {**HAIRCLIP_KEEP, **({} if shape_lambda is None else {"maintain_shape_lambda": shape_lambda}),
-            **({} if color_weights is None else {"color_weights": color_weights}), **({"steps": steps} if steps else {})}
+            **({} if color_weights is None else {"color_weights": color_weights}),
+            **({} if style_weights is None else {"style_weights": style_weights}), **({"steps": steps} if steps else {})}
     cfg = HairCLIPConfig(**{**recipe, **keep, "strength": base.strength})
-    colors = sorted(cfg.color_weights or {})
+    colors, styles = sorted(cfg.color_weights or {}), sorted(cfg.style_weights or {})
+    pairs = lambda odds: " ".join(f"{k.replace(' ', '_')}={v:g}" for k, v in odds.items())  # noqa: E731
     flags = "".join([f" --steps {steps}" if steps else "", "" if shape_lambda is None else f" --shape-lambda {shape_lambda:g}",
-                     "" if color_weights is None else " --oversample " + " ".join(f"{k}={v:g}" for k, v in color_weights.items())])
-    run = f"hairclip_keep_shape{cfg.maintain_shape_lambda:g}" + ("" if color_weights is None else "_" + "_".join(colors))
-    return _fine_tune_hair(world, dest, meta, base, cfg, run, lambda w, m: _hair_and_reference_scores(w, m, colors), {
+                     "" if color_weights is None else " --oversample " + pairs(color_weights),
+                     "" if style_weights is None else " --oversample-style " + pairs(style_weights)])
+    run = (f"hairclip_keep_shape{cfg.maintain_shape_lambda:g}" + ("" if color_weights is None else "_" + "_".join(colors))
+           + ("" if style_weights is None else "_styles_" + "_".join(s.replace(" ", "-") for s in styles)))
+    return _fine_tune_hair(world, dest, meta, base, cfg, run, lambda w, m: _hair_and_reference_scores(w, m, colors, styles), {
         "stage": "keep", "rounds": int(meta.get("rounds", 1)), "clip": meta.get("clip", ""),
         "command": f"{meta.get('command', 'python -m hairlib.mini.train_mappers hairclip')} && "
                    "python -m hairlib.mini.train_mappers hairclip-keep" + flags}, gate=_keep_gain)
@@ -470,6 +477,9 @@ def main(argv=None) -> int:
                    help="hairclip-keep: the weight of the hair-shape loss on colour-only edits (default: HAIRCLIP_KEEP's)")
     p.add_argument("--oversample", nargs="*", default=None, metavar="COLOR=WEIGHT",
                    help="hairclip-keep: relative odds of target colours, e.g. white=4 gray=2 (default: HAIRCLIP_KEEP's)")
+    p.add_argument("--oversample-style", nargs="*", default=None, metavar="STYLE=WEIGHT",
+                   help="hairclip-keep: relative odds of target hairstyles (an underscore for a space: bob_cut=2), "
+                        "e.g. mohawk=4 bun=2")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--weights", default=None,
                    help="the mini world's weights folder to read and write (default: $HAIRLIB_MINI_WEIGHTS, else the "
@@ -491,13 +501,16 @@ def main(argv=None) -> int:
     elif args.what == "hairclip-retower":
         train_hair_retower(world, args.steps, weights / "hairclip.safetensors", args.again, args.background_lambda)
     elif args.what == "hairclip-keep":
-        weights_of = None
-        if args.oversample is not None:
+        def odds(flag, given, what):
+            if given is None:
+                return None
             try:
-                weights_of = {k: float(v) for k, v in (a.split("=", 1) for a in args.oversample)}
+                return {k.replace("_", " "): float(v) for k, v in (a.split("=", 1) for a in given)}
             except ValueError:
-                p.error(f"--oversample takes COLOR=WEIGHT pairs, got {args.oversample}")
-        train_hair_keep(world, args.steps, weights / "hairclip.safetensors", args.shape_lambda, weights_of)
+                p.error(f"{flag} takes {what}=WEIGHT pairs, got {given}")
+
+        train_hair_keep(world, args.steps, weights / "hairclip.safetensors", args.shape_lambda,
+                        odds("--oversample", args.oversample, "COLOR"), odds("--oversample-style", args.oversample_style, "STYLE"))
     elif args.what == "styleclip-retower":
         import json
 
