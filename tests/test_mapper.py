@@ -14,6 +14,27 @@ def world(tiny_weights):
     return hairlib.load_world("mini", weights_dir=tiny_weights)
 
 
+def _weights_with_a_hair_mapper(tiny_weights, tmp_path, seed, extra, strength=None):
+    """A copy of the tiny weights whose ``hairclip.safetensors`` is a fresh HairMapper (``seed``,
+    metadata ``extra``, edit strength ``strength``); returns (world, weights folder, mapper file)."""
+    import shutil
+
+    from hairlib.edit.hairclip import save_hair_mapper
+    from hairlib.nets.hair_mapper import HairMapper
+
+    d = tmp_path / "weights"
+    shutil.copytree(tiny_weights, d)
+    world = hairlib.load_world("mini", weights_dir=d)
+    G = world.generator
+    torch.manual_seed(seed)
+    m = HairMapper(G.num_ws, G.style_dim, world.clip.embed_dim)
+    if strength is not None:
+        m.strength = strength
+    dest = d / "hairclip.safetensors"
+    save_hair_mapper(m, dest, extra=extra)
+    return world, d, dest
+
+
 def test_authors_key_layout_and_groups():
     m = LevelsMapper(18, 512, ("coarse", "medium"))
     keys = sorted(m.state_dict())
@@ -154,20 +175,11 @@ def test_retower_fine_tunes_hairclip_under_the_shipped_clip_and_ships_only_a_gai
     matches rises; a mapper already fine-tuned under this CLIP is left alone."""
     import shutil
 
-    from hairlib.edit.hairclip import save_hair_mapper
     from hairlib.mini import train_mappers as TM
-    from hairlib.nets.hair_mapper import HairMapper
     from hairlib.nets.loading import read_with_meta
 
-    d = tmp_path / "weights"
-    shutil.copytree(tiny_weights, d)
-    world = hairlib.load_world("mini", weights_dir=d)
-    G = world.generator
-    torch.manual_seed(5)
-    m = HairMapper(G.num_ws, G.style_dim, world.clip.embed_dim)
-    m.strength = 0.07
-    dest = d / "hairclip.safetensors"
-    save_hair_mapper(m, dest, extra={"recipe": {"steps": 10, "batch": 1, "seed": 0}, "command": "train it"})
+    world, d, dest = _weights_with_a_hair_mapper(
+        tiny_weights, tmp_path, 5, {"recipe": {"steps": 10, "batch": 1, "seed": 0}, "command": "train it"}, strength=0.07)
     monkeypatch.setattr(TM, "RUNS", tmp_path / "runs")
     monkeypatch.setattr(TM, "RETOWER", {"steps": 2, "seed": 3})
     calls = []
@@ -212,20 +224,11 @@ def test_hairclip_augment_ships_only_a_gain_and_reports_why(tiny_weights, tmp_pa
     it replaces the file only if the mean success of the hair tasks rises; a second run refuses."""
     import shutil
 
-    from hairlib.edit.hairclip import save_hair_mapper
     from hairlib.evaluate import HAIR_TASKS
     from hairlib.mini import train_mappers as TM
-    from hairlib.nets.hair_mapper import HairMapper
     from hairlib.nets.loading import read_with_meta
 
-    d = tmp_path / "weights"
-    shutil.copytree(tiny_weights, d)
-    world = hairlib.load_world("mini", weights_dir=d)
-    G = world.generator
-    torch.manual_seed(6)
-    dest = d / "hairclip.safetensors"
-    save_hair_mapper(HairMapper(G.num_ws, G.style_dim, world.clip.embed_dim), dest,
-                     extra={"recipe": {"steps": 10}, "stage": "main"})
+    world, d, dest = _weights_with_a_hair_mapper(tiny_weights, tmp_path, 6, {"recipe": {"steps": 10}, "stage": "main"})
     monkeypatch.setattr(TM, "RUNS", tmp_path / "runs")
     monkeypatch.setattr(TM, "HAIRCLIP_AUGMENT", {**TM.HAIRCLIP_AUGMENT, "steps": 2, "augment": 2})
     monkeypatch.setattr(TM, "HAIRCLIP", {**TM.HAIRCLIP, "batch": 1})
@@ -357,24 +360,13 @@ def test_hairclip_keep_ships_on_success_and_kept_together(tiny_weights, tmp_path
     """``train_mappers hairclip-keep``: a fine-tune with the hair-shape loss and oversampled colours
     ships when the mean of success and others kept rises without success falling more than the
     slack; the oversampled colours are scored beside the hair tasks."""
-    import shutil
-
-    from hairlib.edit.hairclip import save_hair_mapper
     from hairlib.mini import train_mappers as TM
-    from hairlib.nets.hair_mapper import HairMapper
     from hairlib.nets.loading import read_with_meta
 
-    d = tmp_path / "weights"
-    shutil.copytree(tiny_weights, d)
-    world = hairlib.load_world("mini", weights_dir=d)
-    G = world.generator
-    torch.manual_seed(5)
-    m = HairMapper(G.num_ws, G.style_dim, world.clip.embed_dim)
-    m.strength = 0.07
-    dest = d / "hairclip.safetensors"
-    clip_stage = read_with_meta(d / "clip.safetensors")[1].get("stage", "")
-    save_hair_mapper(m, dest, extra={"recipe": {"steps": 10, "batch": 1, "seed": 0}, "command": "train it",
-                                     "stage": "retower", "clip": clip_stage})
+    clip_stage = read_with_meta(tiny_weights / "clip.safetensors")[1].get("stage", "")
+    world, d, dest = _weights_with_a_hair_mapper(tiny_weights, tmp_path, 5, {
+        "recipe": {"steps": 10, "batch": 1, "seed": 0}, "command": "train it", "stage": "retower", "clip": clip_stage},
+        strength=0.07)
     monkeypatch.setattr(TM, "RUNS", tmp_path / "runs")
     monkeypatch.setattr(TM, "HAIRCLIP_KEEP", {**TM.HAIRCLIP_KEEP, "steps": 2})
     seen = []
