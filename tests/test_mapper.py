@@ -402,4 +402,9 @@ def test_hairclip_keep_ships_on_success_and_kept_together(tiny_weights, tmp_path
     assert meta["recipe"]["style_weights"] == {"bob cut": 3.0, "mohawk": 2.0}
     assert meta["command"].endswith("hairclip-keep --oversample-style bob_cut=3 mohawk=2")
     assert (tmp_path / "runs" / "hairclip_keep_shape0_styles_bob-cut_mohawk" / "report.txt").exists()
+    seen.clear()
+    assert TM.train_hair_keep(world, dest=dest, id_lambda=0.6)  # another identity weight, its own folder
+    meta = read_with_meta(dest)[1]
+    assert meta["recipe"]["id_lambda"] == 0.6 and meta["command"].endswith("hairclip-keep --id-lambda 0.6")
+    assert (tmp_path / "runs" / "hairclip_keep_shape0_id0.6" / "report.txt").exists()
     assert (tmp_path / "runs" / "hairclip_keep_shape5_white" / "report.txt").read_text().splitlines()[-1] == "shipped"

@@ -317,10 +317,11 @@ KEEP_SUCCESS_SLACK = 0.01
 
 
 def train_hair_keep(world, steps=None, dest=None, shape_lambda: Optional[float] = None,
-                    color_weights: Optional[dict] = None, style_weights: Optional[dict] = None) -> bool:
+                    color_weights: Optional[dict] = None, style_weights: Optional[dict] = None,
+                    id_lambda: Optional[float] = None) -> bool:
     """Fine-tune the shipped HairCLIP mapper with ``HAIRCLIP_KEEP`` (``shape_lambda`` /
-    ``color_weights`` / ``style_weights``: those instead; run folder
-    ``hairclip_keep_shape<X>[_<colours>][_styles_<hairstyles>]``); scored on the 6 hair tasks, text
+    ``color_weights`` / ``style_weights`` / ``id_lambda``: those instead; run folder
+    ``hairclip_keep_shape<X>[_<colours>][_styles_<hairstyles>][_id<X>]``); scored on the 6 hair tasks, text
     edits to the oversampled colours and hairstyles and the reference matches, shipped on
     ``_keep_gain``."""
     from hairlib.edit.hairclip import HairCLIPConfig, load_hair_mapper
@@ -332,15 +333,18 @@ def train_hair_keep(world, steps=None, dest=None, shape_lambda: Optional[float] 
     recipe = {k: v for k, v in (meta.get("recipe") or HAIRCLIP).items() if k in HairCLIPConfig.__dataclass_fields__}
     keep = {**HAIRCLIP_KEEP, **({} if shape_lambda is None else {"maintain_shape_lambda": shape_lambda}),
             **({} if color_weights is None else {"color_weights": color_weights}),
-            **({} if style_weights is None else {"style_weights": style_weights}), **({"steps": steps} if steps else {})}
+            **({} if style_weights is None else {"style_weights": style_weights}),
+            **({} if id_lambda is None else {"id_lambda": id_lambda}), **({"steps": steps} if steps else {})}
     cfg = HairCLIPConfig(**{**recipe, **keep, "strength": base.strength})
     colors, styles = sorted(cfg.color_weights or {}), sorted(cfg.style_weights or {})
     pairs = lambda odds: " ".join(f"{k.replace(' ', '_')}={v:g}" for k, v in odds.items())  # noqa: E731
     flags = "".join([f" --steps {steps}" if steps else "", "" if shape_lambda is None else f" --shape-lambda {shape_lambda:g}",
                      "" if color_weights is None else " --oversample " + pairs(color_weights),
-                     "" if style_weights is None else " --oversample-style " + pairs(style_weights)])
+                     "" if style_weights is None else " --oversample-style " + pairs(style_weights),
+                     "" if id_lambda is None else f" --id-lambda {id_lambda:g}"])
     run = (f"hairclip_keep_shape{cfg.maintain_shape_lambda:g}" + ("" if color_weights is None else "_" + "_".join(colors))
-           + ("" if style_weights is None else "_styles_" + "_".join(s.replace(" ", "-") for s in styles)))
+           + ("" if style_weights is None else "_styles_" + "_".join(s.replace(" ", "-") for s in styles))
+           + ("" if id_lambda is None else f"_id{id_lambda:g}"))
     return _fine_tune_hair(world, dest, meta, base, cfg, run, lambda w, m: _hair_and_reference_scores(w, m, colors, styles), {
         "stage": "keep", "rounds": int(meta.get("rounds", 1)), "clip": meta.get("clip", ""),
         "command": f"{meta.get('command', 'python -m hairlib.mini.train_mappers hairclip')} && "
@@ -468,7 +472,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None, help="hairclip: total steps")
     p.add_argument("--augment", type=int, default=0, help="styleclip: CLIP loss over this many augmented views")
     p.add_argument("--id-lambda", type=float, default=None,
-                   help="styleclip, styleclip-retower: the identity loss's weight (default: the paper's 0.1 / the mapper's own)")
+                   help="styleclip, styleclip-retower, hairclip-keep: the identity loss's weight (default: the paper's 0.1 / "
+                        "the mapper's own / the HairCLIP recipe's)")
     p.add_argument("--again", action="store_true",
                    help="hairclip-retower: one more round from a mapper already fine-tuned under this CLIP")
     p.add_argument("--background-lambda", type=float, default=None,
@@ -510,7 +515,8 @@ def main(argv=None) -> int:
                 p.error(f"{flag} takes {what}=WEIGHT pairs, got {given}")
 
         train_hair_keep(world, args.steps, weights / "hairclip.safetensors", args.shape_lambda,
-                        odds("--oversample", args.oversample, "COLOR"), odds("--oversample-style", args.oversample_style, "STYLE"))
+                        odds("--oversample", args.oversample, "COLOR"), odds("--oversample-style", args.oversample_style, "STYLE"),
+                        args.id_lambda)
     elif args.what == "styleclip-retower":
         import json
 
