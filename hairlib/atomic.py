@@ -2,8 +2,8 @@
 into place with ``os.replace`` (atomic on one file system), so a crash or an interrupt leaves
 either the old file or the new one, never half of one; a failed write leaves no temporary file.
 
-Training checkpoints, which also keep the previous file and fsync, use
-``hairlib.train.checkpoint.save_atomic``; downloads verify their bytes first (``hairlib.weights``).
+Training checkpoints (``hairlib.train.checkpoint.save_atomic``) build on ``atomic_path`` and also
+fsync and keep the previous file; downloads verify their bytes first (``hairlib.weights``).
 """
 from __future__ import annotations
 

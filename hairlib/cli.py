@@ -383,7 +383,8 @@ def cmd_eval(args) -> int:
         flat = [{k: v for k, v in r.items() if not isinstance(v, dict)} for r in rows]  # kept_by: in the .md
         fields = sorted({k for r in flat for k in r}, key=lambda k: list(flat[0]).index(k) if k in flat[0] else 99)
         print(f"wrote {bench._write_rows(flat, out / f'{stem}.csv', fields, '.4f')}")
-        print(f"wrote {write_text(out / f'{stem}.md', table + chr(10))}")
+        md = write_text(out / f"{stem}.md", table + "\n")
+        print(f"wrote {md}")
         if grid is not None:
             gfields = list(grid[0])
             print(f"wrote {bench._write_rows(grid, out / f'hairclip-grid-{world.name}.csv', gfields, '.4f')}")

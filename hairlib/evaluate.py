@@ -308,19 +308,21 @@ def evaluate_hairclip_grid(world, n: int = 64, seed: int = 1234, mapper=None, st
 
     styles, colors = hairclip_vocab(world)
     pairs = [(s, c) for s in styles for c in colors]
-    key = run_key(world, "hairclip-grid", n, seed, batch, {"mapper": mapper, "strength": strength}) if resume else ""
+    key = run_key(world, "hairclip-grid", n, seed, batch, {"mapper": mapper, "strength": strength}) if resume is not None else ""
     saved = _read_partial(Path(resume), key) if resume is not None else {}
-    if saved and progress:
-        print(f"resuming the HairCLIP grid from {resume}: {sum(f'{s} + {c}' in saved for s, c in pairs)} of {len(pairs)} pairs done")
-    if len(saved) < len(pairs):
+    done = sum(f"{s} + {c}" in saved for s, c in pairs)
+    if done and progress:
+        print(f"resuming the HairCLIP grid from {resume}: {done} of {len(pairs)} pairs done")
+    if done < len(pairs):
         w_all, src = _sources(world, n, seed, batch)
         src_hair = _hair(world, src, batch)
         before = predict_labels(world, src)
         others = [k for k in before if k not in ("hairstyle", "hair_color", "hat")]
     rows = []
     for style, color in tqdm(pairs, desc="HairCLIP grid", disable=not progress):
-        if f"{style} + {color}" in saved:
-            rows.append(saved[f"{style} + {color}"])
+        task = f"{style} + {color}"
+        if task in saved:
+            rows.append(saved[task])
             continue
         t0 = time.time()
         edit = torch.cat([hairlib.edit(world, w_all[i:i + batch], method="hairclip", mapper=mapper, strength=strength,
@@ -328,7 +330,7 @@ def evaluate_hairclip_grid(world, n: int = 64, seed: int = 1234, mapper=None, st
                           for i in range(0, n, batch)])
         seconds = (time.time() - t0) / n
         after = predict_labels(world, edit)
-        row = {"method": "hairclip", "task": f"{style} + {color}", "n": n}
+        row = {"method": "hairclip", "task": task, "n": n}
         hit = {}
         for label, value in (("hairstyle", style), ("hair_color", color)):
             target = value_index(label, value)
@@ -345,7 +347,7 @@ def evaluate_hairclip_grid(world, n: int = 64, seed: int = 1234, mapper=None, st
         row["seconds"] = seconds
         rows.append(row)
         if resume is not None:
-            saved[row["task"]] = row
+            saved[task] = row
             _write_partial(Path(resume), key, saved)
     return rows
 

@@ -139,7 +139,6 @@ class GlobalDirections:
         from safetensors.torch import save_file
 
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {"relevance": self.relevance.contiguous()}
         for i, (m, s) in enumerate(zip(self.mean, self.std)):
             tensors[f"mean.{i}"], tensors[f"std.{i}"] = m.contiguous(), s.contiguous()

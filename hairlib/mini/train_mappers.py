@@ -306,11 +306,11 @@ def train_hair_retower(world, steps=None, dest=None, again: bool = False,
                    "python -m hairlib.mini.train_mappers hairclip-retower" + flags})
 
 
-# hairclip-keep: the colours the mapper reaches least often (README: white 4 %, gray 57 %, pink 72 %,
-# brown 76 % in the grid) are drawn more often. HairCLIP's hair-shape loss on colour-only edits (the
+# hairclip-keep: the colours the mapper reached least often before this stage (grid: white 4 %, gray
+# 57 %, pink 72 %, brown 76 %) are drawn more often. HairCLIP's hair-shape loss on colour-only edits (the
 # parser's P(hair) against the source's mask, --shape-lambda) is off by default: at 2 and 5 it kept
 # more of the other attributes (0.832 -> 0.845 / 0.859) but cost colour success (0.580 -> 0.555 /
-# 0.457), so neither passed the gate; oversampling alone did (0.580 -> 0.627, kept 0.832 -> 0.828)
+# 0.457), so neither passed the gate; oversampling alone did (0.580 -> 0.638, kept 0.832 -> 0.825; a repeat: 0.627)
 HAIRCLIP_KEEP = {"steps": 3000, "seed": 21, "maintain_shape_lambda": 0.0,
                  "color_weights": {"white": 4.0, "gray": 2.0, "pink": 2.0, "brown": 2.0}}
 KEEP_SUCCESS_SLACK = 0.01

@@ -71,7 +71,6 @@ def save_with_meta(module: nn.Module, path, meta: Dict[str, Any]):
     from safetensors.torch import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, str(tmp),
                   metadata={"hairlib": json.dumps(meta)})

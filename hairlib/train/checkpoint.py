@@ -14,21 +14,22 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from hairlib.atomic import atomic_path
+
 __all__ = ["save_atomic", "load_checkpoint", "append_log", "read_log", "stop_on_signals"]
 
 
 def save_atomic(obj: Dict[str, Any], path) -> Path:
-    """torch.save ``obj`` to ``path`` atomically (write .part, fsync, rename)."""
+    """torch.save ``obj`` to ``path`` atomically (write .part, fsync, keep the old file as .prev,
+    rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    if path.exists():
-        os.replace(path, path.with_name(path.name + ".prev"))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        if path.exists():
+            os.replace(path, path.with_name(path.name + ".prev"))
     return path
 
 
