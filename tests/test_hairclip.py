@@ -234,3 +234,29 @@ def test_cli_hairclip_train_and_edit(tiny_weights, tmp_path, monkeypatch, capsys
     assert cli.main(["edit", "--method", "hairclip", "--hairstyle", "afro hairstyle", "--color-ref", str(ref),
                      "--mapper", str(ckpt), "--n", "2", "--out", str(out)]) == 0
     assert out.exists()
+
+
+def test_mask_reference_sets_how_training_and_editing_read_a_reference(tiny_weights, tmp_path, monkeypatch):
+    """``mask_reference=False`` trains on whole references' image embeddings; the mapper keeps the
+    setting in its file, and ``reference="image"`` edits read references the same way."""
+    import hairlib
+
+    world = hairlib.load_world("mini", weights_dir=tiny_weights)
+    seen = []
+    embed = world.clip.embed_image_raw
+    monkeypatch.setattr(world.clip, "embed_image_raw", lambda x: (seen.append(x.clone()), embed(x))[1])
+    cfg = H.HairCLIPConfig(steps=2, batch=2, log_every=1, ckpt_every=10, p_hairstyle=0, p_color=1.0, p_both=0,
+                           p_color_text=0.0, mask_reference=False)
+    m = H.train_hairclip(world, cfg, tmp_path / "a", progress=False)
+    # whole renders: the background outside the hair is not blacked out (masked ones are 0 there)
+    assert len(seen) == 2 and all((x == 0).float().mean() < 0.5 for x in seen)
+    back = H.load_hair_mapper(H.save_hair_mapper(m, tmp_path / "m.safetensors"))
+    assert back.mask_reference is False and HairMapper(10, 16, 8).mask_reference is True
+    refs, hair = H.render_references("color", ["red", "blue"], np.random.default_rng(0))
+    w = world.sample(2, seed=1)
+    for mapper, whole in ((back, True), (H.load_hair_mapper(H.save_hair_mapper(HairMapper(
+            back.num_ws, back.dim, back.embed_dim), tmp_path / "p.safetensors")), False)):
+        seen.clear()
+        hairlib.edit(world, w, method="hairclip", color=refs, reference="image", mapper=mapper)
+        masked = world.masks(world.align(refs))["hair"] * world.align(refs)
+        assert len(seen) == 1 and torch.allclose(seen[0], masked) is not whole

@@ -73,12 +73,15 @@ class SubHairMapper(nn.Module):
 class HairMapper(nn.Module):
     """(W+ [N, num_ws, dim], hairstyle embedding [N, E] or None, colour embedding [N, E] or None)
     -> offsets [N, num_ws, dim]; ``edit`` returns ``w + strength * offsets``, by default at
-    ``self.strength``: the strength it was trained at (0.1, the paper's, unless its file says)."""
+    ``self.strength``: the strength it was trained at (0.1, the paper's, unless its file says).
+    ``self.mask_reference``: whether it reads a reference image's hair region only (the paper's)
+    or the whole image (``hairlib.edit.hairclip``)."""
 
     def __init__(self, num_ws: int = 18, dim: int = 512, embed_dim: int = 512):
         super().__init__()
         self.num_ws, self.dim, self.embed_dim = num_ws, dim, embed_dim
         self.strength = 0.1
+        self.mask_reference = True
         sl = group_slices(num_ws)
         self.course_mapping = SubHairMapper(sl["coarse"].stop - sl["coarse"].start, dim, embed_dim)
         self.medium_mapping = SubHairMapper(sl["medium"].stop - sl["medium"].start, dim, embed_dim)
