@@ -108,3 +108,20 @@ def test_shipped_styleclip_mappers_are_found_by_name(world, faces):
     assert torch.equal(by_prompt.latents, r.latents)
     with pytest.raises(ValueError, match="no mapper for"):
         hairlib.edit(world, w, "a photo of a person with a mohawk.", method="mapper")
+
+
+def test_the_reading_loss_is_low_when_the_edit_has_the_references_colour(world):
+    """CLIP's zero-shot reading (HairCLIP's ``image_reading_lambda``): a render read against a
+    reference of its own hair colour costs less than against one of another colour."""
+    import numpy as np
+
+    from hairlib.edit.hairclip import color_text, hairclip_vocab, reading_loss, render_references
+
+    _, colors = hairclip_vocab(world)
+    vocab = world.clip.encode_text([color_text(c) for c in colors])
+    rng = np.random.default_rng(5)
+    a, _ = render_references("color", ["red", "blue", "blond", "black"], rng, split="heldout")
+    b, _ = render_references("color", ["red", "blue", "blond", "black"], rng, split="heldout")
+    same = reading_loss(world.clip, vocab, a, b)
+    other = reading_loss(world.clip, vocab, a, b.roll(1, 0))
+    assert same < 0.5 * other

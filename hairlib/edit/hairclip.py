@@ -58,7 +58,7 @@ from hairlib.edit.result import EditResult
 from hairlib.nets.hair_mapper import HairMapper
 
 __all__ = ["condition_embedding", "reference_image", "read_reference", "hairclip_edit", "HairCLIPConfig", "train_hairclip",
-           "save_hair_mapper", "load_hair_mapper", "hairclip_vocab", "render_references"]
+           "reading_loss", "save_hair_mapper", "load_hair_mapper", "hairclip_vocab", "render_references"]
 
 Condition = Union[None, str, Path, np.ndarray, torch.Tensor, Any]
 
@@ -228,6 +228,11 @@ class HairCLIPConfig:
     # False (not the paper's): of the whole reference, for a CLIP that never saw hair-only images
     # (the mini CLIP reads hair-masked renders' hairstyle 45 % of the time, whole renders' 95 %)
     mask_reference: bool = True
+    # not the paper's: for a reference image, x cross-entropy of CLIP's zero-shot reading of the edit
+    # against its reading of the reference (softmax at logit scale 100 over the vocabulary's prompts,
+    # "<style> hairstyle" / "<colour> hair", whole images): the reference's hairstyle or colour as CLIP
+    # reads it, for a CLIP whose hair-only embeddings say little (the image losses above compare those)
+    image_reading_lambda: float = 0.0
     strength: float = 0.1  # w_hat = w + strength * M(w, e_style, e_color)
     truncation: float = 0.7  # of sampled latents
     augment: int = 0  # > 0: text losses averaged over this many shifted / flipped views (not the paper's)
@@ -260,6 +265,16 @@ def _edit_kind(cfg: HairCLIPConfig, rng: np.random.Generator) -> Tuple[bool, boo
     """(edit the hairstyle?, edit the colour?) drawn with the authors' probabilities."""
     k = rng.choice(4, p=[cfg.p_hairstyle, cfg.p_color, cfg.p_both, max(0.0, 1 - cfg.p_hairstyle - cfg.p_color - cfg.p_both)])
     return k in (0, 2), k in (1, 2)
+
+
+def reading_loss(clip, vocab: torch.Tensor, reference: torch.Tensor, edit: torch.Tensor,
+                 logit_scale: float = 100.0) -> torch.Tensor:
+    """``image_reading_lambda``'s term: the cross-entropy of CLIP's zero-shot reading of ``edit``
+    [N, 3, R, R] (softmax over the unit text embeddings ``vocab`` [K, D]) against its reading of
+    ``reference`` [N, 3, R, R] (no gradient). Differentiable in ``edit``; a scalar."""
+    with torch.no_grad():
+        target = torch.softmax(logit_scale * clip.encode_image(reference) @ vocab.T, 1)
+    return -(target * torch.log_softmax(logit_scale * clip.encode_image(edit) @ vocab.T, 1)).sum(1).mean()
 
 
 def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, *,
@@ -312,6 +327,8 @@ def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, 
     gen = torch.Generator().manual_seed(cfg.seed + 7919 * rank)
     parts: Dict[str, float] = {}
     dev = world.device
+    vocab_emb = {"hairstyle": clip.encode_text([style_text(n) for n in styles]),
+                 "color": clip.encode_text([color_text(n) for n in colors])} if cfg.image_reading_lambda else {}
 
     def condition(kind: str, names: List[str], p_text: float, rng) -> Dict[str, Any]:
         if rng.random() < p_text:
@@ -361,6 +378,9 @@ def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, 
             terms["img_hairstyle"] = (cfg.image_hairstyle_lambda, l_img)
         if color is not None and "image" in color:
             terms["img_color"] = (cfg.image_color_lambda, avg_lab_loss(color["image"], color["hair"], x_hat, hair_hat))
+        for name, c in (("hairstyle", style), ("color", color)):
+            if cfg.image_reading_lambda and c is not None and "image" in c:
+                terms[f"read_{name}"] = (cfg.image_reading_lambda, reading_loss(clip, vocab_emb[name], c["image"], x_hat))
         if do_style and not do_color:
             terms["maintain_color"] = (cfg.maintain_color_lambda, avg_lab_loss(x, hair_x, x_hat, hair_hat))
         if do_color and not do_style and cfg.maintain_shape_lambda:
