@@ -262,17 +262,23 @@ def test_mask_reference_sets_how_training_and_editing_read_a_reference(tiny_weig
         assert len(seen) == 1 and torch.allclose(seen[0], masked) is not whole
 
 
-def test_the_reading_loss_runs_on_reference_images_only(tiny_weights, tmp_path):
+def test_the_reading_losses_run_on_their_own_kind_of_condition(tiny_weights, tmp_path):
     """``image_reading_lambda`` adds CLIP's zero-shot reading of the edit against the reference's
-    for reference conditions (logged as read_hairstyle / read_color), never for text ones."""
+    for reference conditions (logged as read_hairstyle / read_color), ``text_reading_lambda``
+    against the prompt's own index for text ones (read_text_*); each only when its weight is set."""
     import json
 
     import hairlib
 
     world = hairlib.load_world("mini", weights_dir=tiny_weights)
-    for p_text, expect in ((0.0, True), (1.0, False)):
+    for p_text, text_lambda in ((0.0, 0.05), (1.0, 0.0), (1.0, 0.05)):
+        run = tmp_path / f"{p_text}_{text_lambda}"
         cfg = H.HairCLIPConfig(steps=3, batch=2, log_every=1, ckpt_every=10, p_hairstyle=0, p_color=0, p_both=1.0,
-                               p_hairstyle_text=p_text, p_color_text=p_text, image_reading_lambda=0.05)
-        H.train_hairclip(world, cfg, tmp_path / str(p_text), progress=False)
-        logs = [json.loads(s) for s in (tmp_path / str(p_text) / "log.jsonl").read_text().splitlines()]
-        assert all((("read_hairstyle" in r and "read_color" in r and r["read_color"] > 0) is expect) for r in logs)
+                               p_hairstyle_text=p_text, p_color_text=p_text, image_reading_lambda=0.05,
+                               text_reading_lambda=text_lambda)
+        H.train_hairclip(world, cfg, run, progress=False)
+        logs = [json.loads(s) for s in (run / "log.jsonl").read_text().splitlines()]
+        image, text = p_text == 0.0, p_text == 1.0 and text_lambda > 0
+        assert all(("read_hairstyle" in r and "read_color" in r and r["read_color"] > 0) is image for r in logs)
+        assert all(("read_text_hairstyle" in r and r["read_text_color"] > 0 if text else "read_text_color" not in r)
+                   for r in logs)

@@ -125,3 +125,5 @@ def test_the_reading_loss_is_low_when_the_edit_has_the_references_colour(world):
     same = reading_loss(world.clip, vocab, a, b)
     other = reading_loss(world.clip, vocab, a, b.roll(1, 0))
     assert same < 0.5 * other
+    own = torch.tensor([colors.index(c) for c in ["red", "blue", "blond", "black"]])  # a text condition's prompt
+    assert reading_loss(world.clip, vocab, own, b) < 0.5 * reading_loss(world.clip, vocab, own.roll(1), b)

@@ -233,6 +233,9 @@ class HairCLIPConfig:
     # "<style> hairstyle" / "<colour> hair", whole images): the reference's hairstyle or colour as CLIP
     # reads it, for a CLIP whose hair-only embeddings say little (the image losses above compare those)
     image_reading_lambda: float = 0.0
+    # the same for a text condition, against its own prompt among the vocabulary's (not the paper's:
+    # the text loss above pulls toward the prompt, this one also away from the vocabulary's others)
+    text_reading_lambda: float = 0.0
     strength: float = 0.1  # w_hat = w + strength * M(w, e_style, e_color)
     truncation: float = 0.7  # of sampled latents
     augment: int = 0  # > 0: text losses averaged over this many shifted / flipped views (not the paper's)
@@ -267,13 +270,17 @@ def _edit_kind(cfg: HairCLIPConfig, rng: np.random.Generator) -> Tuple[bool, boo
     return k in (0, 2), k in (1, 2)
 
 
-def reading_loss(clip, vocab: torch.Tensor, reference: torch.Tensor, edit: torch.Tensor,
+def reading_loss(clip, vocab: torch.Tensor, target: torch.Tensor, edit: torch.Tensor,
                  logit_scale: float = 100.0) -> torch.Tensor:
-    """``image_reading_lambda``'s term: the cross-entropy of CLIP's zero-shot reading of ``edit``
-    [N, 3, R, R] (softmax over the unit text embeddings ``vocab`` [K, D]) against its reading of
-    ``reference`` [N, 3, R, R] (no gradient). Differentiable in ``edit``; a scalar."""
+    """``image_reading_lambda`` / ``text_reading_lambda``'s term: the cross-entropy of CLIP's
+    zero-shot reading of ``edit`` [N, 3, R, R] (softmax over the unit text embeddings ``vocab``
+    [K, D]) against ``target``: reference images [N, 3, R, R] (CLIP's reading of them, no
+    gradient) or indices [N] into ``vocab`` (the text conditions' own prompts). Differentiable in
+    ``edit``; a scalar."""
+    if target.ndim == 1:
+        return torch.nn.functional.cross_entropy(logit_scale * clip.encode_image(edit) @ vocab.T, target.to(edit.device))
     with torch.no_grad():
-        target = torch.softmax(logit_scale * clip.encode_image(reference) @ vocab.T, 1)
+        target = torch.softmax(logit_scale * clip.encode_image(target) @ vocab.T, 1)
     return -(target * torch.log_softmax(logit_scale * clip.encode_image(edit) @ vocab.T, 1)).sum(1).mean()
 
 
@@ -328,12 +335,13 @@ def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, 
     parts: Dict[str, float] = {}
     dev = world.device
     vocab_emb = {"hairstyle": clip.encode_text([style_text(n) for n in styles]),
-                 "color": clip.encode_text([color_text(n) for n in colors])} if cfg.image_reading_lambda else {}
+                 "color": clip.encode_text([color_text(n) for n in colors])} if cfg.image_reading_lambda or cfg.text_reading_lambda else {}
 
     def condition(kind: str, names: List[str], p_text: float, rng) -> Dict[str, Any]:
         if rng.random() < p_text:
             texts = [style_text(n) if kind == "hairstyle" else color_text(n) for n in names]
-            return {"text": texts, "embedding": clip.embed_text_raw(texts), "target": clip.encode_text(texts)}
+            index = torch.tensor([(styles if kind == "hairstyle" else colors).index(n) for n in names])
+            return {"text": texts, "embedding": clip.embed_text_raw(texts), "target": clip.encode_text(texts), "index": index}
         images, hair = references(kind, names, rng)
         images, hair = images.to(dev), hair.to(dev)
         with torch.no_grad():
@@ -381,6 +389,8 @@ def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, 
         for name, c in (("hairstyle", style), ("color", color)):
             if cfg.image_reading_lambda and c is not None and "image" in c:
                 terms[f"read_{name}"] = (cfg.image_reading_lambda, reading_loss(clip, vocab_emb[name], c["image"], x_hat))
+            if cfg.text_reading_lambda and c is not None and "text" in c:
+                terms[f"read_text_{name}"] = (cfg.text_reading_lambda, reading_loss(clip, vocab_emb[name], c["index"], x_hat))
         if do_style and not do_color:
             terms["maintain_color"] = (cfg.maintain_color_lambda, avg_lab_loss(x, hair_x, x_hat, hair_hat))
         if do_color and not do_style and cfg.maintain_shape_lambda:

@@ -319,12 +319,13 @@ KEEP_SUCCESS_SLACK = 0.01
 def train_hair_keep(world, steps=None, dest=None, shape_lambda: Optional[float] = None,
                     color_weights: Optional[dict] = None, style_weights: Optional[dict] = None,
                     id_lambda: Optional[float] = None, whole_reference: bool = False,
-                    reading_lambda: Optional[float] = None) -> bool:
+                    reading_lambda: Optional[float] = None, text_reading_lambda: Optional[float] = None) -> bool:
     """Fine-tune the shipped HairCLIP mapper with ``HAIRCLIP_KEEP`` (``shape_lambda`` /
     ``color_weights`` / ``style_weights`` / ``id_lambda``: those instead; ``whole_reference``: reference
-    images read whole, ``HairCLIPConfig.mask_reference=False``; ``reading_lambda``: the weight of
-    ``image_reading_lambda``; run folder
-    ``hairclip_keep_shape<X>[_<colours>][_styles_<hairstyles>][_id<X>][_whole][_read<X>]``); scored on the 6 hair tasks, text
+    images read whole, ``HairCLIPConfig.mask_reference=False``; ``reading_lambda`` /
+    ``text_reading_lambda``: ``image_reading_lambda`` / ``text_reading_lambda``; run folder
+    ``hairclip_keep_shape<X>[_<colours>][_styles_<hairstyles>][_id<X>][_whole][_read<X>][_textread<X>]``);
+    scored on the 6 hair tasks, text
     edits to the oversampled colours and hairstyles and the reference matches, shipped on
     ``_keep_gain``."""
     from hairlib.edit.hairclip import HairCLIPConfig, load_hair_mapper
@@ -339,7 +340,8 @@ def train_hair_keep(world, steps=None, dest=None, shape_lambda: Optional[float] 
             **({} if style_weights is None else {"style_weights": style_weights}),
             **({} if id_lambda is None else {"id_lambda": id_lambda}), **({"steps": steps} if steps else {}),
             **({"mask_reference": False} if whole_reference else {}),
-            **({} if reading_lambda is None else {"image_reading_lambda": reading_lambda})}
+            **({} if reading_lambda is None else {"image_reading_lambda": reading_lambda}),
+            **({} if text_reading_lambda is None else {"text_reading_lambda": text_reading_lambda})}
     cfg = HairCLIPConfig(**{**recipe, **keep, "strength": base.strength})
     colors, styles = sorted(cfg.color_weights or {}), sorted(cfg.style_weights or {})
     pairs = lambda odds: " ".join(f"{k.replace(' ', '_')}={v:g}" for k, v in odds.items())  # noqa: E731
@@ -347,11 +349,13 @@ def train_hair_keep(world, steps=None, dest=None, shape_lambda: Optional[float] 
                      "" if color_weights is None else " --oversample " + pairs(color_weights),
                      "" if style_weights is None else " --oversample-style " + pairs(style_weights),
                      "" if id_lambda is None else f" --id-lambda {id_lambda:g}", " --whole-reference" if whole_reference else "",
-                     "" if reading_lambda is None else f" --reading-lambda {reading_lambda:g}"])
+                     "" if reading_lambda is None else f" --reading-lambda {reading_lambda:g}",
+                     "" if text_reading_lambda is None else f" --text-reading-lambda {text_reading_lambda:g}"])
     run = (f"hairclip_keep_shape{cfg.maintain_shape_lambda:g}" + ("" if color_weights is None else "_" + "_".join(colors))
            + ("" if style_weights is None else "_styles_" + "_".join(s.replace(" ", "-") for s in styles))
            + ("" if id_lambda is None else f"_id{id_lambda:g}") + ("_whole" if whole_reference else "")
-           + ("" if reading_lambda is None else f"_read{reading_lambda:g}"))
+           + ("" if reading_lambda is None else f"_read{reading_lambda:g}")
+           + ("" if text_reading_lambda is None else f"_textread{text_reading_lambda:g}"))
     return _fine_tune_hair(world, dest, meta, base, cfg, run, lambda w, m: _hair_and_reference_scores(w, m, colors, styles), {
         "stage": "keep", "rounds": int(meta.get("rounds", 1)), "clip": meta.get("clip", ""),
         "command": f"{meta.get('command', 'python -m hairlib.mini.train_mappers hairclip')} && "
@@ -498,6 +502,9 @@ def main(argv=None) -> int:
     p.add_argument("--reading-lambda", type=float, default=None,
                    help="hairclip-keep: the weight of CLIP's zero-shot reading of the edit against the reference's "
                         "(HairCLIPConfig.image_reading_lambda; default: the recipe's)")
+    p.add_argument("--text-reading-lambda", type=float, default=None,
+                   help="hairclip-keep: the same reading for text conditions, against their own prompt among the "
+                        "vocabulary's (HairCLIPConfig.text_reading_lambda)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--weights", default=None,
                    help="the mini world's weights folder to read and write (default: $HAIRLIB_MINI_WEIGHTS, else the "
@@ -529,7 +536,7 @@ def main(argv=None) -> int:
 
         train_hair_keep(world, args.steps, weights / "hairclip.safetensors", args.shape_lambda,
                         odds("--oversample", args.oversample, "COLOR"), odds("--oversample-style", args.oversample_style, "STYLE"),
-                        args.id_lambda, args.whole_reference, args.reading_lambda)
+                        args.id_lambda, args.whole_reference, args.reading_lambda, args.text_reading_lambda)
     elif args.what == "styleclip-retower":
         import json
 
