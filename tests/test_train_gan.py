@@ -85,3 +85,21 @@ def test_simple_fit_learns_and_resumes(tmp_path):
     assert fit(model, opt, steps=150, lr=0.1, loss_fn=loss_fn, out_dir=tmp_path, progress=False) == 150
     assert loss_fn(0).item() < min(first, 0.01)
     assert load_checkpoint(tmp_path / "state.pt")["step"] == 150
+
+
+def test_fit_refuses_to_resume_a_run_of_other_settings(tmp_path):
+    """A folder's state.pt resumes only a run with the same metadata, but for the settings a resume
+    may change (steps, how often it logs and checkpoints); any other difference is named."""
+    from hairlib.train.simple import fit
+
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    loss_fn = lambda step: model(torch.ones(2, 3)).pow(2).mean()  # noqa: E731
+    meta = {"world": "mini", "cfg": {"id_lambda": 0.3, "steps": 4, "log_every": 1}}
+    fit(model, opt, steps=4, lr=0.1, loss_fn=loss_fn, out_dir=tmp_path, progress=False, meta=meta)
+    more = {"world": "mini", "cfg": {"id_lambda": 0.3, "steps": 8, "log_every": 2}}
+    assert fit(model, opt, steps=8, lr=0.1, loss_fn=loss_fn, out_dir=tmp_path, progress=False, meta=more) == 8
+    other = {"world": "mini", "cfg": {"id_lambda": 0.6, "steps": 8, "log_every": 2}}
+    with pytest.raises(ValueError, match=r"other settings \(cfg.id_lambda\)"):
+        fit(model, opt, steps=12, lr=0.1, loss_fn=loss_fn, out_dir=tmp_path, progress=False, meta=other)
+    assert load_checkpoint(tmp_path / "state.pt")["step"] == 8

@@ -12,14 +12,16 @@ A condition is a CLIP embedding, as the authors compute it (``hairlib.nets.hair_
 Either condition may be absent: that part of the mapper then runs without modulation.
 
 How a reference becomes a condition (``reference=``, default ``world.defaults["hairclip_edit"]``):
-* ``"image"``, the paper's: the hair-masked reference's raw CLIP image embedding. It relies on
-  CLIP's image and text spaces being one space, as OpenAI's ViT-B/32 nearly makes them.
+* ``"image"``, the paper's: the reference's raw CLIP image embedding, of its hair region only (the
+  world's hair mask times the image) for a mapper trained so (``HairCLIPConfig.mask_reference``,
+  the paper's and the authors' checkpoint's), else of the whole image. It relies on CLIP's image
+  and text spaces being one space, as OpenAI's ViT-B/32 nearly makes them. The mini CLIP never saw
+  hair-only images: it tells hair-masked renders' hairstyle apart 45 % of the time (nearest class
+  mean, 8 renders per style) and whole renders' 95 %, so the shipped mini mapper reads whole ones.
 * ``"text"``: CLIP reads the whole reference zero-shot against the mapper's vocabulary
   ("<style> hairstyle" / "<colour> hair") and the condition is the softmax-weighted mix
-  (CLIP's logit scale, 100) of those prompts' raw text embeddings. The mini CLIP's image and text
-  embeddings lie far apart (its modality gap), so the mapper, which learns mostly from text,
-  reads image embeddings poorly: on 64 held-out references, colour matched 33 % ("image") vs
-  67 % ("text"), hairstyle 19 % vs 34 % (README results). The mini world's default.
+  (CLIP's logit scale, 100) of those prompts' raw text embeddings. It needs no training on
+  reference images; the README's results compare the two on held-out references.
 
 Training (``train_hairclip``) follows the authors' ``mapper/training/coach.py`` and
 ``mapper/datasets/latents_dataset.py``: each step edits the hairstyle only (p 0.5), the colour
@@ -34,11 +36,16 @@ only (0.2), both (0.27) or nothing (0.03); each condition is a text (p 0.5; "<st
   (average LAB of the edit vs the source), background 1.0 (MSE where neither image has hair),
   latent L2 0.8.
 
-Two options that are not the paper's (off by default): ``maintain_shape_lambda`` x binary
+Options that are not the paper's (off by default): ``maintain_shape_lambda`` x binary
 cross-entropy of the parser's P(hair) of the edit against the source's hair mask, when only the
 colour changes (``world.hair_probability``; for generators whose colour rows also draw the hair's
-outline), and ``color_weights`` / ``style_weights``, the relative odds of each target colour and
-hairstyle.
+outline); ``color_weights`` / ``style_weights``, the relative odds of each target colour and
+hairstyle; ``mask_reference=False`` (above); and CLIP's zero-shot *reading* of the edit over the
+vocabulary's prompts (``reading_loss``: cross-entropy at logit scale 100), against CLIP's reading
+of the reference for reference conditions (``image_reading_lambda``) and against the condition's
+own prompt for text ones (``text_reading_lambda``). The text loss only pulls the edit toward its
+prompt; the reading also pushes it away from the vocabulary's other prompts, and it gives
+reference conditions a loss CLIP can read when its hair-only embeddings say little.
 
 Ranger at lr 0.0005, batch 1, 500 000 steps for FFHQ. The mini world's defaults
 (``world.defaults["hairclip"]``) train 4 faces a step for a few thousand steps; its references

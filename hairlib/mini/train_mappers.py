@@ -324,7 +324,8 @@ def train_hair_keep(world, steps=None, dest=None, shape_lambda: Optional[float] 
     ``color_weights`` / ``style_weights`` / ``id_lambda``: those instead; ``whole_reference``: reference
     images read whole, ``HairCLIPConfig.mask_reference=False``; ``reading_lambda`` /
     ``text_reading_lambda``: ``image_reading_lambda`` / ``text_reading_lambda``; run folder
-    ``hairclip_keep_shape<X>[_<colours>][_styles_<hairstyles>][_id<X>][_whole][_read<X>][_textread<X>]``);
+    ``hairclip_keep_shape<X>[_<colours>][_styles_<hairstyles>][_id<X>][_whole][_read<X>][_textread<X>]``, the
+    last three as the recipe has them, inherited from the mapper it starts from unless given);
     scored on the 6 hair tasks, text
     edits to the oversampled colours and hairstyles and the reference matches, shipped on
     ``_keep_gain``."""
@@ -353,9 +354,11 @@ def train_hair_keep(world, steps=None, dest=None, shape_lambda: Optional[float] 
                      "" if text_reading_lambda is None else f" --text-reading-lambda {text_reading_lambda:g}"])
     run = (f"hairclip_keep_shape{cfg.maintain_shape_lambda:g}" + ("" if color_weights is None else "_" + "_".join(colors))
            + ("" if style_weights is None else "_styles_" + "_".join(s.replace(" ", "-") for s in styles))
-           + ("" if id_lambda is None else f"_id{id_lambda:g}") + ("_whole" if whole_reference else "")
-           + ("" if reading_lambda is None else f"_read{reading_lambda:g}")
-           + ("" if text_reading_lambda is None else f"_textread{text_reading_lambda:g}"))
+           + ("" if id_lambda is None else f"_id{id_lambda:g}")
+           # these from the recipe, which inherits them from the mapper it starts from
+           + ("" if cfg.mask_reference else "_whole")
+           + (f"_read{cfg.image_reading_lambda:g}" if cfg.image_reading_lambda else "")
+           + (f"_textread{cfg.text_reading_lambda:g}" if cfg.text_reading_lambda else ""))
     return _fine_tune_hair(world, dest, meta, base, cfg, run, lambda w, m: _hair_and_reference_scores(w, m, colors, styles), {
         "stage": "keep", "rounds": int(meta.get("rounds", 1)), "clip": meta.get("clip", ""),
         "command": f"{meta.get('command', 'python -m hairlib.mini.train_mappers hairclip')} && "

@@ -21,13 +21,33 @@ from hairlib.train.checkpoint import append_log, load_checkpoint, save_atomic
 __all__ = ["fit"]
 
 
+# settings a run may change when it is resumed (train on to more steps, log more often)
+RESUMABLE = frozenset({"steps", "ckpt_every", "log_every"})
+
+
+def _flat(meta: Dict[str, Any], prefix: str = "") -> Dict[str, str]:
+    """A run's metadata as dotted key -> JSON text, without the ``RESUMABLE`` settings."""
+    import json
+
+    out = {}
+    for k, v in meta.items():
+        if k in RESUMABLE:
+            continue
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = json.dumps(v, sort_keys=True, default=str)
+    return out
+
+
 def fit(model: nn.Module, opt: torch.optim.Optimizer, *, steps: int, lr: Optional[float],
         loss_fn: Callable[[int], torch.Tensor], out_dir, ckpt_every: int = 250, log_every: int = 25,
         gen: Optional[torch.Generator] = None, meta: Optional[Dict[str, Any]] = None,
         desc: str = "train", progress: bool = True, schedule: str = "cosine",
         log_fn: Optional[Callable[[], Dict[str, float]]] = None, parallel=None) -> int:
     """Train ``model`` until ``steps``; ``loss_fn(step)`` builds step ``step``'s batch and returns
-    its loss. Resumes from ``out_dir/state.pt``; returns the step reached. ``schedule``:
+    its loss. Resumes from ``out_dir/state.pt`` (refused if its ``meta`` differs from this run's,
+    but for ``RESUMABLE`` settings); returns the step reached. ``schedule``:
     "cosine" (decay to 0) or "constant"; ``log_fn()`` adds fields to each log line. ``parallel``
     (``hairlib.train.parallel.Parallel``): data parallelism; ``gen`` must then draw this
     process's own batches (seed it by rank)."""
@@ -39,6 +59,13 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, *, steps: int, lr: Optiona
     out_dir = Path(out_dir)
     step = 0
     state = load_checkpoint(out_dir / "state.pt")
+    if state is not None and meta and state.get("meta"):
+        differ = sorted(k for k in set(_flat(meta)) | set(_flat(state["meta"]))
+                        if _flat(meta).get(k) != _flat(state["meta"]).get(k))
+        if differ:
+            raise ValueError(f"{out_dir / 'state.pt'} holds a run with other settings ({', '.join(differ[:6])}"
+                             f"{', ...' if len(differ) > 6 else ''}): rerun it with those to resume it, or give "
+                             "this run another folder (or delete that state.pt to start over)")
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
