@@ -279,7 +279,7 @@ def bench_edit(world, *, quick: bool = False, progress: bool = True) -> List[dic
     if gcfg.n_images != 100:
         rel = gd.meta["seconds_relevance"]
         est = gd.meta["seconds_stats"] + rel * 100 / gcfg.n_images
-        rows.append({"method": "global pre-processing", "what": f"same, extrapolated to 100 images",
+        rows.append({"method": "global pre-processing", "what": "same, extrapolated to 100 images",
                      "seconds": est})
     ms = time_fn(lambda: global_edit(world, w, "a face with curly hair", directions=gd, progress=False), dev,
                  repeats=5 if quick else 20)

@@ -10,7 +10,6 @@ the one stand-in that is not in the file's format: its loader is tested on its o
 """
 import dataclasses
 
-import numpy as np
 import pytest
 import torch
 

@@ -117,6 +117,34 @@ def test_training_with_augmented_views_resumes_exactly(world, tmp_path):
     assert not torch.allclose(full(w), plain(w))  # the views change what is learned
 
 
+def test_contrast_prompts_add_clips_reading_and_go_into_the_recipe(world, tmp_path, monkeypatch):
+    """``contrast_lambda``: CLIP's reading of the edit over the prompt and ``contrast`` (logged as
+    ``contrast``), cross-entropy toward the prompt; it changes what is learned, needs contrast
+    prompts, and its prompts are kept in the recipe (``to_dict``)."""
+    from hairlib.edit.mapper import MapperConfig
+    from hairlib.mini import train_mappers as TM
+    from hairlib.train.checkpoint import read_log
+
+    asked = []
+    encode = world.clip.encode_text
+    monkeypatch.setattr(world.clip, "encode_text", lambda t, *a, **k: (asked.append(t), encode(t, *a, **k))[1])
+    contrast = TM._contrast("red")
+    assert "a photo of a person with blond hair." in contrast and not any("red" in c for c in contrast)
+    kw = dict(steps=4, batch=2, log_every=1, progress=False)
+    m = train_mapper(world, "a photo of a person with red hair.", out_dir=tmp_path / "a", contrast=contrast,
+                     contrast_lambda=0.05, **kw)
+    assert ["a photo of a person with red hair.", *contrast] in asked
+    log = read_log(tmp_path / "a" / "log.jsonl")
+    assert all(r["contrast"] > 0 for r in log)
+    plain = train_mapper(world, "a photo of a person with red hair.", out_dir=tmp_path / "b", **kw)
+    w = world.sample(2, seed=4)
+    assert "contrast" not in read_log(tmp_path / "b" / "log.jsonl")[-1] and not torch.allclose(m(w), plain(w))
+    assert MapperConfig(contrast=contrast).to_dict()["contrast"] == list(contrast)
+    with pytest.raises(ValueError, match="needs contrast prompts"):
+        train_mapper(world, "red hair", out_dir=tmp_path / "c", contrast_lambda=0.1, **kw)
+    assert len(TM._contrast("smiling")) == 3 and len(TM._contrast("afro")) == 10
+
+
 def test_fine_tuning_starts_from_the_init_and_checks_its_shape(world, tmp_path):
     G = world.generator
     torch.manual_seed(3)

@@ -42,6 +42,11 @@ class MapperConfig:
     strength: float = 0.1  # w_hat = w + strength * M(w)
     truncation: float = 0.7  # of sampled latents
     augment: int = 0  # > 0: the CLIP loss averaged over this many shifted / flipped views (not the paper's)
+    # not the paper's: x cross-entropy of CLIP's zero-shot reading of the edit over the prompt and
+    # these others (softmax at logit scale 100), toward the prompt: the CLIP loss pulls the edit toward
+    # its prompt only, this also away from the contrasting ones (e.g. "... a neutral expression.")
+    contrast: Sequence[str] = ()
+    contrast_lambda: float = 0.0
     seed: int = 0
     ckpt_every: int = 500
     log_every: int = 25
@@ -49,6 +54,7 @@ class MapperConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["groups"] = list(self.groups)
+        d["contrast"] = list(self.contrast)
         return d
 
 
@@ -84,6 +90,9 @@ def train_mapper(world, text: str, cfg: MapperConfig = MapperConfig(), out_dir=N
         mapper.load_state_dict(start.state_dict())
     opt = Ranger(mapper.parameters(), lr=cfg.lr)
     txt = world.clip.encode_text(text.strip())
+    if cfg.contrast_lambda and not cfg.contrast:
+        raise ValueError("contrast_lambda needs contrast prompts (MapperConfig.contrast)")
+    readings = world.clip.encode_text([text.strip(), *cfg.contrast]) if cfg.contrast_lambda else None
     rank = parallel.rank if parallel is not None else 0
     gen = torch.Generator().manual_seed(cfg.seed + 7919 * rank)
     if latents is not None:
@@ -109,6 +118,11 @@ def train_mapper(world, text: str, cfg: MapperConfig = MapperConfig(), out_dir=N
         l_l2 = F.mse_loss(w_hat, w)
         loss = cfg.clip_lambda * l_clip + cfg.l2_lambda * l_l2
         parts.update(clip=l_clip.item(), l2=l_l2.item())
+        if readings is not None:
+            logits = 100 * world.clip.encode_image(x_hat) @ readings.T
+            l_read = F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
+            loss = loss + cfg.contrast_lambda * l_read
+            parts["contrast"] = l_read.item()
         if cfg.id_lambda:
             l_id = (1 - (world.identity(x_hat) * src_id).sum(1)).mean()
             loss = loss + cfg.id_lambda * l_id

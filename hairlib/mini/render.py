@@ -682,7 +682,7 @@ class _Geo:
     def __init__(self, p: FaceParams):
         male = p.gender == 1
         self.male = male
-        self.cx = cx = 32.0
+        self.cx = 32.0
         self.cy = cy = 29.0
         self.rx = rx = 11.4 + 1.5 * p.face_width + (0.9 if male else 0.0)
         self.ry_top = 14.0 + 0.6 * p.face_length

@@ -53,7 +53,7 @@ import argparse
 import copy
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
@@ -70,6 +70,23 @@ MAPPERS = {
     "smiling": ("a photo of a person with a smile.", ("coarse", "medium")),
 }
 MAPPER_SETTINGS = {"steps": 2000, "batch": 8, "seed": 0}
+# ``styleclip-retower --contrast-lambda X``: the prompts each mapper's edit is read away from, in its
+# own prompt's frame, from the mini captions' vocabulary (not the paper's; ``MapperConfig.contrast``)
+
+
+def _contrast(name: str) -> Tuple[str, ...]:
+    from hairlib.mini.vocab import HAIR_COLORS, PHRASES
+
+    frame = "a photo of a person with {}."
+    styles = lambda own: tuple(frame.format(v["np"][0]) for k, v in PHRASES["hairstyle"].items()  # noqa: E731
+                               if k not in (own, "bald"))
+    if name in ("afro", "curly"):
+        return styles(name)
+    if name == "red":
+        return tuple(frame.format(f"{c} hair") for c in HAIR_COLORS if c != "red")
+    if name == "smiling":
+        return tuple(frame.format(v) for v in PHRASES["smiling"]["no"]["np"])
+    raise KeyError(f"no contrast prompts for the {name!r} mapper")
 HAIRCLIP = {"steps": 12000, "batch": 4, "seed": 0}
 # a retrained StyleCLIP mapper replaces the shipped one only if its success beats it by this much (3 of
 # the 64 faces): a mapper that learnt nothing (identity 0.995, success 0 -> 1.6 %) must not ship as a gain
@@ -369,10 +386,11 @@ RETOWER_MAPPER = {"steps": 800, "seed": 12}
 
 
 def train_styleclip_retower(world, only=None, steps=None, weights: Path = WEIGHTS_DIR,
-                            id_lambda: Optional[float] = None) -> dict:
+                            id_lambda: Optional[float] = None, contrast_lambda: Optional[float] = None) -> dict:
     """Fine-tune each shipped StyleCLIP mapper (``only``: these) under the shipped CLIP, from its
     weights with its own recipe (``id_lambda``: that identity weight instead, run folder
-    ``<name>_retower_id<X>``); ship it where its success on the validation faces beats the
+    ``<name>_retower_id<X>``; ``contrast_lambda``: CLIP's reading of the edit against
+    ``_contrast(name)``'s prompts at that weight, folder suffix ``_contrast<X>``); ship it where its success on the validation faces beats the
     shipped one's (scored afresh) by ``MIN_GAIN`` at identity >= 0.8. Mappers already fine-tuned
     under this CLIP are left alone. Returns {name: {"before", "after", "shipped"}}."""
     from hairlib.edit.mapper import MapperConfig, save_mapper, train_mapper
@@ -392,10 +410,15 @@ def train_styleclip_retower(world, only=None, steps=None, weights: Path = WEIGHT
         recipe = {k: v for k, v in (meta.get("recipe") or {}).items() if k in MapperConfig.__dataclass_fields__}
         recipe = {**MAPPER_SETTINGS, "groups": MAPPERS[name][1], **recipe}
         recipe["groups"] = tuple(recipe["groups"])
-        extra = {} if id_lambda is None else {"id_lambda": id_lambda}
+        recipe["contrast"] = tuple(recipe.get("contrast", ()))
+        extra = {**({} if id_lambda is None else {"id_lambda": id_lambda}),
+                 **({} if contrast_lambda is None else {"contrast_lambda": contrast_lambda, "contrast": _contrast(name)})}
         cfg = MapperConfig(**{**recipe, **RETOWER_MAPPER, **({"steps": steps} if steps else {}), **extra})
         before = _shipped_scores(world, path, name)
-        run = f"{name}_retower" + (f"_id{id_lambda:g}" if extra else "")
+        flags = ("" if id_lambda is None else f" --id-lambda {id_lambda:g}") + (
+            "" if contrast_lambda is None else f" --contrast-lambda {contrast_lambda:g}")
+        run = (f"{name}_retower" + ("" if id_lambda is None else f"_id{id_lambda:g}")
+               + ("" if contrast_lambda is None else f"_contrast{contrast_lambda:g}"))
         m = train_mapper(world, meta["text"], cfg, RUNS / run, init=path)
         after = _scores(world, "mapper", [name], mapper=m)[name]
         why = _gate(after, before)
@@ -408,7 +431,7 @@ def train_styleclip_retower(world, only=None, steps=None, weights: Path = WEIGHT
                 "stage": "retower", "clip": clip_stage, "scores": {name: after}, "scores_seed": VAL_SEED,
                 "scores_before": {name: before},
                 "command": (f"{meta.get('command', '')} && python -m hairlib.mini.train_mappers styleclip-retower "
-                            f"--only {name}" + (f" --id-lambda {id_lambda:g}" if extra else "")).lstrip(" &")})
+                            f"--only {name}" + flags).lstrip(" &")})
     return report
 
 
@@ -508,6 +531,9 @@ def main(argv=None) -> int:
     p.add_argument("--text-reading-lambda", type=float, default=None,
                    help="hairclip-keep: the same reading for text conditions, against their own prompt among the "
                         "vocabulary's (HairCLIPConfig.text_reading_lambda)")
+    p.add_argument("--contrast-lambda", type=float, default=None,
+                   help="styleclip-retower: the weight of CLIP's reading of the edit against other prompts of its attribute "
+                        "(the other hairstyles, colours; a neutral expression for smiling)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--weights", default=None,
                    help="the mini world's weights folder to read and write (default: $HAIRLIB_MINI_WEIGHTS, else the "
@@ -543,7 +569,8 @@ def main(argv=None) -> int:
     elif args.what == "styleclip-retower":
         import json
 
-        print(json.dumps(train_styleclip_retower(world, args.only, args.steps, weights, args.id_lambda), indent=1))
+        print(json.dumps(train_styleclip_retower(world, args.only, args.steps, weights, args.id_lambda,
+                                                 args.contrast_lambda), indent=1))
     elif args.what == "adapt":
         import json
 
