@@ -328,7 +328,8 @@ def test_styleclip_retower_fine_tunes_each_mapper_with_its_recipe_and_the_shippi
 
     monkeypatch.setattr(TM, "_scores", gaining)
     assert TM.train_styleclip_retower(world, only=["curly"], weights=d, id_lambda=0.5)["curly"]["shipped"]
-    assert (tmp_path / "runs" / "curly_retower_id0.5").is_dir()
+    assert (tmp_path / "runs" / "curly_retower_id0.5" / "report.txt").read_text().startswith(
+        "curly: success 0.300 -> 0.600, identity 0.900 -> 0.850: shipped")
     meta = read_with_meta(d / "mappers" / "curly.safetensors")[1]
     assert meta["recipe"]["id_lambda"] == 0.5 and meta["recipe"]["augment"] == 2
     assert meta["command"] == "train curly && python -m hairlib.mini.train_mappers styleclip-retower --only curly --id-lambda 0.5"
@@ -367,6 +368,10 @@ def test_a_retrained_mapper_ships_only_on_a_real_gain_at_the_issues_identity(tin
     assert meta["command"].endswith("--only smiling --id-lambda 0.3") and meta["recipe"]["id_lambda"] == 0.3
     assert meta["scores_seed"] == TM.VAL_SEED and meta["scores_before"]["smiling"]["success"] == 0.0
     assert (tmp_path / "runs" / "smiling_id0.3" / "state.pt").exists()
+    # a shipped mapper below 0.8 already: a gain ships at its identity or above, not below it
+    assert TM._gate({"success": 1.0, "identity": 0.78}, {"success": 0.75, "identity": 0.778}) is None
+    assert "identity 0.719 < 0.778" in TM._gate({"success": 1.0, "identity": 0.719}, {"success": 0.75, "identity": 0.778})
+    assert "< 0.800" in TM._gate({"success": 1.0, "identity": 0.79}, {"success": 0.75, "identity": 0.9})
 
 
 def test_shipping_decisions_are_scored_on_validation_faces_not_the_eval_table(monkeypatch):
