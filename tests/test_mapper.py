@@ -319,6 +319,9 @@ def test_styleclip_retower_fine_tunes_each_mapper_with_its_recipe_and_the_shippi
     assert meta["recipe"]["steps"] == 2 and meta["scores_before"]["afro"]["success"] == 0.3
     assert meta["command"] == "train afro && python -m hairlib.mini.train_mappers styleclip-retower --only afro"
     assert TM.train_styleclip_retower(world, only=["afro"], weights=d) == {}  # already done under this CLIP
+    assert meta["rounds"] == 1
+    again = TM.train_styleclip_retower(world, only=["afro"], weights=d, again=True)  # one more round, its own folder
+    assert not again["afro"]["shipped"] and "not shipped" in (tmp_path / "runs" / "afro_retower2" / "report.txt").read_text()
     # curly again with another identity weight: its own run folder, the weight in its recipe and command
     seen = []
 

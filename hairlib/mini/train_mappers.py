@@ -387,13 +387,15 @@ RETOWER_MAPPER = {"steps": 800, "seed": 12}
 
 
 def train_styleclip_retower(world, only=None, steps=None, weights: Path = WEIGHTS_DIR,
-                            id_lambda: Optional[float] = None, contrast_lambda: Optional[float] = None) -> dict:
+                            id_lambda: Optional[float] = None, contrast_lambda: Optional[float] = None,
+                            again: bool = False) -> dict:
     """Fine-tune each shipped StyleCLIP mapper (``only``: these) under the shipped CLIP, from its
     weights with its own recipe (``id_lambda``: that identity weight instead, run folder
     ``<name>_retower_id<X>``; ``contrast_lambda``: CLIP's reading of the edit against
     ``_contrast(name)``'s prompts at that weight, folder suffix ``_contrast<X>``); ship it where its success on the validation faces beats the
     shipped one's (scored afresh) by ``MIN_GAIN`` at identity >= 0.8. Mappers already fine-tuned
-    under this CLIP are left alone. Returns {name: {"before", "after", "shipped"}}."""
+    under this CLIP are left alone unless ``again``: then one more round from them (run folder
+    ``<name>_retower<round>...``). Returns {name: {"before", "after", "shipped"}}."""
     from hairlib.edit.mapper import MapperConfig, save_mapper, train_mapper
     from hairlib.nets.loading import read_with_meta
 
@@ -405,8 +407,9 @@ def train_styleclip_retower(world, only=None, steps=None, weights: Path = WEIGHT
         if (only and name not in only) or name not in MAPPERS:
             continue
         _, meta = read_with_meta(path)
-        if _retowered(meta, clip_stage):
-            print(f"{path}: already fine-tuned under the {clip_stage!r} CLIP, left alone")
+        done = int(meta.get("rounds", 1)) if _retowered(meta, clip_stage) else 0
+        if done and not again:
+            print(f"{path}: already fine-tuned under the {clip_stage!r} CLIP, left alone (--again: one more round)")
             continue
         recipe = {k: v for k, v in (meta.get("recipe") or {}).items() if k in MapperConfig.__dataclass_fields__}
         recipe = {**MAPPER_SETTINGS, "groups": MAPPERS[name][1], **recipe}
@@ -416,9 +419,9 @@ def train_styleclip_retower(world, only=None, steps=None, weights: Path = WEIGHT
                  **({} if contrast_lambda is None else {"contrast_lambda": contrast_lambda, "contrast": _contrast(name)})}
         cfg = MapperConfig(**{**recipe, **RETOWER_MAPPER, **({"steps": steps} if steps else {}), **extra})
         before = _shipped_scores(world, path, name)
-        flags = ("" if id_lambda is None else f" --id-lambda {id_lambda:g}") + (
+        flags = (" --again" if done else "") + ("" if id_lambda is None else f" --id-lambda {id_lambda:g}") + (
             "" if contrast_lambda is None else f" --contrast-lambda {contrast_lambda:g}")
-        run = (f"{name}_retower" + ("" if id_lambda is None else f"_id{id_lambda:g}")
+        run = (f"{name}_retower" + (str(done + 1) if done else "") + ("" if id_lambda is None else f"_id{id_lambda:g}")
                + ("" if contrast_lambda is None else f"_contrast{contrast_lambda:g}"))
         m = train_mapper(world, meta["text"], cfg, RUNS / run, init=path)
         after = _scores(world, "mapper", [name], mapper=m)[name]
@@ -431,7 +434,7 @@ def train_styleclip_retower(world, only=None, steps=None, weights: Path = WEIGHT
         if why is None:
             save_mapper(m, path, text=meta["text"], extra={
                 "recipe": cfg.to_dict(), "init_recipe": meta.get("recipe"), "init_stage": meta.get("stage"),
-                "stage": "retower", "clip": clip_stage, "scores": {name: after}, "scores_seed": VAL_SEED,
+                "stage": "retower", "rounds": done + 1, "clip": clip_stage, "scores": {name: after}, "scores_seed": VAL_SEED,
                 "scores_before": {name: before},
                 "command": (f"{meta.get('command', '')} && python -m hairlib.mini.train_mappers styleclip-retower "
                             f"--only {name}" + flags).lstrip(" &")})
@@ -515,7 +518,7 @@ def main(argv=None) -> int:
                    help="styleclip, styleclip-retower, hairclip-keep: the identity loss's weight (default: the paper's 0.1 / "
                         "the mapper's own / the HairCLIP recipe's)")
     p.add_argument("--again", action="store_true",
-                   help="hairclip-retower: one more round from a mapper already fine-tuned under this CLIP")
+                   help="hairclip-retower, styleclip-retower: one more round from a mapper already fine-tuned under this CLIP")
     p.add_argument("--background-lambda", type=float, default=None,
                    help="hairclip-retower: the weight of the loss outside the hair (default: the recipe's)")
     p.add_argument("--shape-lambda", type=float, default=None,
@@ -573,7 +576,7 @@ def main(argv=None) -> int:
         import json
 
         print(json.dumps(train_styleclip_retower(world, args.only, args.steps, weights, args.id_lambda,
-                                                 args.contrast_lambda), indent=1))
+                                                 args.contrast_lambda, args.again), indent=1))
     elif args.what == "adapt":
         import json
 
