@@ -70,6 +70,26 @@ class World:
     hair_probability: Optional[Callable] = None  # images -> P(hair) [N, 1, H, W], differentiable (the parser's)
     aligner: Optional[Callable] = None  # photo -> aligned PIL image (ffhq: dlib FFHQ alignment)
 
+    def __repr__(self) -> str:
+        """A summary a person can read (the dataclass's own repr prints every layer of every net)."""
+        def size(m) -> str:
+            n = sum(p.numel() for p in m.parameters()) if isinstance(m, nn.Module) else None
+            return "present" if n is None else f"{n / 1e6:.2f} M parameters"
+
+        G = self.generator
+        parts = [("generator", f"StyleGAN2, {G.size} px, W+ [{G.num_ws}, {G.style_dim}], {size(G)}"),
+                 ("clip", f"embedding {getattr(self.clip, 'embed_dim', '?')}, {size(self.clip)}"),
+                 ("identity", size(self.identity))]
+        parts += [(name, size(net)) for name, net in (("classifier", self.classifier), ("encoder", self.encoder))
+                  if net is not None]
+        parts += [(name, "present") for name, f in (("masks", self.masks), ("aligner", self.aligner)) if f is not None]
+        mappers = sorted(self.defaults.get("mappers", {}))
+        parts.append(("mappers", ", ".join(mappers) if mappers else "none here (train one, or fetch the authors')"))
+        parts.append(("hairclip", "shipped mapper" if self.defaults.get("hairclip_mapper") is not None
+                      else "no mapper here (train one, or fetch the authors')"))
+        width = max(len(k) for k, _ in parts)
+        return "\n".join([f"World({self.name!r}, device {self.device})"] + [f"  {k:<{width}}  {v}" for k, v in parts])
+
     @property
     def device(self) -> torch.device:
         return self.generator.input.input.device

@@ -25,6 +25,15 @@ def test_mini_world_end_to_end(tiny_weights):
     assert "afro" in world.vocab["hairstyles"]
 
 
+def test_world_repr_is_a_summary_not_every_layer(tiny_weights):
+    world = hairlib.load_world("mini", weights_dir=tiny_weights)
+    text = repr(world)
+    assert text.splitlines()[0] == "World('mini', device cpu)"
+    assert "StyleGAN2, 16 px, W+ [" in text and "classifier" in text and "encoder" in text
+    assert "mappers     none here" in text and "no mapper here" in text  # the tiny folder ships none
+    assert len(text.splitlines()) < 15 and "EqualLinear" not in text
+
+
 def test_missing_weights_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="stylegan2, clip, identity, classifier, encoder missing"):
         hairlib.load_world("mini", weights_dir=tmp_path)
