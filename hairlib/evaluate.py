@@ -45,7 +45,7 @@ import torch
 from hairlib.atomic import write_text
 from hairlib.metrics import psnr, ssim
 
-__all__ = ["EditTask", "EDIT_TASKS", "HAIR_TASKS", "color_task", "evaluate", "run_key", "evaluate_references", "evaluate_hairclip_grid",
+__all__ = ["EditTask", "EDIT_TASKS", "HAIR_TASKS", "color_task", "evaluate", "score_edit", "run_key", "evaluate_references", "evaluate_hairclip_grid",
            "summarize_grid", "summarize", "format_table", "format_changes",
            "predict_labels"]
 
@@ -230,25 +230,47 @@ def evaluate(world, method: str, tasks: Sequence[EditTask] = EDIT_TASKS, n: int 
                 saved[repr(task)] = None
                 _write_partial(Path(resume), key, saved)
             continue
-        edit = torch.cat(images)
-        row = {"method": method, "task": task.name, "n": n}
-        if before is not None:
-            row.update(_label_scores(world, task, before, predict_labels(world, edit)))
-        with torch.no_grad():
-            ident = torch.cat([world.identity_similarity(src_all[i:i + batch], edit[i:i + batch])
-                               for i in range(0, n, batch)])
-            txt = world.clip.encode_text(task.text)
-            clip = torch.cat([(world.clip.encode_image(edit[i:i + batch]) @ txt.t())[:, 0] for i in range(0, n, batch)])
-        row.update(identity=ident.mean().item(), clip=clip.mean().item(), seconds=seconds / n)
-        if src_hair is not None:
-            keep = (1 - src_hair) * (1 - _hair(world, edit, batch))
-            row["psnr_bg"] = psnr(edit, src_all, keep).mean().item()
-            row["ssim_bg"] = ssim(edit, src_all, keep).mean().item()
+        row = {"method": method, "task": task.name, "n": n,
+               **_edit_scores(world, task, src_all, torch.cat(images), batch, seconds / n, before, src_hair)}
         rows.append(row)
         if resume is not None:
             saved[repr(task)] = row
             _write_partial(Path(resume), key, saved)
     return rows
+
+
+def _edit_scores(world, task: EditTask, src: torch.Tensor, edit: torch.Tensor, batch: int, seconds: float,
+                 before: Optional[Dict[str, torch.Tensor]] = None, src_hair: Optional[torch.Tensor] = None) -> dict:
+    """The measures of ``task``'s edits ``edit`` of the faces ``src`` (both [N, 3, R, R] in [-1, 1]), in the
+    order of ``evaluate``'s rows: success and others kept (``before``: the classifier's labels of
+    ``src``; None: no classifier), identity, CLIP score, ``seconds`` a face, PSNR / SSIM outside the
+    hair (``src_hair``: the hair masks of ``src``; None: no masks)."""
+    n = len(src)
+    row = {}
+    if before is not None:
+        row.update(_label_scores(world, task, before, predict_labels(world, edit)))
+    with torch.no_grad():
+        ident = torch.cat([world.identity_similarity(src[i:i + batch], edit[i:i + batch]) for i in range(0, n, batch)])
+        txt = world.clip.encode_text(task.text)
+        clip = torch.cat([(world.clip.encode_image(edit[i:i + batch]) @ txt.t())[:, 0] for i in range(0, n, batch)])
+    row.update(identity=ident.mean().item(), clip=clip.mean().item(), seconds=seconds)
+    if src_hair is not None:
+        keep = (1 - src_hair) * (1 - _hair(world, edit, batch))
+        row["psnr_bg"] = psnr(edit, src, keep).mean().item()
+        row["ssim_bg"] = ssim(edit, src, keep).mean().item()
+    return row
+
+
+def score_edit(world, result, task: EditTask, batch: int = 64) -> dict:
+    """``evaluate``'s measures of an edit already made: ``result`` (an ``EditResult``) edited its
+    source faces toward ``task``. One row for ``format_table``: success and others kept where the
+    world has an attribute classifier, identity, CLIP score, time per face, PSNR / SSIM outside the
+    hair where it has masks."""
+    src, edit = result.source_images.detach().clamp(-1, 1), result.images.detach().clamp(-1, 1)
+    before = predict_labels(world, src) if world.classifier is not None else None
+    src_hair = _hair(world, src, batch) if world.masks is not None else None
+    return {"method": result.method, "task": task.name, "n": len(result),
+            **_edit_scores(world, task, src, edit, batch, result.seconds / len(result), before, src_hair)}
 
 
 def evaluate_references(world, n: int = 64, seed: int = 1234, mapper=None, ref_seed: int = 99,

@@ -65,6 +65,27 @@ def test_evaluate_runs_each_method_on_the_same_faces(tiny_weights):
     assert rows[0]["task"] == "glasses" and rows[0]["seconds"] > 0
 
 
+def test_score_edit_measures_an_edit_already_made_as_evaluate_does(tiny_weights):
+    import hairlib
+    from hairlib.nets.hair_mapper import HairMapper
+
+    world = hairlib.load_world("mini", weights_dir=tiny_weights)
+    G = world.generator
+    mapper = HairMapper(G.num_ws, G.style_dim, world.clip.embed_dim)
+    task = E.HAIR_TASKS[0]
+    [row] = E.evaluate(world, "hairclip", [task], n=3, batch=2, mapper=mapper)
+    r = hairlib.edit(world, world.sample(3, seed=1234), method="hairclip", mapper=mapper, **task.hairclip)
+    mine = E.score_edit(world, r, task, batch=2)
+    assert list(mine) == list(row)  # the same columns, in the same order
+    for k, v in row.items():
+        if k == "seconds":
+            assert mine[k] > 0
+        elif isinstance(v, float):
+            assert mine[k] == pytest.approx(v, abs=1e-5, nan_ok=True), k
+        else:
+            assert mine[k] == v, k
+
+
 def test_hairclip_grid_scores_every_pair_and_summarises(tiny_weights):
     import math
 
