@@ -18,9 +18,9 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-import ops
+from hairlib import ops
 from hairlib.atomic import atomic_path
-from ops import _build
+from hairlib.ops import _build
 
 __all__ = ["time_fn", "bench_ops", "format_table", "write_csv", "device_name", "bench_edit", "format_edit_table",
            "write_edit_csv"]

@@ -49,7 +49,7 @@ def cmd_info(args) -> int:
     import torch
 
     import hairlib
-    import ops
+    from hairlib import ops
 
     print(f"hairlib {hairlib.__version__}")
     print("versions: " + ", ".join(_versions()))

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-import ops
-from ops.upfirdn2d import normalize_args
+from hairlib import ops
+from hairlib.ops.upfirdn2d import normalize_args
 
 
 def naive_upfirdn2d(x: np.ndarray, k: np.ndarray, up, down, pad) -> np.ndarray:
@@ -136,7 +136,7 @@ def test_backend_selection(monkeypatch):
 def test_autotune_keeps_the_fastest_and_caches(monkeypatch):
     import time
 
-    from ops import _build
+    from hairlib.ops import _build
 
     calls = {"slow": 0, "fast": 0}
 

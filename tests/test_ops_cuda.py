@@ -11,10 +11,10 @@ import math
 import pytest
 import torch
 
-import ops
-from ops import bias_act_cuda, upfirdn2d_cuda
-from ops.bias_act import fused_leaky_relu_ref
-from ops.upfirdn2d import normalize_args, upfirdn2d_ref
+from hairlib import ops
+from hairlib.ops import bias_act_cuda, upfirdn2d_cuda
+from hairlib.ops.bias_act import fused_leaky_relu_ref
+from hairlib.ops.upfirdn2d import normalize_args, upfirdn2d_ref
 
 
 def assert_close(out: torch.Tensor, ref: torch.Tensor, tol: float):

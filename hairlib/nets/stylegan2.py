@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hairlib.nets.loading import load_state_dict_strict, read_checkpoint
-from ops import FusedLeakyReLU, fused_leaky_relu, upfirdn2d
+from hairlib.ops import FusedLeakyReLU, fused_leaky_relu, upfirdn2d
 
 __all__ = ["StyleGAN2Config", "Generator", "Discriminator", "StyleLayer", "infer_generator_config",
            "load_generator", "load_state_dict_strict", "channel_table"]

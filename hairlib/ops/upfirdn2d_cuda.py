@@ -1,11 +1,11 @@
-"""CUDA backend of ``ops.upfirdn2d``: autograd over our kernel (``upfirdn2d_kernel.cu``).
+"""CUDA backend of ``hairlib.ops.upfirdn2d``: autograd over our kernel (``upfirdn2d_kernel.cu``).
 
 ``upfirdn2d_cuda(x, kernel, up, down, pad)`` computes exactly ``upfirdn2d_ref`` on CUDA tensors
 and is differentiable to any order with respect to ``x``: the gradient of upfirdn2d is again an
 upfirdn2d (its adjoint: flipped kernel, up and down swapped, pads chosen to give x's shape), run
 through the same autograd Function, so double backward (R1) works. The kernel gets no gradient.
 
-Nothing is compiled at import; the extension is built on first use by ``ops._build``.
+Nothing is compiled at import; the extension is built on first use by ``hairlib.ops._build``.
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ class _UpFirDn2d(torch.autograd.Function):
 
 def upfirdn2d_cuda(x: torch.Tensor, kernel: torch.Tensor, up: Tuple[int, int], down: Tuple[int, int],
                    pad: Tuple[int, int, int, int]) -> torch.Tensor:
-    """upfirdn2d on CUDA. Arguments already normalised by ``ops.upfirdn2d.normalize_args``.
+    """upfirdn2d on CUDA. Arguments already normalised by ``hairlib.ops.upfirdn2d.normalize_args``.
 
     Args:
         x: [N, C, H, W] CUDA tensor, float32 / float64 / float16 (made contiguous if needed).

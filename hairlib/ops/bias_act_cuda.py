@@ -13,7 +13,7 @@ again: differentiable to any order (double backward for R1 / path-length regular
 derivatives of the gradient with respect to x and b are zero almost everywhere, as the
 reference's.
 
-Nothing is compiled at import; the extension is built on first use by ``ops._build``.
+Nothing is compiled at import; the extension is built on first use by ``hairlib.ops._build``.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ StyleGAN2's activation (slope 0.2, scale sqrt(2)); the bias is broadcast over di
 Same semantics as rosinality's ``fused_leaky_relu``, except that the negative slope argument
 is honoured on every device (rosinality's CPU path silently used 0.2).
 
-Backends (see ``ops._build``): a pure-PyTorch reference (any device, double backward) and our
+Backends (see ``hairlib.ops._build``): a pure-PyTorch reference (any device, double backward) and our
 CUDA kernel (``bias_act_kernel.cu``), chosen by ``impl=`` or ``$HAIRLIB_OPS``.
 """
 from __future__ import annotations

@@ -9,7 +9,7 @@ back to its pure-PyTorch reference; it never raises unless the user demanded CUD
 
 Backends:
     "ref"   pure PyTorch, any device, double backward
-    "cuda"  our kernels (``ops/*.cu``), CUDA tensors only
+    "cuda"  our kernels (``hairlib/ops/*.cu``), CUDA tensors only
     "auto"  (default) on CUDA tensors, the faster of the two as measured on first use of each
             configuration (op, shape, dtype, arguments); "ref" elsewhere.
 """
@@ -155,7 +155,7 @@ class Extension:
 
 
 def extension_status(name: str) -> str:
-    """'loaded', 'failed: <why>' or 'not built yet' (for `hairlib info`)."""
+    """'loaded', 'unavailable: <why>' or 'not built yet (builds on first use)' (for `hairlib info`)."""
     if name in _EXTENSIONS:
         return "loaded"
     if name in _FAILED:
@@ -208,4 +208,4 @@ def tuned_choices() -> Dict[tuple, str]:
 
 def _import_cuda_module(modname: str):
     """Import ``ops.<modname>`` lazily (it defines the autograd Functions over the extension)."""
-    return importlib.import_module(f"ops.{modname}")
+    return importlib.import_module(f"{__package__}.{modname}")

@@ -4,7 +4,7 @@ The resampling primitive of StyleGAN2 (blur before strided convolutions, upsampl
 skip connections). Same arguments and semantics as rosinality/stylegan2-pytorch's ``upfirdn2d``
 so that checkpoints trained against it give identical outputs.
 
-Backends (see ``ops._build``): a pure-PyTorch reference (any device, double backward) and our
+Backends (see ``hairlib.ops._build``): a pure-PyTorch reference (any device, double backward) and our
 CUDA kernel (``upfirdn2d_kernel.cu``), chosen by ``impl=`` or ``$HAIRLIB_OPS``.
 """
 from __future__ import annotations
