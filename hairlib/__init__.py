@@ -2,8 +2,10 @@
 
     import hairlib
     world = hairlib.load_world("mini")
+    w = world.sample(4, seed=0)
+    r = hairlib.edit(world, w, "curly hair", method="optimize")
 """
-__version__ = "0.1.0"
+from hairlib._version import __version__
 
 __all__ = ["load_world", "edit", "__version__"]
 
@@ -15,9 +17,8 @@ def load_world(name: str = "mini", device="cpu", **kw):
     return _load_world(name, device, **kw)
 
 
-def __getattr__(name):
-    if name == "edit":  # the package hairlib.edit, callable: hairlib.edit(world, w, text, method=...)
-        import importlib
+def edit(world, latents, text=None, method: str = "optimize", **kw):
+    """Edit W+ latents of ``world`` by text (or HairCLIP conditions); see ``hairlib.methods.edit``."""
+    from hairlib.methods import edit as _edit
 
-        return importlib.import_module("hairlib.edit")
-    raise AttributeError(f"module 'hairlib' has no attribute {name!r}")
+    return _edit(world, latents, text, method, **kw)

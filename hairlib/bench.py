@@ -246,9 +246,9 @@ def bench_edit(world, *, quick: bool = False, progress: bool = True) -> List[dic
     extrapolated to the paper's 100 images per channel."""
     from dataclasses import replace
 
-    from hairlib.edit.global_dir import GlobalConfig, GlobalDirections, global_edit
-    from hairlib.edit.mapper import mapper_edit
-    from hairlib.edit.optimize import OptimizeConfig, optimize
+    from hairlib.methods.global_dir import GlobalDirections, global_edit
+    from hairlib.methods.mapper import mapper_edit
+    from hairlib.methods.optimize import OptimizeConfig, optimize
     from hairlib.nets.mappers import LevelsMapper
 
     dev = world.device
@@ -258,17 +258,17 @@ def bench_edit(world, *, quick: bool = False, progress: bool = True) -> List[dic
     t0 = time.perf_counter()
     optimize(world, w, "a face with curly hair", OptimizeConfig(steps=steps), progress=progress)
     rows.append({"method": "optimize", "what": f"{steps} steps, 1 image", "seconds": time.perf_counter() - t0})
-    cfg = OptimizeConfig(**world.defaults.get("optimize", {}))
+    cfg = world.settings.optimize
     if cfg != OptimizeConfig():  # the world's own settings (mini: 100 steps, 8 augmented views)
         cfg = replace(cfg, steps=min(cfg.steps, steps)) if quick else cfg
         t0 = time.perf_counter()
         optimize(world, w, "a face with curly hair", cfg, progress=progress)
-        rows.append({"method": "optimize", "what": f"{world.name} defaults: {cfg.steps} steps, {cfg.augment} views, 1 image",
+        rows.append({"method": "optimize", "what": f"{world.name} settings: {cfg.steps} steps, {cfg.augment} views, 1 image",
                      "seconds": time.perf_counter() - t0})
     mapper = LevelsMapper(world.generator.num_ws, world.generator.style_dim).to(dev)
     ms = time_fn(lambda: mapper_edit(world, w, "x", mapper=mapper), dev, repeats=5 if quick else 20)
     rows.append({"method": "mapper", "what": "inference, 1 image", "seconds": ms / 1e3})
-    gcfg = GlobalConfig(**world.defaults.get("global_preprocess", {}))
+    gcfg = world.settings.global_preprocess
     if quick:
         gcfg = replace(gcfg, n_images=2, n_stats=min(gcfg.n_stats, 4096))
     t0 = time.perf_counter()

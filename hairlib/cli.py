@@ -21,7 +21,10 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from dataclasses import replace
+
 from hairlib.atomic import atomic_path, write_text
+from hairlib.methods.settings import resolve
 
 __all__ = ["main"]
 
@@ -166,7 +169,7 @@ def cmd_edit(args) -> int:
     import torch.nn.functional as F
 
     from hairlib import viz
-    from hairlib.edit import METHODS
+    from hairlib.methods import METHODS
 
     if args.method not in METHODS:
         raise UserError(f"unknown method {args.method!r}; choose one of: {', '.join(METHODS)}")
@@ -214,7 +217,7 @@ def cmd_edit(args) -> int:
         kw["reference"] = args.reference
     kw.update(conditions)
     try:
-        r = hairlib.edit(world, w, args.text, method=args.method, progress=True, **kw)
+        r = hairlib.edit(world, w, args.text, method=args.method, settings=args.settings, progress=True, **kw)
     except ValueError as e:
         raise UserError(str(e)) from None
     rows = [r.source_images, r.images]
@@ -262,7 +265,7 @@ def cmd_train(args) -> int:
     """hairlib train mapper --text ... | hairlib train hairclip: resumable training runs."""
     if args.what == "hairclip":
         return _train_hairclip(args)
-    from hairlib.edit.mapper import MapperConfig, save_mapper, slug, train_mapper
+    from hairlib.methods.mapper import save_mapper, slug, train_mapper
 
     if not (args.text or "").strip():
         raise UserError("--text is required, e.g. hairlib train mapper --world mini --text \"afro hairstyle\"")
@@ -270,8 +273,8 @@ def cmd_train(args) -> int:
     world = _load_world_or_explain(args.world, par.device(args.device), args.resolution)
     latents = _read_latents(args.latents)
     groups = ("coarse", "medium") if args.no_fine else ("coarse", "medium", "fine")
-    cfg = MapperConfig(**{**world.defaults.get("mapper", {}), "groups": groups,
-                          **({"steps": args.steps} if args.steps else {}), **({"batch": args.batch} if args.batch else {})})
+    cfg = replace(resolve(world, args.settings).mapper, groups=groups,
+                  **({"steps": args.steps} if args.steps else {}), **({"batch": args.batch} if args.batch else {}))
     out_dir = Path(args.out) / f"{world.name}-{slug(args.text)}"
     try:
         m = train_mapper(world, args.text, cfg, out_dir, latents=latents, progress=par.is_main, parallel=par)
@@ -301,15 +304,15 @@ def _read_latents(path):
 
 
 def _train_hairclip(args) -> int:
-    from hairlib.edit.hairclip import HairCLIPConfig, save_hair_mapper, train_hairclip
+    from hairlib.methods.hairclip import save_hair_mapper, train_hairclip
 
     if args.text:
         raise UserError("hairlib train hairclip takes no --text: it learns every hairstyle and colour at once")
     par = _parallel()
     world = _load_world_or_explain(args.world, par.device(args.device), args.resolution)
     latents = _read_latents(args.latents)
-    cfg = HairCLIPConfig(**{**world.defaults.get("hairclip", {}), **({"steps": args.steps} if args.steps else {}),
-                            **({"batch": args.batch} if args.batch else {})})
+    cfg = replace(resolve(world, args.settings).hairclip, **({"steps": args.steps} if args.steps else {}),
+                  **({"batch": args.batch} if args.batch else {}))
     out_dir = Path(args.out if args.out != "runs/mappers" else "runs/hairclip") / world.name
     try:
         m = train_hairclip(world, cfg, out_dir, latents=latents, progress=par.is_main, parallel=par)
@@ -438,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--alpha", type=float, default=None, help="global: strength (paper: 4.1)")
     s.add_argument("--beta", type=float, default=None, help="global: disentanglement threshold (paper: 0.15)")
     s.add_argument("--mapper", default=None, help="mapper/hairclip: checkpoint (ours .safetensors or the authors' .pt)")
+    s.add_argument("--settings", default="world", choices=["world", "paper"],
+                   help="the world's settings (default) or exactly the authors' (README, Settings)")
     s.add_argument("--save-latents", default=None, help="also save the edited latents (torch file)")
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=cmd_edit)
@@ -450,6 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=None, help="paper: 50000 (mapper), 500000 (hairclip)")
     s.add_argument("--batch", type=int, default=None, help="paper: 2 (mapper), 1 (hairclip)")
     s.add_argument("--no-fine", action="store_true", help="no fine mapper (hair and expression edits, as the paper)")
+    s.add_argument("--settings", default="world", choices=["world", "paper"],
+                   help="the world's settings (default) or exactly the authors' (README, Settings)")
     s.add_argument("--out", default="runs/mappers", help="run folder (resumable; hairclip: runs/hairclip)")
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=cmd_train)

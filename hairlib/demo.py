@@ -47,7 +47,7 @@ def run_demo(out_dir="results/demo", seed: int = 0, n: int = 8, invert_steps: in
         res = world.invert(world.align(images), steps=invert_steps, full=True)
         rows.append(res.images)
         labels.append(f"inverted ({res.psnr.mean():.1f} dB)")
-        if world.defaults.get("hairclip_mapper") is not None:
+        if world.hairclip_mapper is not None:
             for color, style in TRUTH_EDITS:
                 r = hairlib.edit(world, res.wplus, method="hairclip", hairstyle=f"{style} hairstyle", color=f"{color} hair")
                 rows.append(r.images)

@@ -111,7 +111,7 @@ def _run(world, method: str, w: torch.Tensor, task: EditTask, kw: dict):
             return None
         return hairlib.edit(world, w, method="hairclip", **task.hairclip, **kw)
     if method == "mapper":
-        from hairlib.edit.mapper import find_mapper
+        from hairlib.methods.mapper import find_mapper
 
         if "mapper" not in kw and find_mapper(world, task.text) is None:
             return None
@@ -158,14 +158,14 @@ def run_key(world, method: str, n: int, seed: int, batch: int, kw: dict) -> str:
     global directions' ``fingerprint``; identity net, classifier, parser masks' net, shipped
     mappers by content), the method, its settings and the faces (``n``, ``seed``; ``batch`` for
     the optimiser, which steps a batch together)."""
-    from hairlib.edit.global_dir import fingerprint
+    from hairlib.methods.global_dir import fingerprint
 
     h = hashlib.sha256()
     for part in (world.name, method, n, seed, batch, fingerprint(world)):
         h.update(repr(part).encode())
     nets = {"identity": world.identity, "classifier": world.classifier,
-            "masks": getattr(world.masks, "__self__", None), "mappers": world.defaults.get("mappers", {}),
-            "hairclip_mapper": world.defaults.get("hairclip_mapper")}
+            "masks": getattr(world.masks, "__self__", None), "mappers": world.mappers,
+            "hairclip_mapper": world.hairclip_mapper}
     _digest(h, {k: v for k, v in nets.items() if v is not None})
     _digest(h, kw)
     return h.hexdigest()[:20]
@@ -196,7 +196,7 @@ def evaluate(world, method: str, tasks: Sequence[EditTask] = EDIT_TASKS, n: int 
     from tqdm.auto import tqdm
 
     if method == "global" and "directions" not in kw:  # the one-off pre-processing is not the edit's time
-        from hairlib.edit.global_dir import GlobalDirections
+        from hairlib.methods.global_dir import GlobalDirections
 
         kw = {**kw, "directions": GlobalDirections.for_world(world, progress=progress)}
     key = run_key(world, method, n, seed, batch, kw) if resume is not None else ""
@@ -325,7 +325,7 @@ def evaluate_hairclip_grid(world, n: int = 64, seed: int = 1234, mapper=None, st
     from tqdm.auto import tqdm
 
     import hairlib
-    from hairlib.edit.hairclip import color_text, hairclip_vocab, style_text
+    from hairlib.methods.hairclip import color_text, hairclip_vocab, style_text
     from hairlib.mini.vocab import value_index
 
     styles, colors = hairclip_vocab(world)

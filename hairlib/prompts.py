@@ -1,15 +1,16 @@
 """Prompt templates for CLIP text embeddings ("prompt engineering", Radford et al. 2021).
 
 ``IMAGENET_TEMPLATES`` are the 80 sentences the CLIP paper averaged over for zero-shot
-ImageNet, in the order of OpenAI's ``Prompt_Engineering_for_ImageNet.ipynb``. StyleCLIP's
-global directions average a prompt's text embedding over them (``hairlib.nets.clip.CLIP.encode_text``
-with ``templates="imagenet"``). Each template holds one ``{}`` for the prompt.
+ImageNet, in the order of OpenAI's ``Prompt_Engineering_for_ImageNet.ipynb``
+(``CLIP.encode_text(templates="imagenet")``). ``STYLECLIP_TEMPLATES`` are the 79 of them that
+StyleCLIP's global directions average a prompt's text embedding over: its copy of the list lacks
+"a photo of many {}." (``templates="styleclip"``). Each template holds one ``{}`` for the prompt.
 """
 from __future__ import annotations
 
 from typing import Tuple
 
-__all__ = ["IMAGENET_TEMPLATES", "HAIRCLIP_HAIRSTYLES", "HAIRCLIP_COLORS"]
+__all__ = ["IMAGENET_TEMPLATES", "STYLECLIP_TEMPLATES", "HAIRCLIP_HAIRSTYLES", "HAIRCLIP_COLORS"]
 
 IMAGENET_TEMPLATES: Tuple[str, ...] = (
     "a bad photo of a {}.",
@@ -93,6 +94,8 @@ IMAGENET_TEMPLATES: Tuple[str, ...] = (
     "a photo of a small {}.",
     "a tattoo of the {}.",
 )
+
+STYLECLIP_TEMPLATES: Tuple[str, ...] = tuple(t for t in IMAGENET_TEMPLATES if t != "a photo of many {}.")
 
 
 # HairCLIP's vocabulary (wty-ustc/HairCLIP: mapper/hairstyle_list.txt, 44 entries used as

@@ -69,7 +69,7 @@ def global_sliders(world, latents: torch.Tensor, text: str, directions=None, *, 
 
     import ipywidgets as W
 
-    from hairlib.edit.global_dir import GlobalDirections, global_edit
+    from hairlib.methods.global_dir import GlobalDirections, global_edit
 
     gd = directions or GlobalDirections.for_world(world)
     image = W.Image(format="png")

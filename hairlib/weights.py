@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Union
 
-from . import __version__
+from hairlib._version import __version__
 from .atomic import write_text
 
 __all__ = [

@@ -8,11 +8,11 @@ encoder + optimisation inversion and a vocabulary (DESIGN.md, "Two worlds, one c
     x = world.generate(w)                          # [4, 3, 64, 64] in [-1, 1]
     w_real = world.invert(world.align(image))      # an image -> W+
 
-The ``ffhq`` world (the papers' models) is built by the ffhq-world issue on the same class.
+Two worlds share the class: ``mini`` (the shipped networks, ``hairlib.mini.world``) and ``ffhq``
+(the papers' models, fetched once into the cache by ``hairlib.weights``).
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
@@ -23,35 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from hairlib.invert import InversionResult, InvertConfig, invert
+from hairlib.methods.settings import MINI, PAPER, Settings
 
-__all__ = ["World", "load_world", "MINI_WEIGHTS"]
-
-MINI_WEIGHTS = ("stylegan2", "clip", "identity", "classifier", "encoder")
-
-# Per-method settings of the mini world (64 px, W+ of 10 x 128, a small CLIP): the papers'
-# defaults where they transfer; the global-direction pre-processing at a CPU-sized budget.
-MINI_DEFAULTS: Dict[str, Any] = {
-    "neutral": "a face",
-    "global_preprocess": {"n_stats": 20_000, "n_images": 16, "max_resolution": 64, "batch": 128},
-    # the paper's alpha 4.1 / beta 0.15 push the small generator off its faces (identity ~0.1 on
-    # the mini identity net); alpha 1.5 / beta 0.25 was the sweep's best trade-off with the ResNet CLIP
-    # (README results). The classifier-trunk CLIP's relevances are lower: at 0.25 almost no channel
-    # passes (9 % success, identity 0.85); beta 0.2 puts it back where 0.25 was (validation faces,
-    # seed 777: 24 % at identity 0.65; 0.15: 37 % at 0.48; 0.1: 44 % at 0.33)
-    "global": {"alpha": 1.5, "beta": 0.2},
-    # StyleCLIP's weights let the mini world's optimisation fool its small CLIP: the CLIP score
-    # rises while the hair stays as it was (blond reached on 15 % of faces). Averaging the CLIP
-    # loss over 8 shifted / flipped views (augment) makes the edits real (blond 20 % -> 100 % on
-    # the sweep's 16 faces); a stronger identity loss (0.3, not 0.005) then keeps the person, and
-    # L2 0.02 (not 0.008: StyleCLIP's sum of squares is over 9216 numbers, the mini W+ has 1280)
-    # keeps the latent near. 100 steps did as well as 300 in the sweep (README results).
-    "optimize": {"l2_lambda": 0.02, "id_lambda": 0.3, "augment": 8, "steps": 100},
-    "mapper": {"steps": 2000, "batch": 8},
-    "hairclip": {"steps": 12000, "batch": 4},
-    # reference images read by CLIP as the mapper's text vocabulary (hairlib.edit.hairclip): the
-    # mini CLIP's image embeddings lie too far from its text embeddings for the mapper
-    "hairclip_edit": {"reference": "text"},
-}
+__all__ = ["World", "load_world"]
 
 
 @dataclass
@@ -65,7 +39,9 @@ class World:
     feature_net: Optional[Callable] = None  # perceptual features for inversion
     invert_config: InvertConfig = field(default_factory=InvertConfig)
     vocab: Dict[str, Any] = field(default_factory=dict)  # hair colours, hairstyles, attributes
-    defaults: Dict[str, Any] = field(default_factory=dict)  # per-method settings for this world ("optimize", "global", ...)
+    settings: Settings = PAPER  # every method's settings in this world (hairlib.methods.settings)
+    mappers: Dict[str, Path] = field(default_factory=dict)  # StyleCLIP mapper files: prompt slug -> path
+    hairclip_mapper: Optional[Path] = None  # a HairCLIP mapper file
     masks: Optional[Callable] = None  # images -> {"hair", "face", "background": [N, 1, H, W] in {0, 1}}
     hair_probability: Optional[Callable] = None  # images -> P(hair) [N, 1, H, W], differentiable (the parser's)
     aligner: Optional[Callable] = None  # photo -> aligned PIL image (ffhq: dlib FFHQ alignment)
@@ -83,9 +59,10 @@ class World:
         parts += [(name, size(net)) for name, net in (("classifier", self.classifier), ("encoder", self.encoder))
                   if net is not None]
         parts += [(name, "present") for name, f in (("masks", self.masks), ("aligner", self.aligner)) if f is not None]
-        mappers = sorted(self.defaults.get("mappers", {}))
+        mappers = sorted(self.mappers)
         parts.append(("mappers", ", ".join(mappers) if mappers else "none here (train one, or fetch the authors')"))
-        parts.append(("hairclip", "shipped mapper" if self.defaults.get("hairclip_mapper") is not None
+        parts.append(("settings", self.settings.name))
+        parts.append(("hairclip", "shipped mapper" if self.hairclip_mapper is not None
                       else "no mapper here (train one, or fetch the authors')"))
         width = max(len(k) for k, _ in parts)
         return "\n".join([f"World({self.name!r}, device {self.device})"] + [f"  {k:<{width}}  {v}" for k, v in parts])
@@ -150,52 +127,9 @@ class World:
 
 
 def _load_mini(device, weights_dir: Optional[Path] = None) -> World:
-    from hairlib.mini import shipping, vocab
-    from hairlib.mini.train_classifier import load_shipped_classifier
-    from hairlib.mini.train_clip import load_shipped_clip
-    from hairlib.mini.train_encoder import INVERT, load_shipped_encoder, perceptual_features
-    from hairlib.mini.train_identity import load_shipped_identity
-    from hairlib.mini.train_stylegan2 import load_shipped_generator
+    from hairlib.mini.world import load_mini
 
-    import os
-
-    wdir = Path(weights_dir or os.environ.get("HAIRLIB_MINI_WEIGHTS") or shipping.WEIGHTS_DIR)
-    missing = [n for n in MINI_WEIGHTS if not (wdir / f"{n}.safetensors").exists()]
-    if missing:
-        raise FileNotFoundError(
-            f"the mini world is incomplete: {', '.join(missing)} missing in {wdir}. Each is made by "
-            f"`python -m hairlib.mini.train_<name>` (see hairlib/mini/); a released hairlib ships them all.")
-    classifier = load_shipped_classifier(wdir, device)
-    masks = hair_probability = None
-    if (wdir / "parser.safetensors").exists():
-        from hairlib.mini.train_parser import load_shipped_parser
-
-        parser = load_shipped_parser(wdir, device)
-        masks, hair_probability = parser.masks, parser.hair_probability
-    return World(
-        name="mini",
-        generator=load_shipped_generator(wdir, device),
-        clip=load_shipped_clip(wdir, device),
-        identity=load_shipped_identity(wdir, device),
-        classifier=classifier,
-        encoder=load_shipped_encoder(wdir, device),
-        feature_net=perceptual_features(classifier),
-        invert_config=INVERT,
-        vocab={"hair_colors": vocab.HAIR_COLORS, "hairstyles": vocab.HAIRSTYLES, "attributes": dict(vocab.ATTRIBUTES),
-               "groups": dict(vocab.GROUPS)},
-        defaults={**copy.deepcopy(MINI_DEFAULTS), **_shipped_mappers(wdir)},
-        masks=masks,
-        hair_probability=hair_probability,
-    )
-
-
-def _shipped_mappers(wdir: Path) -> Dict[str, Any]:
-    """The trained mappers shipped beside a world's weights: StyleCLIP mappers in ``mappers/``
-    (prompt slug -> file) and HairCLIP's ``hairclip.safetensors``."""
-    out: Dict[str, Any] = {"mappers": {p.stem: p for p in sorted((wdir / "mappers").glob("*.safetensors"))}}
-    if (wdir / "hairclip.safetensors").exists():
-        out["hairclip_mapper"] = wdir / "hairclip.safetensors"
-    return out
+    return World(**load_mini(device, weights_dir), settings=MINI)
 
 
 FFHQ_WEIGHTS = {1024: ("stylegan2-ffhq-1024", "clip-vit-b32", "e4e-ffhq", "arcface-ir-se50", "face-parser"),
@@ -286,7 +220,7 @@ def _load_ffhq(device, resolution: int = 1024, download: Optional[bool] = None) 
     return World(
         name="ffhq",
         generator=G,
-        clip=load_clip("ViT-B/32", device),
+        clip=load_clip(files["clip-vit-b32"], device, label="ViT-B/32"),
         identity=arcface.embed,
         classifier=None,  # no CelebA attribute classifier is published with the papers' code
         encoder=encoder,
@@ -294,7 +228,7 @@ def _load_ffhq(device, resolution: int = 1024, download: Optional[bool] = None) 
         invert_config=InvertConfig(steps=100 if encoder is not None else 500, lr=0.01 if encoder is not None else 0.05,
                                    feature_weight=1.0 if feature_net is not None else 0.0, latent_weight=0.0),
         vocab={"hair_colors": prompts.HAIRCLIP_COLORS, "hairstyles": prompts.HAIRCLIP_HAIRSTYLES},
-        defaults={"neutral": "a face", "global": {"alpha": 4.1, "beta": 0.15}},
+        settings=PAPER,
         masks=parser.masks,
         hair_probability=parser.hair_probability,
         aligner=aligner,

@@ -398,30 +398,14 @@ def test_bad_names_and_paths(tmp_path):
         load_clip(tmp_path / "nowhere.pt")
 
 
-def test_vit_b32_goes_through_the_weights_cache(monkeypatch, openai_files):
+def test_vit_b32_by_name_downloads_nothing_and_says_how(monkeypatch, openai_files):
+    """Nets do no I/O: a name points to ``hairlib.weights``; the fetched file loads under its label."""
     weights = pytest.importorskip("hairlib.weights")
-    asked = []
-
-    def missing(name, **kwargs):
-        asked.append(name)
-        raise weights.WeightsMissingError(f"{name} is not in the cache")
-
-    monkeypatch.setattr(weights, "fetch", missing)
+    monkeypatch.setattr(weights, "fetch", lambda *a, **k: pytest.fail("nets.clip must not download"))
     for name in ("ViT-B/32", "ViT-B-32", "vit-b/32"):
-        with pytest.raises(weights.WeightsMissingError):
+        with pytest.raises(FileNotFoundError, match=r"hairlib.weights.fetch\('clip-vit-b32'\)"):
             load_clip(name)
-    assert asked == ["clip-vit-b32"] * 3
-
-    model, _, jit_path = openai_files  # a cached file is loaded like OpenAI's archive
-    monkeypatch.setattr(weights, "fetch", lambda name, **kwargs: jit_path)
-    clip = load_clip("ViT-B-32")
+    model, _, jit_path = openai_files  # the fetched file is OpenAI's archive
+    clip = load_clip(jit_path, label="ViT-B/32")
     assert clip.name == "ViT-B/32"
     check_same_as(clip, model)
-
-
-def test_vit_b32_offline_without_weights_raises(monkeypatch, tmp_path):
-    weights = pytest.importorskip("hairlib.weights")
-    monkeypatch.setenv("HAIRLIB_HOME", str(tmp_path))
-    monkeypatch.setenv("HAIRLIB_OFFLINE", "1")
-    with pytest.raises(weights.WeightsMissingError, match="clip-vit-b32"):
-        load_clip("ViT-B/32")

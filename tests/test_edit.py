@@ -2,11 +2,12 @@
 world (wiring and the methods' mechanics; behaviour on the trained mini world is in
 test_edit_mini.py)."""
 import pytest
+from dataclasses import replace
 import torch
 
 import hairlib
-from hairlib.edit.global_dir import GlobalConfig, GlobalDirections, global_edit
-from hairlib.edit.optimize import lr_schedule, optimize
+from hairlib.methods.global_dir import GlobalConfig, GlobalDirections, global_edit
+from hairlib.methods.optimize import lr_schedule, optimize
 
 TINY_GLOBAL = GlobalConfig(n_stats=512, n_images=3, batch=40)
 
@@ -30,24 +31,24 @@ def test_optimize_lowers_clip_loss_and_respects_l2(world):
     w = world.sample(2, seed=1)
     txt = world.clip.encode_text("red hair")
     before = clip_loss(world.clip, world.generate(w), txt)
-    r = optimize(world, w, "red hair", steps=25, id_lambda=0.0, l2_lambda=0.0, progress=False)
+    r = optimize(world, w, "red hair", steps=25, id_lambda=0.0, l2_lambda=0.0, settings="paper", progress=False)
     after = clip_loss(world.clip, r.images, txt)
     assert (after < before).all() and r.latents.shape == w.shape and len(r.losses) == 25
     assert r.losses[-1] < r.losses[0]
     # a large L2 weight keeps the latent near the source
-    near = optimize(world, w, "red hair", steps=25, id_lambda=0.0, l2_lambda=100.0, progress=False)
+    near = optimize(world, w, "red hair", steps=25, id_lambda=0.0, l2_lambda=100.0, settings="paper", progress=False)
     assert (near.latents - w).norm() < 0.5 * (r.latents - w).norm()
 
 
 def test_optimize_batches_like_single_runs(world):
     w = world.sample(2, seed=2)
-    both = optimize(world, w, ["red hair", "blond hair"], steps=5, progress=False)
-    one = optimize(world, w[1:], "blond hair", steps=5, progress=False)
+    both = optimize(world, w, ["red hair", "blond hair"], steps=5, settings="paper", progress=False)
+    one = optimize(world, w[1:], "blond hair", steps=5, settings="paper", progress=False)
     assert torch.allclose(both.latents[1:], one.latents, atol=1e-4)
 
 
 def test_augmented_views_shift_and_flip_but_keep_colours():
-    from hairlib.edit.optimize import augment_views
+    from hairlib.methods.optimize import augment_views
 
     x = torch.rand(3, 3, 16, 16) * 2 - 1
     v = augment_views(x, 5, torch.Generator().manual_seed(0), noise=0.0)
@@ -75,7 +76,7 @@ def test_optimize_with_augmented_views_lowers_the_clip_loss(world):
 
 def test_optimize_in_stylespace(world):
     w = world.sample(1, seed=3)
-    r = optimize(world, w, "smiling", steps=5, space="s", progress=False)
+    r = optimize(world, w, "smiling", steps=5, space="s", settings="paper", progress=False)
     assert isinstance(r.latents, list) and len(r.latents) == len(world.generator.style_layers)
 
 
@@ -106,7 +107,7 @@ def test_global_directions_mechanics(world, tmp_path):
 
 
 def test_global_directions_are_cached(world, monkeypatch):
-    world.defaults["global_preprocess"] = TINY_GLOBAL.to_dict()
+    world.settings = replace(world.settings, global_preprocess=TINY_GLOBAL)
     calls = []
     real = GlobalDirections.compute.__func__
 
@@ -122,7 +123,7 @@ def test_global_directions_are_cached(world, monkeypatch):
 def test_the_cache_key_changes_with_either_clip_tower(tiny_weights):
     """A new image tower beside the same texts (as the mini CLIP's see-resnet stage made) must not
     reuse a relevance matrix its predecessor computed."""
-    from hairlib.edit.global_dir import fingerprint
+    from hairlib.methods.global_dir import fingerprint
 
     w = hairlib.load_world("mini", weights_dir=tiny_weights)
     before = fingerprint(w)
@@ -138,7 +139,7 @@ def test_the_cache_key_changes_with_either_clip_tower(tiny_weights):
 
 def test_the_cache_key_sees_every_generator_weight():
     """Changing only the last value of the shipped generator's largest tensor is another generator."""
-    from hairlib.edit.global_dir import fingerprint
+    from hairlib.methods.global_dir import fingerprint
 
     world = hairlib.load_world("mini")
     before = fingerprint(world)

@@ -90,7 +90,7 @@ def test_hairclip_grid_scores_every_pair_and_summarises(tiny_weights):
     import math
 
     import hairlib
-    from hairlib.edit.hairclip import hairclip_vocab
+    from hairlib.methods.hairclip import hairclip_vocab
     from hairlib.nets.hair_mapper import HairMapper
 
     world = hairlib.load_world("mini", weights_dir=tiny_weights)
@@ -114,7 +114,7 @@ def test_mappers_are_matched_to_tasks_by_their_prompt(tiny_weights, tmp_path):
     import shutil
 
     import hairlib
-    from hairlib.edit.mapper import save_mapper
+    from hairlib.methods.mapper import save_mapper
     from hairlib.nets.mappers import LevelsMapper
 
     wdir = tmp_path / "w"

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from hairlib.edit import hairclip as H
-from hairlib.edit.losses import average_lab, avg_lab_loss, background_loss, rgb_to_lab, shape_loss
+from hairlib.methods import hairclip as H
+from hairlib.methods.losses import average_lab, avg_lab_loss, background_loss, rgb_to_lab, shape_loss
 from hairlib.nets.hair_mapper import HairMapper
 
 

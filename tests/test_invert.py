@@ -84,7 +84,7 @@ def test_encoder_recipe_round_trip(tmp_path):
     metrics = T.evaluate(G, enc, clf, n=4, cfg=replace(T.INVERT, steps=2))
     assert metrics["encoder+refine_psnr"] > 0 and 0 <= metrics["encoder_all_labels_kept"] <= 1
     T.export(enc, metrics, replace(T.RECIPE, steps=2), dest=tmp_path / "w")
-    back = T.load_shipped_encoder(tmp_path / "w")
+    back = T.load_encoder(tmp_path / "w")
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     assert torch.allclose(back(x), enc.eval()(x), atol=2e-3)  # shipped in fp16
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import hairlib
-from hairlib.edit.mapper import load_mapper, mapper_edit, save_mapper, slug, train_mapper
+from hairlib.methods.mapper import load_mapper, mapper_edit, save_mapper, slug, train_mapper
 from hairlib.nets.mappers import LevelsMapper, group_slices
 
 
@@ -19,7 +19,7 @@ def _weights_with_a_hair_mapper(tiny_weights, tmp_path, seed, extra, strength=No
     metadata ``extra``, edit strength ``strength``); returns (world, weights folder, mapper file)."""
     import shutil
 
-    from hairlib.edit.hairclip import save_hair_mapper
+    from hairlib.methods.hairclip import save_hair_mapper
     from hairlib.nets.hair_mapper import HairMapper
 
     d = tmp_path / "weights"
@@ -98,7 +98,7 @@ def test_train_save_load_edit(world, tmp_path):
     # resuming a finished run trains nothing more
     m2 = train_mapper(world, "red hair", steps=30, batch=4, out_dir=tmp_path / "run", progress=False)
     assert torch.allclose(m2(w), m(w))
-    world.defaults["mappers"] = {"red hair": path}
+    world.mappers = {"red hair": path}
     assert hairlib.edit(world, w, "red hair", method="mapper").method == "mapper"
     with pytest.raises(ValueError, match="no mapper for 'afro'"):
         hairlib.edit(world, w, "afro", method="mapper")
@@ -121,7 +121,7 @@ def test_contrast_prompts_add_clips_reading_and_go_into_the_recipe(world, tmp_pa
     """``contrast_lambda``: CLIP's reading of the edit over the prompt and ``contrast`` (logged as
     ``contrast``), cross-entropy toward the prompt; it changes what is learned, needs contrast
     prompts, and its prompts are kept in the recipe (``to_dict``)."""
-    from hairlib.edit.mapper import MapperConfig
+    from hairlib.methods.mapper import MapperConfig
     from hairlib.mini import train_mappers as TM
     from hairlib.train.checkpoint import read_log
 
@@ -167,7 +167,7 @@ def test_fine_tuning_starts_from_the_init_and_checks_its_shape(world, tmp_path):
 def test_adapt_fine_tunes_every_shipped_edit_network_once(tiny_weights, tmp_path, monkeypatch):
     import shutil
 
-    from hairlib.edit.hairclip import save_hair_mapper
+    from hairlib.methods.hairclip import save_hair_mapper
     from hairlib.mini import train_mappers as TM
     from hairlib.nets.hair_mapper import HairMapper
     from hairlib.nets.loading import read_with_meta

@@ -89,7 +89,7 @@ def test_recipe_round_trip(tmp_path):
     acc = T.zero_shot(clip, n=16)
     assert set(acc) >= {"hair_color", "hairstyle", "smiling"} and all(0 <= v <= 1 for v in acc.values())
     T.export(model, {"heldout": acc}, replace(T.RECIPE, steps=2), config=TINY, dest=tmp_path / "w")
-    back = T.load_shipped_clip(tmp_path / "w")
+    back = T.load_clip_net(tmp_path / "w")
     assert back.dtype == torch.float32
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     assert torch.allclose(back.encode_image(x), clip.encode_image(x), atol=1e-2)  # fp16 storage
@@ -273,7 +273,7 @@ def test_prototype_focus_weighs_the_mean():
 
 
 def test_supervised_probe_logs_held_out_accuracy(monkeypatch):
-    monkeypatch.setattr(T, "load_shipped_clip", lambda: (_ for _ in ()).throw(AssertionError("not for 'fresh'")))
+    monkeypatch.setattr(T, "load_clip_net", lambda: (_ for _ in ()).throw(AssertionError("not for 'fresh'")))
     log = T.supervised_probe("smiling", tower="fresh", steps=3, batch=8, eval_every=2, eval_n=20, config=TINY)
     assert [r["step"] for r in log] == [2, 3]
     assert all(0 <= r["heldout_accuracy"] <= 1 and np.isfinite(r["loss"]) for r in log)
@@ -340,7 +340,7 @@ def test_a_fresh_resnet_tower_learns_the_teachers_embedding_and_ships(tmp_path):
     assert not torch.equal(after["text_projection"], told.state_dict()["text_projection"])
 
     T.export(told, {}, tell, config=TINY_RESNET, dest=tmp_path / "weights")
-    shipped = T.load_shipped_clip(tmp_path / "weights")
+    shipped = T.load_clip_net(tmp_path / "weights")
     with torch.no_grad():
         ref = F.normalize(told.eval().encode_image(images), dim=-1)
         got = F.normalize(shipped.model.encode_image(images), dim=-1)
@@ -421,7 +421,7 @@ def test_the_classifier_trunk_tower_is_an_open_clip_timm_config_and_ships(tmp_pa
     assert emb.shape == (4, 16)
     assert torch.allclose(emb, model.visual.head.proj(feats), atol=1e-5)  # a mean, then the projection
     T.export(model, {}, replace(T.TELL_CONV, steps=1), config=config, dest=tmp_path / "w")
-    back = T.load_shipped_clip(tmp_path / "w")
+    back = T.load_clip_net(tmp_path / "w")
     with torch.no_grad():
         got = back.model.encode_image(x)
     assert float(F.cosine_similarity(got, emb).min()) > 0.99  # fp16 weights

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import hairlib
-from hairlib.edit.losses import average_lab
+from hairlib.methods.losses import average_lab
 from hairlib.evaluate import predict_labels
 from hairlib.mini.vocab import value_index
 
@@ -62,7 +62,7 @@ def test_optimisation_toward_blond_makes_blond_hair_and_keeps_the_person(world, 
     w, x, before = faces
     w, x = w[:6], x[:6]
     r = hairlib.edit(world, w, "a photo of a person with blond hair.", method="optimize", progress=False)
-    assert r.info["steps"] == world.defaults["optimize"]["steps"]
+    assert r.info["steps"] == world.settings.optimize.steps
     blond = value_index("hair_color", "blond")
     with torch.no_grad():
         p_before = torch.softmax(world.classifier(x)["hair_color"], 1)[:, blond]
@@ -78,7 +78,7 @@ def test_references_reach_their_colour_read_as_text_or_as_whole_image_embeddings
     them, since the mini CLIP never saw hair-only images."""
     import copy
 
-    from hairlib.edit.hairclip import color_text, hairclip_vocab, load_hair_mapper, read_reference
+    from hairlib.methods.hairclip import color_text, hairclip_vocab, load_hair_mapper, read_reference
     from hairlib.mini import render as R
 
     w, x, _ = faces
@@ -89,8 +89,8 @@ def test_references_reach_their_colour_read_as_text_or_as_whole_image_embeddings
     raw = world.clip.embed_text_raw([color_text(c) for c in hairclip_vocab(world)[1]])
     nearest = [hairclip_vocab(world)[1][i] for i in torch.cdist(cond, raw).argmin(1)]
     assert sum(n == c for n, c in zip(nearest, colors)) >= 20  # the reading names the colour
-    assert world.defaults["hairclip_edit"]["reference"] == "text"
-    shipped = load_hair_mapper(world.defaults["hairclip_mapper"], num_ws=world.generator.num_ws)
+    assert world.settings.hairclip_reference == "text"
+    shipped = load_hair_mapper(world.hairclip_mapper, num_ws=world.generator.num_ws)
     masked = copy.deepcopy(shipped)
     masked.mask_reference = True
     assert shipped.mask_reference is False
@@ -107,7 +107,7 @@ def test_references_reach_their_colour_read_as_text_or_as_whole_image_embeddings
 
 def test_shipped_styleclip_mappers_are_found_by_name(world, faces):
     w, _, before = faces
-    assert set(world.defaults["mappers"]) >= {"afro", "curly", "red", "smiling"}
+    assert set(world.mappers) >= {"afro", "curly", "red", "smiling"}
     r = hairlib.edit(world, w, "afro", method="mapper")
     assert r.method == "mapper" and r.info["groups"] == ["coarse", "medium"]
     assert _share(predict_labels(world, r.images), "hairstyle", "afro") > _share(before, "hairstyle", "afro")
@@ -123,7 +123,7 @@ def test_the_reading_loss_is_low_when_the_edit_has_the_references_colour(world):
     reference of its own hair colour costs less than against one of another colour."""
     import numpy as np
 
-    from hairlib.edit.hairclip import color_text, hairclip_vocab, reading_loss, render_references
+    from hairlib.methods.hairclip import color_text, hairclip_vocab, reading_loss, render_references
 
     _, colors = hairclip_vocab(world)
     vocab = world.clip.encode_text([color_text(c) for c in colors])

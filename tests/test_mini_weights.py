@@ -16,9 +16,9 @@ def fresh():
 
 
 def test_classifier_reads_the_renderers_labels(fresh):
-    from hairlib.mini.train_classifier import load_shipped_classifier
+    from hairlib.mini.world import load_classifier
 
-    clf = load_shipped_classifier()
+    clf = load_classifier()
     _, x, labels = fresh
     pred = clf.predict(x)
     for name, p in pred.items():
@@ -34,10 +34,10 @@ def test_shipped_weights_are_small():
 
 
 def test_identity_net_keeps_people_apart_and_ignores_hair(fresh):
-    from hairlib.mini.train_identity import load_shipped_identity
+    from hairlib.mini.world import load_identity
     from hairlib.mini.vocab import HAIRSTYLES
 
-    idn = load_shipped_identity()
+    idn = load_identity()
     params, x, _ = fresh
     params, x = params[:100], x[:100]
     new_hair = [p.replace(hairstyle=HAIRSTYLES[(p.hairstyle + 3) % len(HAIRSTYLES)], hair_color=(p.hair_color + 4) % 10, hat=0)
@@ -57,9 +57,10 @@ def test_clip_reads_hair_and_eyes_like_the_renderer(fresh):
     (``see-conv-own``; the ResNet's on these 300: hairstyle 91, glasses 88, earrings 82, mustache
     87, age 62 %) every label but earrings, mustache and age is at the issue's target, and those
     three are near it; before the see/tell stages glasses, smiles and age were at chance."""
-    from hairlib.mini.train_clip import load_shipped_clip, zero_shot
+    from hairlib.mini.train_clip import zero_shot
+    from hairlib.mini.world import load_clip_net
 
-    acc = zero_shot(load_shipped_clip(), n=300, seed=777)
+    acc = zero_shot(load_clip_net(), n=300, seed=777)
     assert acc["hair_color"] >= 0.95 and acc["hairstyle"] >= 0.85, acc  # the issue's targets
     assert acc["eye_color"] >= 0.95 and acc["gender"] >= 0.95 and acc["beard"] >= 0.9, acc
     assert acc["smiling"] >= 0.9 and acc["lipstick"] >= 0.9 and acc["eyeglasses"] >= 0.88, acc  # targets (1000: 90.4)
@@ -67,9 +68,9 @@ def test_clip_reads_hair_and_eyes_like_the_renderer(fresh):
 
 
 def test_parser_finds_the_renderers_masks(fresh):
-    from hairlib.mini.train_parser import load_shipped_parser
+    from hairlib.mini.world import load_parser
 
-    parser = load_shipped_parser()
+    parser = load_parser()
     params, x, _ = fresh
     truth = R.render_batch(params[:100])[1]
     m = parser.masks(x[:100])

@@ -101,7 +101,7 @@ def test_distill_keeps_the_shipped_synthesis_and_resumes(tmp_path):
     bank = torch.load(tmp_path / "distill" / "bank.pt", weights_only=True)
     assert len(bank["z"]) == 2 and bank["config"]["bank"] == 1500  # two chunks of 1024
     path = T.export(tmp_path, dest=tmp_path / "ship", source="distill")
-    new, old = T.load_shipped_generator(tmp_path / "ship").state_dict(), T.load_shipped_generator().state_dict()
+    new, old = T.load_generator(tmp_path / "ship").state_dict(), T.load_generator().state_dict()
     assert all(torch.equal(new[k], old[k]) for k in old if not k.startswith("style."))
     assert any(not torch.equal(new[k], old[k]) for k in old if k.startswith("style."))
     meta = json.loads(path.with_suffix(".json").read_text())

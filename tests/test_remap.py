@@ -44,8 +44,8 @@ def test_remap_keeps_the_shipped_synthesis_and_refits_the_mapping(tmp_path):
     metrics = T.remap_shipped(tmp_path / "remap", progress=False, cfg=cfg)
     assert set(metrics) >= {"kid_samples_vs_renders", "within_5_points", "max_frequency_gap"}
     path = T.export(tmp_path, dest=tmp_path / "ship", source="remap")
-    G = T.load_shipped_generator(tmp_path / "ship")
-    shipped = T.load_shipped_generator()
+    G = T.load_generator(tmp_path / "ship")
+    shipped = T.load_generator()
     new, old = G.state_dict(), shipped.state_dict()
     assert all(torch.equal(new[k], old[k]) for k in old if not k.startswith("style."))
     assert any(not torch.equal(new[k], old[k]) for k in old if k.startswith("style."))

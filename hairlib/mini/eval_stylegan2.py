@@ -99,8 +99,7 @@ def own_render_pairs(G, n: int = 16, seed: int = 0) -> list:
 
 def main(argv=None) -> int:
     from hairlib import viz
-    from hairlib.mini.train_classifier import load_shipped_classifier
-    from hairlib.mini.train_stylegan2 import load_shipped_generator
+    from hairlib.mini.world import WEIGHTS_DIR, load_classifier, load_generator
     from hairlib.nets.stylegan2 import Generator, StyleGAN2Config
     from hairlib.train.checkpoint import load_checkpoint
 
@@ -110,17 +109,18 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="results")
     args = p.parse_args(argv)
     if args.state:
-        from hairlib.mini.train_stylegan2 import ARCH
+        import json
 
         state = load_checkpoint(args.state)  # a GAN state (G_ema) or the warm start's warm_G.pt (G)
-        arch = state.get("config", {}).get("arch")  # GAN states carry it; warm / sharpening states use ARCH
-        G = Generator(StyleGAN2Config.from_dict(arch) if arch else ARCH)
+        arch = state.get("config", {}).get("arch")  # GAN states carry it; others have the shipped one's
+        arch = arch or json.loads((WEIGHTS_DIR / "stylegan2.json").read_text())["arch"]
+        G = Generator(StyleGAN2Config.from_dict(arch))
         G.load_state_dict(state["G_ema"] if "G_ema" in state else state["G"])
         G.eval().requires_grad_(False)
         step = int(state.get("step", 0))
     else:
-        G, step = load_shipped_generator(), None
-    res = evaluate_generator(G, load_shipped_classifier(), n=args.n)
+        G, step = load_generator(), None
+    res = evaluate_generator(G, load_classifier(), n=args.n)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     viz.grid([res["_samples"][i:i + 8] for i in range(0, 64, 8)], scale=1).save(out / "mini_stylegan2_samples.png")

@@ -1,22 +1,21 @@
-"""Shipped mini-world weights: ``hairlib/mini/weights/<name>.safetensors`` + ``<name>.json``.
+"""Writing the mini world's weights (recipes' side): ``<name>.safetensors`` + ``<name>.json``.
 
 The JSON beside each file holds the network's config (enough to rebuild it), the recipe that
-produced it, its measured quality and when it was exported.
+produced it, its measured quality and when it was exported; ``hairlib.mini.world`` reads them.
 """
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional
 
 from torch import nn
 
 from hairlib.atomic import atomic_path, write_text
+from hairlib.mini.world import WEIGHTS_DIR
 
-__all__ = ["WEIGHTS_DIR", "save_shipped", "load_shipped"]
-
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+__all__ = ["WEIGHTS_DIR", "save_shipped"]
 
 
 def save_shipped(name: str, model: nn.Module, meta: Dict[str, Any], dest: Path = WEIGHTS_DIR) -> Path:
@@ -30,24 +29,6 @@ def save_shipped(name: str, model: nn.Module, meta: Dict[str, Any], dest: Path =
     meta = dict(meta, exported=time.strftime("%Y-%m-%d %H:%M"))
     write_text(dest / f"{name}.json", json.dumps(meta, indent=2))
     return dest / f"{name}.safetensors"
-
-
-def load_shipped(name: str, build: Callable[[Dict[str, Any]], nn.Module], dest: Path = WEIGHTS_DIR,
-                 device="cpu") -> Tuple[nn.Module, Dict[str, Any]]:
-    """Rebuild ``name`` with ``build(meta)``, load its weights strictly; eval mode, frozen."""
-    from safetensors.torch import load_file
-
-    from hairlib.nets.loading import load_state_dict_strict
-
-    dest = Path(dest)
-    path = dest / f"{name}.safetensors"
-    if not path.exists():
-        raise FileNotFoundError(f"mini-world weights {path} are missing; train them with "
-                                f"`python -m hairlib.mini.train_{name}` or reinstall hairlib")
-    meta = json.loads((dest / f"{name}.json").read_text())
-    model = build(meta)
-    load_state_dict_strict(model, load_file(str(path)), what=str(path))
-    return model.to(device).eval().requires_grad_(False), meta
 
 
 def _format_metrics(metrics: Dict[str, Any], prefix: str = "") -> str:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hairlib.mini.shipping import WEIGHTS_DIR, load_shipped, recipe_main, save_shipped
+from hairlib.mini.shipping import WEIGHTS_DIR, recipe_main, save_shipped
 from hairlib.nets.mini_nets import AttributeClassifier, ClassifierConfig, multi_label_loss
 from hairlib.train.simple import fit
 
@@ -108,12 +108,6 @@ def evaluate(model: AttributeClassifier, n: int = RECIPE.eval_n, seed: int = 123
 def export(model: AttributeClassifier, metrics: dict, cfg: Recipe = RECIPE, dest: Path = WEIGHTS_DIR) -> Path:
     return save_shipped("classifier", model, {"config": model.config.to_dict(), "recipe": asdict(cfg), "step": cfg.steps,
                                               "accuracy": metrics, "command": "python -m hairlib.mini.train_classifier"}, dest)
-
-
-def load_shipped_classifier(dest: Path = WEIGHTS_DIR, device="cpu") -> AttributeClassifier:
-    """The shipped classifier, eval mode, frozen."""
-    return load_shipped("classifier", lambda meta: AttributeClassifier(ClassifierConfig.from_dict(meta["config"])),
-                        dest, device)[0]
 
 
 def main(argv=None) -> int:

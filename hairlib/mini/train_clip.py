@@ -223,7 +223,8 @@ import torch
 import torch.nn.functional as F
 
 from hairlib.mini.shipping import WEIGHTS_DIR, recipe_main, save_shipped, stage_dir
-from hairlib.nets.clip import CLIP, OPENAI_MEAN, OPENAI_STD, build_model, load_clip
+from hairlib.mini.world import load_clip_net
+from hairlib.nets.clip import CLIP, OPENAI_MEAN, OPENAI_STD, build_model
 from hairlib.train.simple import fit
 
 DEFAULT_OUT = Path("runs") / "mini_clip"
@@ -684,7 +685,7 @@ def framed_prompts(rng: np.random.Generator, k: int = 2) -> Dict[str, Dict[str, 
 
 def hairclip_prompts() -> List[str]:
     """The mini HairCLIP prompts: the hairstyles (bald has none), then the colours."""
-    from hairlib.edit.hairclip import color_text, style_text
+    from hairlib.methods.hairclip import color_text, style_text
     from hairlib.mini.vocab import HAIR_COLORS, HAIRSTYLES
 
     return [style_text(s) for s in HAIRSTYLES if s != "bald"] + [color_text(c) for c in HAIR_COLORS]
@@ -853,7 +854,7 @@ def supervised_probe(label: str = "eyeglasses", tower: str = "shipped", steps: i
         config["vision_cfg"]["patch_size"] = patch_size
         vis = build_model(config)[0].visual
     else:
-        vis = load_shipped_clip().model.visual
+        vis = load_clip_net().model.visual
     vis.requires_grad_(tower != "shipped")
     head = torch.nn.Linear(config["embed_dim"], len(values_of(label)))
     params = list(head.parameters()) + (list(vis.parameters()) if tower != "shipped" else [])
@@ -900,13 +901,6 @@ def export(model, metrics: dict, cfg: Recipe = RECIPE, config=None, dest: Path =
         meta["previous_command"] = "; then ".join(chain)
     half = copy.deepcopy(model).half()
     return save_shipped("clip", half, meta, dest)
-
-
-def load_shipped_clip(dest: Path = WEIGHTS_DIR, device="cpu") -> CLIP:
-    import json
-
-    meta = json.loads((Path(dest) / "clip.json").read_text())
-    return load_clip("mini-clip", device, config=meta["config"], state_dict=Path(dest) / "clip.safetensors")
 
 
 def main(argv=None) -> int:

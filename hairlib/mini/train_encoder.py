@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from hairlib.invert import InvertConfig
-from hairlib.mini.shipping import WEIGHTS_DIR, load_shipped, recipe_main, save_shipped
+from hairlib.mini.shipping import WEIGHTS_DIR, recipe_main, save_shipped
+from hairlib.mini.world import INVERT, classifier_features, perceptual_features
 from hairlib.nets.mini_nets import Encoder, EncoderConfig
 from hairlib.train.simple import fit
 
@@ -50,46 +51,6 @@ class Recipe:
 
 RECIPE = Recipe()
 
-# The mini world's refinement after the encoder (World.invert_config), with perceptual_features.
-# Chosen on 50 of the 200 held-out renders (mean PSNR / renders with all labels kept): the old
-# default (150 steps, constant lr 0.02, raw trunk features x 0.5) 23.5 dB / 92 %; pixels alone
-# 25.4 dB / 22 %; unit-normalised features x 0.02 with the ramp, 150 steps, 25.6 dB / 88 %; with
-# raw x 0.1 beside, 24.6 dB / 92 %; this (raw x 0.05, 200 steps) 25.1 dB / 92 %. On all 200: 25.2 dB /
-# 95.0 %; with delta_weight=0.0003 (more editable) 25.0 dB / 94.5 %, under the labels target.
-INVERT = InvertConfig(steps=200, lr=0.1, lr_schedule="ramp", feature_weight=1.0)
-
-
-def classifier_features(classifier):
-    """A perceptual feature function: the classifier trunk's stage outputs."""
-    stages = [m for m in classifier.trunk]
-
-    def feats(x):
-        out = []
-        for i, m in enumerate(stages):
-            x = m(x)
-            if i % 6 == 5:  # after each stage's stride-2 block
-                out.append(x)
-        return out
-    return feats
-
-
-def perceptual_features(classifier, normalized: float = 0.02, raw: float = 0.05):
-    """The mini world's LPIPS, for ``hairlib.invert`` (with ``feature_weight=1``): the classifier
-    trunk's stage outputs unit-normalised over their channels at every position and scaled by
-    sqrt(C * normalized), so that a stage's mean squared error is ``normalized`` times the mean squared
-    distance of those unit vectors (LPIPS' form), beside the raw outputs scaled by sqrt(raw). The
-    unit vectors compare what the trunk sees wherever it looks without outweighing the pixels; the
-    small raw term keeps its strongest responses (in the sweep above INVERT it kept the eyes' colour
-    on more renders)."""
-    stages = classifier_features(classifier)
-
-    def feats(x):
-        out = []
-        for f in stages(x):
-            unit = f / (f.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
-            out += [unit * (f.shape[1] * normalized) ** 0.5, f * raw ** 0.5]
-        return out
-    return feats
 
 
 def init_from_warmstart(enc: Encoder, path) -> None:
@@ -203,10 +164,6 @@ def export(enc: Encoder, metrics: dict, cfg: Recipe = RECIPE, dest: Path = WEIGH
         "dtype": "float16", "command": "python -m hairlib.mini.train_encoder"}, dest)
 
 
-def load_shipped_encoder(dest: Path = WEIGHTS_DIR, device="cpu") -> Encoder:
-    return load_shipped("encoder", lambda meta: Encoder(EncoderConfig.from_dict(meta["config"])), dest, device)[0]
-
-
 def main(argv=None) -> int:
     import sys
 
@@ -214,11 +171,11 @@ def main(argv=None) -> int:
     if argv[:1] == ["figure"]:  # python -m hairlib.mini.train_encoder figure: results/mini_inversion.png
         print(f"wrote {figure()}")
         return 0
-    from hairlib.mini.train_classifier import load_shipped_classifier
-    from hairlib.mini.train_stylegan2 import load_shipped_generator
+    from hairlib.mini.world import load_classifier
+    from hairlib.mini.world import load_generator
 
     def run(cfg, args):
-        G, clf = load_shipped_generator(), load_shipped_classifier()
+        G, clf = load_generator(), load_classifier()
         enc = train(G, clf, cfg, args.out, device=args.device).cpu()
         return enc, evaluate(G.cpu(), enc, clf.cpu())
 

@@ -19,7 +19,7 @@ from typing import Dict, Tuple
 import numpy as np
 import torch
 
-from hairlib.mini.shipping import WEIGHTS_DIR, load_shipped, recipe_main, save_shipped
+from hairlib.mini.shipping import WEIGHTS_DIR, recipe_main, save_shipped
 from hairlib.nets.mini_nets import IdentityConfig, IdentityNet, nt_xent
 from hairlib.train.simple import fit
 
@@ -100,11 +100,6 @@ def evaluate(model: IdentityNet, n: int = RECIPE.eval_n, seed: int = 54321) -> D
 def export(model: IdentityNet, metrics: dict, cfg: Recipe = RECIPE, dest: Path = WEIGHTS_DIR) -> Path:
     return save_shipped("identity", model, {"config": model.config.to_dict(), "recipe": asdict(cfg), "step": cfg.steps,
                                             "metrics": metrics, "command": "python -m hairlib.mini.train_identity"}, dest)
-
-
-def load_shipped_identity(dest: Path = WEIGHTS_DIR, device="cpu") -> IdentityNet:
-    """The shipped identity network, eval mode, frozen."""
-    return load_shipped("identity", lambda meta: IdentityNet(IdentityConfig.from_dict(meta["config"])), dest, device)[0]
 
 
 def main(argv=None) -> int:

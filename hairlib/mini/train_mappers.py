@@ -14,12 +14,12 @@ StyleCLIP mappers (``MAPPERS``): one per prompt, the paper's losses (CLIP 1.0, L
 Ranger at 0.5, on latents sampled at truncation 0.7; hair-style and expression prompts train
 the coarse and medium sub-mappers only, as the paper does, colour prompts all three. Shipped as
 ``weights/mappers/<name>.safetensors`` (the prompt in the metadata), found by
-``world.defaults["mappers"]``.
+``world.mappers``.
 
-HairCLIP (``HAIRCLIP``): the paper's losses and sampling (``hairlib.edit.hairclip``), 4 faces a
+HairCLIP (``HAIRCLIP``): the paper's losses and sampling (``hairlib.methods.hairclip``), 4 faces a
 step; references are fresh renders. Shipped as ``weights/hairclip.safetensors`` (fp16).
 ``hairclip-augment`` (``HAIRCLIP_AUGMENT``) then fine-tunes that mapper with its text losses
-averaged over 8 shifted / flipped views of each edit (``hairlib.edit.optimize.augment_views``),
+averaged over 8 shifted / flipped views of each edit (``hairlib.methods.optimize.augment_views``),
 so that it stops fooling the small CLIP with pixel patterns the classifier does not read as the
 asked hair; it replaces the shipped file only if its mean success on the 6 hair tasks rises.
 
@@ -109,7 +109,7 @@ def _scores(world, method: str, names, extra_tasks=(), **kw) -> dict:
 def _shipped_scores(world, path: Path, name: str) -> dict:
     """The shipped mapper at ``path`` scored afresh on the validation faces (its metadata may
     hold scores from other faces or another CLIP)."""
-    from hairlib.edit.mapper import load_mapper
+    from hairlib.methods.mapper import load_mapper
 
     return _scores(world, "mapper", [name], mapper=load_mapper(path, num_ws=world.generator.num_ws))[name]
 
@@ -133,7 +133,7 @@ def train_styleclip(world, only=None, augment: int = 0, weights: Path = WEIGHTS_
     loss's weight instead of the paper's 0.1 (run folder ``..._id<X>``). Either way the mapper is
     shipped only where its success beats the shipped mapper's by ``MIN_GAIN`` and its identity
     stays at the issue's 0.8 or above."""
-    from hairlib.edit.mapper import MapperConfig, save_mapper, train_mapper
+    from hairlib.methods.mapper import MapperConfig, save_mapper, train_mapper
 
     for name, (text, groups) in MAPPERS.items():
         if only and name not in only:
@@ -160,7 +160,7 @@ def train_styleclip(world, only=None, augment: int = 0, weights: Path = WEIGHTS_
 
 
 def train_hair(world, steps=None, weights: Path = WEIGHTS_DIR) -> None:
-    from hairlib.edit.hairclip import HairCLIPConfig, save_hair_mapper, train_hairclip
+    from hairlib.methods.hairclip import HairCLIPConfig, save_hair_mapper, train_hairclip
     from hairlib.evaluate import HAIR_TASKS
 
     cfg = HairCLIPConfig(**{**HAIRCLIP, **({"steps": steps} if steps else {})})
@@ -196,8 +196,8 @@ def figure(world, path=Path("results") / "mini_hairclip.png", n: int = 8) -> Pat
     labels.append("reference")
     add("HairCLIP: like ref", method="hairclip", hairstyle=world.align(ref), color=world.align(ref))
     add("global: afro", method="global", text="a photo of a person with an afro.", alpha=2.0)
-    if "afro" in world.defaults.get("mappers", {}):
-        add("mapper: afro", method="mapper", text="x", mapper=world.defaults["mappers"]["afro"])
+    if "afro" in world.mappers:
+        add("mapper: afro", method="mapper", text="x", mapper=world.mappers["afro"])
     path.parent.mkdir(parents=True, exist_ok=True)
     viz.grid(rows, labels, scale=2).save(path)
     return path
@@ -209,7 +209,7 @@ def _fine_tune_hair(world, dest: Path, meta: dict, base, cfg, run: str, score, e
     faces. It replaces ``dest`` (fp16; ``extra`` added to the metadata: its stage and command) only if
     ``gate(before, after)`` (default: the mean success rises). Either way ``report.txt`` in the run
     folder gives each task's before and after and the verdict."""
-    from hairlib.edit.hairclip import save_hair_mapper, train_hairclip
+    from hairlib.methods.hairclip import save_hair_mapper, train_hairclip
 
     before = score(world, base)
     m = train_hairclip(world, cfg, RUNS / run, init=base)
@@ -235,7 +235,7 @@ def _fine_tune_hair(world, dest: Path, meta: dict, base, cfg, run: str, score, e
 
 def train_hair_augment(world, steps=None, dest=None) -> bool:
     """Fine-tune the shipped HairCLIP mapper with augmented CLIP views; ship it if it scores better."""
-    from hairlib.edit.hairclip import HairCLIPConfig, load_hair_mapper
+    from hairlib.methods.hairclip import HairCLIPConfig, load_hair_mapper
     from hairlib.evaluate import HAIR_TASKS
     from hairlib.nets.loading import read_with_meta
 
@@ -300,7 +300,7 @@ def train_hair_retower(world, steps=None, dest=None, again: bool = False,
     from it (run folder ``hairclip_retower<round>``, another seed), on the same gate.
     ``background_lambda``: that weight of the loss outside the hair instead of the recipe's (run
     folder ``..._bg<X>``)."""
-    from hairlib.edit.hairclip import HairCLIPConfig, load_hair_mapper
+    from hairlib.methods.hairclip import HairCLIPConfig, load_hair_mapper
     from hairlib.nets.loading import read_with_meta
 
     dest = Path(dest) if dest is not None else WEIGHTS_DIR / "hairclip.safetensors"
@@ -347,7 +347,7 @@ def train_hair_keep(world, steps=None, dest=None, shape_lambda: Optional[float] 
     scored on the 6 hair tasks, text
     edits to the oversampled colours and hairstyles and the reference matches, shipped on
     ``_keep_gain``."""
-    from hairlib.edit.hairclip import HairCLIPConfig, load_hair_mapper
+    from hairlib.methods.hairclip import HairCLIPConfig, load_hair_mapper
     from hairlib.nets.loading import read_with_meta
 
     dest = Path(dest) if dest is not None else WEIGHTS_DIR / "hairclip.safetensors"
@@ -396,7 +396,7 @@ def train_styleclip_retower(world, only=None, steps=None, weights: Path = WEIGHT
     shipped one's (scored afresh) by ``MIN_GAIN`` at identity >= 0.8. Mappers already fine-tuned
     under this CLIP are left alone unless ``again``: then one more round from them (run folder
     ``<name>_retower<round>...``). Returns {name: {"before", "after", "shipped"}}."""
-    from hairlib.edit.mapper import MapperConfig, save_mapper, train_mapper
+    from hairlib.methods.mapper import MapperConfig, save_mapper, train_mapper
     from hairlib.nets.loading import read_with_meta
 
     weights = Path(weights)
@@ -451,8 +451,8 @@ def adapt(world, weights: Path = WEIGHTS_DIR, hairclip_steps=None, mapper_steps=
     them), for ``ADAPT``'s steps, and ship it; its scores before (the old network on the new
     faces) and after go into its metadata. Networks already adapted to this generator are left
     alone, so a rerun is safe. Runs: ``runs/mini_mappers/<name>_adapt``."""
-    from hairlib.edit.hairclip import HairCLIPConfig, load_hair_mapper, save_hair_mapper, train_hairclip
-    from hairlib.edit.mapper import MapperConfig, load_mapper, save_mapper, train_mapper
+    from hairlib.methods.hairclip import HairCLIPConfig, load_hair_mapper, save_hair_mapper, train_hairclip
+    from hairlib.methods.mapper import MapperConfig, load_mapper, save_mapper, train_mapper
     from hairlib.evaluate import HAIR_TASKS
     from hairlib.nets.loading import read_with_meta
 

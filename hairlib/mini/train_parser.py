@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hairlib.mini.shipping import WEIGHTS_DIR, load_shipped, recipe_main, save_shipped
+from hairlib.mini.shipping import WEIGHTS_DIR, recipe_main, save_shipped
 from hairlib.nets.mini_nets import PARSER_CLASSES, MiniParser, ParserConfig
 from hairlib.train.simple import fit
 
@@ -98,11 +98,6 @@ def export(model: MiniParser, metrics: dict, cfg: Recipe = RECIPE, dest: Path = 
     return save_shipped("parser", model, {"config": model.config.to_dict(), "classes": list(PARSER_CLASSES),
                                           "recipe": asdict(cfg), "step": cfg.steps, "metrics": metrics,
                                           "command": "python -m hairlib.mini.train_parser"}, dest)
-
-
-def load_shipped_parser(dest: Path = WEIGHTS_DIR, device="cpu") -> MiniParser:
-    """The shipped parser, eval mode, frozen."""
-    return load_shipped("parser", lambda meta: MiniParser(ParserConfig.from_dict(meta["config"])), dest, device)[0]
 
 
 def main(argv=None) -> int:

@@ -83,7 +83,8 @@ from pathlib import Path
 
 import torch
 
-from hairlib.mini.shipping import WEIGHTS_DIR, load_shipped, save_shipped
+from hairlib.mini.shipping import WEIGHTS_DIR, save_shipped
+from hairlib.mini.world import load_net
 from hairlib.nets.stylegan2 import StyleGAN2Config
 from hairlib.train.gan import GANTrainConfig, train_gan
 from hairlib.train.sharpen import SharpenConfig
@@ -220,18 +221,11 @@ def export(out_dir: Path, dest: Path = WEIGHTS_DIR, source: str = "gan", metrics
     return save_shipped("stylegan2", G, meta, dest)
 
 
-def load_shipped_generator(dest: Path = WEIGHTS_DIR, device="cpu"):
-    """The shipped EMA generator, eval mode, frozen."""
-    from hairlib.nets.stylegan2 import Generator
-
-    return load_shipped("stylegan2", lambda meta: Generator(StyleGAN2Config.from_dict(meta["arch"])), dest, device)[0]
-
-
 def warm_start(out: Path, device="cpu", progress: bool = True, cfg: WarmStartConfig = WARMSTART):
     """Stages 1 and 2; returns the warm generator's state dict (cached in ``out/warm_G.pt``)."""
     from hairlib.mini.data import RenderBatches
-    from hairlib.mini.train_classifier import load_shipped_classifier
-    from hairlib.mini.train_encoder import classifier_features
+    from hairlib.mini.world import load_classifier
+    from hairlib.mini.world import classifier_features
     from hairlib.nets.mini_nets import Encoder, EncoderConfig
     from hairlib.nets.stylegan2 import Generator
     from hairlib.train import warmstart as W
@@ -246,7 +240,7 @@ def warm_start(out: Path, device="cpu", progress: bool = True, cfg: WarmStartCon
     renders = RenderBatches(cfg.batch, cfg.seed, size=ARCH.size)
     held = RenderBatches(cfg.batch, cfg.seed + 1, split="heldout", size=ARCH.size)
     sample = lambda k: renders[k]["images"] if k >= 0 else held[0]["images"]  # noqa: E731
-    clf = load_shipped_classifier(device=device).requires_grad_(False)
+    clf = load_classifier(device=device).requires_grad_(False)
     W.train_autoencoder(G, E, sample, classifier_features(clf), cfg, out / "warmstart_ae", device=device,
                         progress=progress)
     bank = W.encode_bank(E, sample, cfg.map_bank, device=device)
@@ -264,14 +258,14 @@ def sharpen_shipped(out: Path, device="cpu", progress: bool = True, cfg: Sharpen
     from dataclasses import replace
 
     from hairlib.mini.data import RenderBatches
-    from hairlib.mini.train_encoder import load_shipped_encoder
+    from hairlib.mini.world import load_encoder
     from hairlib.nets.stylegan2 import Discriminator
     from hairlib.nets.stylegan2 import Generator
     from hairlib.train.sharpen import sharpen
 
     if steps is not None:
         cfg = replace(cfg, steps=steps)
-    G, meta = load_shipped("stylegan2", lambda m: Generator(StyleGAN2Config.from_dict(m["arch"])), dest, device)
+    G, meta = load_net("stylegan2", lambda m: Generator(StyleGAN2Config.from_dict(m["arch"])), dest, device)
     G.train().requires_grad_(True)
     resuming = any((Path(out) / f).exists() for f in ("state.pt", "state.pt.prev"))  # sharpen() loads it
     if not resuming and "sharpen" in meta:
@@ -279,7 +273,7 @@ def sharpen_shipped(out: Path, device="cpu", progress: bool = True, cfg: Sharpen
                          "(--export warm) or resume an existing run folder")
     torch.manual_seed(cfg.seed)
     D = Discriminator(ARCH)
-    enc = load_shipped_encoder(dest, device)
+    enc = load_encoder(dest, device)
     renders = RenderBatches(cfg.batch, cfg.seed, size=ARCH.size)
     held = RenderBatches(32, cfg.seed + 1, split="heldout", size=ARCH.size)[0]["images"]
     return sharpen(G, D, enc, lambda k: renders[k]["images"], cfg, out, device=device, progress=progress,
@@ -320,13 +314,13 @@ def _shipped_for_refit(out: Path, cfg, device, progress: bool, dest: Path):
     mapping was refitted already), its metadata, the shipped classifier, the generator's
     evaluation before its mapping moves, and the one-w encoder fitted to it (``out/encoder``)."""
     from hairlib.mini.eval_stylegan2 import evaluate_generator
-    from hairlib.mini.train_classifier import load_shipped_classifier
+    from hairlib.mini.world import load_classifier
     from hairlib.nets.stylegan2 import Generator
 
-    G, meta = load_shipped("stylegan2", lambda m: Generator(StyleGAN2Config.from_dict(m["arch"])), dest, device)
+    G, meta = load_net("stylegan2", lambda m: Generator(StyleGAN2Config.from_dict(m["arch"])), dest, device)
     if "remap" in meta or "distill" in meta:
         raise ValueError(f"the generator in {dest} has a refitted mapping already; start from the one it came from")
-    clf = load_shipped_classifier(dest, device).requires_grad_(False)
+    clf = load_classifier(dest, device).requires_grad_(False)
     before = evaluate_generator(G, clf, n=cfg.eval_n)
     return G, meta, clf, before, _one_w_encoder(G, clf, cfg, out / "encoder", device, progress, dest)
 
@@ -341,11 +335,11 @@ def _one_w_encoder(G, clf, cfg, out: Path, device, progress: bool, dest: Path):
     shipped W+ encoder with its rows averaged; ``cfg``: the ``encoder_*``, ``batch``,
     ``feature_weight`` and ``seed`` fields of RemapConfig / DistillConfig. Resumes in ``out``."""
     from hairlib.mini.data import RenderBatches
-    from hairlib.mini.train_encoder import classifier_features, load_shipped_encoder
+    from hairlib.mini.world import classifier_features, load_encoder
     from hairlib.nets.mini_nets import Encoder, EncoderConfig
     from hairlib.train import warmstart as W
 
-    wplus = load_shipped_encoder(dest, device)
+    wplus = load_encoder(dest, device)
     c = wplus.config
     E = Encoder(EncoderConfig(1, c.style_dim, c.widths, c.image_size), wplus.latent_avg).to(device)
     E.trunk.load_state_dict(wplus.trunk.state_dict())

@@ -5,13 +5,13 @@ The networks are open_clip's (``open_clip_torch``); this module only loads them 
 with the input contract of hairlib (images in [-1, 1] straight from the generator). It
 reproduces StyleCLIP's ``criteria/clip_loss.py`` (``1 - logit / 100``, images resized by
 nearest upsampling x7 then average pooling) and its prompt engineering for global directions
-(text embeddings averaged over CLIP's 80 ImageNet templates), and adds StyleGAN-NADA's
+(text embeddings averaged over 79 of CLIP's 80 ImageNet templates), and adds StyleGAN-NADA's
 directional CLIP loss (Gal et al. 2022).
 
 Where it differs from the authors' code:
-  * images are mapped to [0, 1] and normalised with CLIP's mean/std before the image encoder;
-    StyleCLIP and HairCLIP feed the [-1, 1] image unnormalised. Our CLIP scores are therefore
-    those CLIP was trained for, and differ a little from the papers' loss values;
+  * ``encode_image`` maps images to [0, 1] and normalises them with CLIP's mean/std unless
+    ``clip_input="raw"``, the authors' path (StyleCLIP and HairCLIP feed the [-1, 1] image
+    unnormalised; ``hairlib.methods.settings.PAPER`` selects it);
   * the x7-upsample + AvgPool resize is computed as two small matrix products (same numbers
     up to float rounding), not through a 7x larger image (7168 x 7168 at 1024 px);
   * sizes where ``H * 7`` is not a multiple of CLIP's input size use antialiased bilinear
@@ -40,11 +40,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hairlib.nets.loading import load_state_dict_strict
-from hairlib.prompts import IMAGENET_TEMPLATES
+from hairlib.prompts import IMAGENET_TEMPLATES, STYLECLIP_TEMPLATES
 
 __all__ = ["CLIP", "IMAGENET_TEMPLATES", "OPENAI_MEAN", "OPENAI_STD", "OPENAI_MODELS", "load_clip", "build_model",
            "clip_loss", "directional_clip_loss", "resize_for_clip"]
 
+CLIP_INPUTS = ("normalized", "raw")  # how generator images enter CLIP (CLIP.encode_image)
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIP's per-channel pixel mean (RGB, [0, 1] scale)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)  # CLIP's per-channel pixel std
 STYLECLIP_UPSAMPLE = 7  # StyleCLIP upsamples by 7 (nearest), then average-pools down to 224 px
@@ -210,11 +211,13 @@ class CLIP(nn.Module):
         if isinstance(templates, str):
             if templates.lower() == "imagenet":
                 return IMAGENET_TEMPLATES
+            if templates.lower() == "styleclip":
+                return STYLECLIP_TEMPLATES
             templates = (templates,)
         templates = tuple(templates)
         bad = [t for t in templates if "{}" not in t]
         if not templates or bad:
-            raise ValueError("templates must be None, 'imagenet' or sentences holding '{}' for the prompt; "
+            raise ValueError("templates must be None, 'imagenet', 'styleclip' or sentences holding '{}' for the prompt; "
                              f"got {bad[:3] if bad else 'an empty list'}")
         return templates
 
@@ -232,7 +235,7 @@ class CLIP(nn.Module):
         """Embed prompts. Returns [N, D] fp32 with unit L2 norm (no gradient).
 
         prompts: a string or N strings. templates: None (embed each prompt as written),
-        ``"imagenet"`` (CLIP's 80 ImageNet templates, StyleCLIP's prompt engineering), or
+        ``"imagenet"`` (CLIP's 80 ImageNet templates), ``"styleclip"`` (the 79 of them StyleCLIP uses), or
         sentences with ``{}`` where the prompt goes. With templates, a prompt's embedding is the
         normalised mean of its templated sentences' normalised embeddings. Results are cached
         per (prompt, templates); ``clear_cache()`` forgets them; ``cache=False`` neither reads nor
@@ -268,17 +271,21 @@ class CLIP(nn.Module):
         x = (images.to(self.mean.dtype) + 1) / 2
         return ((x - self.mean) / self.std).to(self.dtype)
 
-    def encode_image(self, images: Tensor) -> Tensor:
+    def encode_image(self, images: Tensor, clip_input: str = "normalized") -> Tensor:
         """Embed generator images. images: [N, 3, H, W] in [-1, 1]. Returns [N, D] fp32, unit norm.
 
         Resized to ``image_size`` with ``resize_for_clip`` (StyleCLIP's x7 nearest upsample +
         AvgPool(H * 7 // image_size), e.g. 1024/256/64 -> 224; bilinear with antialias for
-        other sizes), mapped to [0, 1] and normalised with CLIP's mean/std (StyleCLIP skips
-        this normalisation). Differentiable with respect to ``images``.
+        other sizes). ``clip_input="normalized"``: mapped to [0, 1] and normalised with CLIP's
+        mean/std, as CLIP was trained; ``"raw"``: the [-1, 1] image as it is, as StyleCLIP's and
+        HairCLIP's losses feed it. Differentiable with respect to ``images``.
         """
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be [N, 3, H, W] in [-1, 1], got {tuple(images.shape)}")
-        x = self.normalize(resize_for_clip(images.to(self.device), self.image_size))
+        if clip_input not in CLIP_INPUTS:
+            raise ValueError(f"clip_input must be one of {CLIP_INPUTS}, not {clip_input!r}")
+        x = resize_for_clip(images.to(self.device), self.image_size)
+        x = self.normalize(x) if clip_input == "normalized" else x.to(self.dtype)
         return F.normalize(self.model.encode_image(x).float(), dim=-1)
 
     # -- unnormalised embeddings (HairCLIP's conditions) -----------------------------------------
@@ -318,13 +325,14 @@ class CLIP(nn.Module):
 # Losses
 
 
-def clip_loss(clip: CLIP, images: Tensor, text_emb: Tensor) -> Tensor:
+def clip_loss(clip: CLIP, images: Tensor, text_emb: Tensor, clip_input: str = "normalized") -> Tensor:
     """StyleCLIP's CLIP loss, 1 - cos(E_I(image), text_emb) (= 1 - logit / 100 for ViT-B/32).
 
     images: [N, 3, H, W] in [-1, 1]; text_emb: [N, D] or [1, D] (broadcast), e.g. from
-    ``clip.encode_text``; normalised here. Returns [N] in [0, 2]; differentiable in ``images``.
+    ``clip.encode_text``; normalised here. ``clip_input``: see ``CLIP.encode_image`` (StyleCLIP's
+    own loss is ``"raw"``). Returns [N] in [0, 2]; differentiable in ``images``.
     """
-    img = clip.encode_image(images)  # [N, D]
+    img = clip.encode_image(images, clip_input)  # [N, D]
     txt = F.normalize(text_emb.to(img.device, torch.float32).reshape(-1, img.shape[-1]), dim=-1)
     return 1 - (img * txt).sum(dim=-1)
 
@@ -443,12 +451,12 @@ def load_clip(name_or_path: Union[str, os.PathLike] = "ViT-B/32", device: Union[
               config: Optional[Mapping[str, Any]] = None,
               state_dict: Union[None, str, os.PathLike, Mapping[str, Tensor]] = None,
               model_name: Optional[str] = None,
-              dtype: torch.dtype = torch.float32) -> CLIP:
+              dtype: torch.dtype = torch.float32, label: Optional[str] = None) -> CLIP:
     """Load a frozen CLIP.
 
     name_or_path:
-      * ``"ViT-B/32"`` (or ``"ViT-B-32"``): OpenAI's weights, fetched once into hairlib's cache by
-        ``hairlib.weights.fetch("clip-vit-b32")`` (raises ``WeightsMissingError`` offline);
+      * this module downloads nothing: OpenAI's ViT-B/32 is the file
+        ``hairlib.weights.fetch("clip-vit-b32")`` returns (``load_world("ffhq")`` fetches it);
       * a file: OpenAI's original TorchScript ``.pt``, or a state dict (``torch.save`` or
         safetensors). Without ``config``/``model_name`` it must be in OpenAI's layout and the
         architecture is inferred from its shapes (QuickGELU, as OpenAI trained);
@@ -496,10 +504,9 @@ def load_clip(name_or_path: Union[str, os.PathLike] = "ViT-B/32", device: Union[
         if openai is not None:  # the default "ViT-B/32" is no label for these weights
             name = "custom"
     elif openai is not None:
-        from hairlib import weights  # lazily: downloads happen only when asked for
-        path = weights.fetch(OPENAI_MODELS[openai])
-        model = _model_from_openai_state_dict(_read_state_dict(path), str(path))
-        name = openai
+        raise FileNotFoundError(f"{name} names OpenAI's weights, which this module does not download: pass the "
+                                f"checkpoint's path, e.g. load_clip(hairlib.weights.fetch({OPENAI_MODELS[openai]!r}), "
+                                f"label={openai!r}) (`hairlib fetch {OPENAI_MODELS[openai]}` fetches it once)")
     elif is_file:
         sd = _read_state_dict(name_or_path)
         if not _is_openai_layout(sd):
@@ -513,4 +520,5 @@ def load_clip(name_or_path: Union[str, os.PathLike] = "ViT-B/32", device: Union[
         raise ValueError(f"unknown CLIP {name!r}: known names are {known}, or pass a checkpoint path / config=")
 
     model = model.to(device=device, dtype=dtype).eval()
-    return CLIP(model, _bpe_tokenizer(_context_length(model)), name=name, mean=mean, std=std)
+    return CLIP(model, _bpe_tokenizer(_context_length(model)), name=label or name, mean=mean, std=std)
+

@@ -75,7 +75,7 @@ class HairMapper(nn.Module):
     -> offsets [N, num_ws, dim]; ``edit`` returns ``w + strength * offsets``, by default at
     ``self.strength``: the strength it was trained at (0.1, the paper's, unless its file says).
     ``self.mask_reference``: whether it reads a reference image's hair region only (the paper's)
-    or the whole image (``hairlib.edit.hairclip``)."""
+    or the whole image (``hairlib.methods.hairclip``)."""
 
     def __init__(self, num_ws: int = 18, dim: int = 512, embed_dim: int = 512):
         super().__init__()

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from hairlib.atomic import atomic_path
-from hairlib.edit.result import EditResult
+from hairlib.methods.result import EditResult, method_settings
 
 __all__ = ["GlobalConfig", "GlobalDirections", "global_edit", "fingerprint"]
 
@@ -41,6 +41,16 @@ class GlobalConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class GlobalEditConfig:
+    """The edit's settings (the paper's: alpha 4.1, beta 0.15, neutral "a face", StyleCLIP's 79
+    prompt templates for both texts)."""
+    alpha: float = 4.1  # strength along the direction
+    beta: float = 0.15  # disentanglement threshold on |relevance|
+    neutral: str = "a face"  # the text the target is taken relative to
+    templates: Optional[str] = "styleclip"  # CLIP.encode_text's templates ("styleclip": 79, "imagenet": 80)
 
 
 def fingerprint(world) -> str:
@@ -168,7 +178,7 @@ class GlobalDirections:
         and cache it under ``$HAIRLIB_HOME/global_directions/``."""
         from hairlib.weights import cache_dir
 
-        cfg = cfg or GlobalConfig(**world.defaults.get("global_preprocess", {}))
+        cfg = cfg or method_settings(world, None, "global_preprocess", GlobalConfig())
         key = hashlib.sha256((fingerprint(world) + repr(sorted(cfg.to_dict().items()))).encode()).hexdigest()[:16]
         path = Path(cache_dir()) / "global_directions" / f"{world.name}-{key}.safetensors"
         if cache and path.exists():
@@ -179,7 +189,7 @@ class GlobalDirections:
         return gd
 
     # -- editing -------------------------------------------------------------------------------
-    def text_direction(self, clip, target: str, neutral: str, templates="imagenet") -> torch.Tensor:
+    def text_direction(self, clip, target: str, neutral: str, templates="styleclip") -> torch.Tensor:
         """delta_t [D]: normalised difference of the target's and the neutral text's embeddings."""
         e = clip.encode_text([target, neutral], templates=templates)
         return F.normalize(e[0] - e[1], dim=0)
@@ -208,17 +218,22 @@ class GlobalDirections:
 
 
 def global_edit(world, latents: torch.Tensor, text: str, *, neutral: Optional[str] = None,
-                alpha: Union[float, Sequence[float]] = 4.1, beta: float = 0.15,
-                directions: Optional[GlobalDirections] = None, templates="imagenet",
-                progress: bool = True) -> EditResult:
-    """Edit W+ latents with a global direction. ``neutral`` defaults to the world's neutral
-    prompt ("a face"); several ``alpha`` values give a strength sweep (results stacked
-    alpha-major). ``templates``: the prompt engineering of both texts (``CLIP.encode_text``: the
-    paper's "imagenet" ensemble, None for the texts as written). ``info`` reports the channels
-    touched and the top channels."""
+                alpha: Union[None, float, Sequence[float]] = None, beta: Optional[float] = None,
+                directions: Optional[GlobalDirections] = None, templates: Union[str, None] = "settings",
+                settings=None, progress: bool = True) -> EditResult:
+    """Edit W+ latents with a global direction. ``neutral``, ``alpha``, ``beta`` and ``templates``
+    default to ``settings``' ``global_edit`` (``hairlib.methods.settings.resolve``: the world's, or
+    "paper"); several ``alpha`` values give a strength sweep (results stacked alpha-major).
+    ``templates``: the prompt engineering of both texts (``CLIP.encode_text``; None: the texts as
+    written). ``info`` reports the channels touched and the top channels."""
+    ecfg = method_settings(world, settings, "global_edit", GlobalEditConfig())
+    neutral = neutral or ecfg.neutral
+    alpha = ecfg.alpha if alpha is None else alpha
+    beta = ecfg.beta if beta is None else beta
+    templates = ecfg.templates if templates == "settings" else templates
     t0 = time.time()
-    gd = directions or GlobalDirections.for_world(world, progress=progress)
-    neutral = neutral or world.defaults.get("neutral", "a face")
+    pre = method_settings(world, settings, "global_preprocess", GlobalConfig())
+    gd = directions or GlobalDirections.for_world(world, pre, progress=progress)
     delta_t = gd.text_direction(world.clip, text, neutral, templates=templates)
     ds, touched = gd.direction(delta_t, beta)
     G = world.generator

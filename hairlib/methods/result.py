@@ -1,4 +1,4 @@
-"""What every editing method returns."""
+"""What every editing method returns, and how it picks its settings."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Optional, Union
 
 import torch
 
-__all__ = ["EditResult"]
+__all__ = ["EditResult", "method_settings"]
 
 
 @dataclass
@@ -22,3 +22,17 @@ class EditResult:
 
     def __len__(self) -> int:
         return self.images.shape[0]
+
+
+def method_settings(world, settings, name: str, paper):
+    """One method's settings record: ``settings`` None or "world": the world's
+    (``world.settings.<name>``); "paper": ``paper`` (the method config's own defaults, the
+    authors'); a ``Settings``: its ``<name>``. See ``hairlib.methods.settings``."""
+    if settings is None or settings == "world":
+        own = getattr(world, "settings", None)
+        return getattr(own, name) if own is not None else paper
+    if settings == "paper":
+        return paper
+    if hasattr(settings, name) and not isinstance(settings, str):
+        return getattr(settings, name)
+    raise ValueError(f"settings must be 'paper', 'world' or a hairlib.methods.settings.Settings, not {settings!r}")

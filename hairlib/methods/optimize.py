@@ -22,7 +22,7 @@ from typing import List, Optional, Sequence, Union
 
 import torch
 
-from hairlib.edit.result import EditResult
+from hairlib.methods.result import EditResult, method_settings
 
 __all__ = ["OptimizeConfig", "optimize", "lr_schedule", "augment_views", "view_clip_loss"]
 
@@ -38,6 +38,7 @@ class OptimizeConfig:
     space: str = "w+"  # "w+" or "s" (StyleSpace)
     templates: Optional[str] = None  # None: the text as written (StyleCLIP); "imagenet": 80 templates
     augment: int = 0  # > 0: the CLIP loss is the mean over this many randomly shifted / flipped views
+    clip_input: str = "raw"  # "raw": the [-1, 1] image into CLIP (the authors'); "normalized": CLIP's mean/std
     seed: int = 0  # of the views
 
 
@@ -62,15 +63,15 @@ def augment_views(images: torch.Tensor, k: int, gen: torch.Generator, shift: flo
 
 
 def view_clip_loss(clip, images: torch.Tensor, text_emb: torch.Tensor, k: int,
-                   gen: Optional[torch.Generator]) -> torch.Tensor:
+                   gen: Optional[torch.Generator], clip_input: str = "raw") -> torch.Tensor:
     """StyleCLIP's CLIP loss per image [N]; with ``k`` > 0 its mean over ``augment_views``."""
     from hairlib.nets.clip import clip_loss
 
     if k <= 0:
-        return clip_loss(clip, images, text_emb)
+        return clip_loss(clip, images, text_emb, clip_input)
     n = images.shape[0]
     text_emb = text_emb.reshape(-1, text_emb.shape[-1]).expand(n, -1)
-    return clip_loss(clip, augment_views(images, k, gen), text_emb.repeat(k, 1)).view(k, n).mean(0)
+    return clip_loss(clip, augment_views(images, k, gen), text_emb.repeat(k, 1), clip_input).view(k, n).mean(0)
 
 
 def lr_schedule(t: float, lr: float, rampdown: float = 0.25, rampup: float = 0.05) -> float:
@@ -84,13 +85,15 @@ def _identity_loss(world, images: torch.Tensor, source_emb: torch.Tensor) -> tor
     return 1 - (world.identity(images) * source_emb).sum(1)  # [N]
 
 
-def optimize(world, latents: torch.Tensor, text: Union[str, Sequence[str]], cfg: OptimizeConfig = OptimizeConfig(),
-             *, progress: bool = True, **overrides) -> EditResult:
+def optimize(world, latents: torch.Tensor, text: Union[str, Sequence[str]], cfg: Optional[OptimizeConfig] = None,
+             *, settings=None, progress: bool = True, **overrides) -> EditResult:
     """Edit W+ latents [N, num_ws, D] toward ``text`` (one prompt for all, or one per latent).
 
-    ``overrides`` replace fields of ``cfg`` (e.g. ``steps=40``). Returns an EditResult whose
+    ``cfg``: the settings; None: ``settings``' (``hairlib.methods.settings.resolve``: the world's,
+    or "paper"). ``overrides`` replace fields of it (e.g. ``steps=40``). Returns an EditResult whose
     ``latents`` are W+ (``space="w+"``) or the list of StyleSpace tensors (``space="s"``),
     with the loss curve and the time taken."""
+    cfg = cfg or method_settings(world, settings, "optimize", OptimizeConfig())
     cfg = replace(cfg, **overrides) if overrides else cfg
     if cfg.space not in ("w+", "s"):
         raise ValueError(f"space must be 'w+' or 's', got {cfg.space!r}")
@@ -117,7 +120,7 @@ def optimize(world, latents: torch.Tensor, text: Union[str, Sequence[str]], cfg:
     for i in tqdm(range(cfg.steps), desc=f"optimize {texts[0]!r}", disable=not progress, leave=False):
         opt.param_groups[0]["lr"] = lr_schedule(i / cfg.steps, cfg.lr, cfg.rampdown, cfg.rampup)
         img = synth(params)
-        per_sample = view_clip_loss(world.clip, img, txt, cfg.augment, gen)
+        per_sample = view_clip_loss(world.clip, img, txt, cfg.augment, gen, cfg.clip_input)
         per_sample = per_sample + cfg.l2_lambda * sum((p - q).pow(2).flatten(1).sum(1) for p, q in zip(params, init))
         if cfg.id_lambda:
             per_sample = per_sample + cfg.id_lambda * _identity_loss(world, img, src_id)

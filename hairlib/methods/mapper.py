@@ -24,7 +24,7 @@ from typing import Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
-from hairlib.edit.result import EditResult
+from hairlib.methods.result import EditResult
 from hairlib.nets.mappers import LevelsMapper
 
 __all__ = ["MapperConfig", "train_mapper", "save_mapper", "load_mapper", "mapper_edit", "slug"]
@@ -42,6 +42,7 @@ class MapperConfig:
     strength: float = 0.1  # w_hat = w + strength * M(w)
     truncation: float = 0.7  # of sampled latents
     augment: int = 0  # > 0: the CLIP loss averaged over this many shifted / flipped views (not the paper's)
+    clip_input: str = "raw"  # "raw": the [-1, 1] image into CLIP (the authors'); "normalized": CLIP's mean/std
     # not the paper's: x cross-entropy of CLIP's zero-shot reading of the edit over the prompt and
     # these others (softmax at logit scale 100), toward the prompt: the CLIP loss pulls the edit toward
     # its prompt only, this also away from the contrasting ones (e.g. "... a neutral expression.")
@@ -71,7 +72,7 @@ def train_mapper(world, text: str, cfg: MapperConfig = MapperConfig(), out_dir=N
     ``parallel``: a ``hairlib.train.parallel.Parallel`` (several processes: each its own batches).
     ``init``: a mapper (or its file) to start from, e.g. to fine-tune a shipped one on another
     generator's faces; its groups and W+ shape must be ``cfg``'s."""
-    from hairlib.edit.optimize import view_clip_loss
+    from hairlib.methods.optimize import view_clip_loss
     from hairlib.train.optim import Ranger
     from hairlib.train.simple import fit
 
@@ -114,12 +115,12 @@ def train_mapper(world, text: str, cfg: MapperConfig = MapperConfig(), out_dir=N
         x_hat = world.generate(w_hat)
         # augmented views drawn from (seed, step, rank): a resumed run draws the same
         view_gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * 64 + rank) if cfg.augment else None
-        l_clip = view_clip_loss(world.clip, x_hat, txt, cfg.augment, view_gen).mean()
+        l_clip = view_clip_loss(world.clip, x_hat, txt, cfg.augment, view_gen, cfg.clip_input).mean()
         l_l2 = F.mse_loss(w_hat, w)
         loss = cfg.clip_lambda * l_clip + cfg.l2_lambda * l_l2
         parts.update(clip=l_clip.item(), l2=l_l2.item())
         if readings is not None:
-            logits = 100 * world.clip.encode_image(x_hat) @ readings.T
+            logits = 100 * world.clip.encode_image(x_hat, cfg.clip_input) @ readings.T
             l_read = F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
             loss = loss + cfg.contrast_lambda * l_read
             parts["contrast"] = l_read.item()
@@ -181,7 +182,7 @@ def load_mapper(path, device="cpu", num_ws: Optional[int] = None) -> LevelsMappe
 def find_mapper(world, text: str) -> Optional[Path]:
     """The world's mapper file for ``text``: by name ("afro"), by slug, or by the prompt it was
     trained on (kept in the file's metadata), else None."""
-    known = world.defaults.get("mappers", {})
+    known = getattr(world, "mappers", None) or {}
     path = known.get(text) or known.get(slug(text))
     if path is not None:
         return Path(path)
@@ -199,10 +200,10 @@ def find_mapper(world, text: str) -> Optional[Path]:
 def mapper_edit(world, latents: torch.Tensor, text: str, *, mapper: Union[None, str, Path, LevelsMapper] = None,
                 strength: Optional[float] = None) -> EditResult:
     """Edit W+ latents with a trained mapper: the given one (module or path), or the world's
-    mapper for ``text`` (``world.defaults["mappers"]``: prompt -> file)."""
+    mapper for ``text`` (``world.mappers``: prompt -> file)."""
     t0 = time.time()
     if mapper is None:
-        known = world.defaults.get("mappers", {})
+        known = getattr(world, "mappers", None) or {}
         path = find_mapper(world, text)
         if path is None:
             raise ValueError(f"no mapper for {text!r} in the {world.name} world (it has: "

@@ -11,7 +11,7 @@ A condition is a CLIP embedding, as the authors compute it (``hairlib.nets.hair_
   photo), an image tensor in [-1, 1] at the generator's resolution, or W+ latents (generated).
 Either condition may be absent: that part of the mapper then runs without modulation.
 
-How a reference becomes a condition (``reference=``, default ``world.defaults["hairclip_edit"]``):
+How a reference becomes a condition (``reference=``, default the settings' ``hairclip_reference``):
 * ``"image"``, the paper's: the reference's raw CLIP image embedding, of its hair region only (the
   world's hair mask times the image) for a mapper trained so (``HairCLIPConfig.mask_reference``,
   the paper's and the authors' checkpoint's), else of the whole image. It relies on CLIP's image
@@ -47,8 +47,8 @@ own prompt for text ones (``text_reading_lambda``). The text loss only pulls the
 prompt; the reading also pushes it away from the vocabulary's other prompts, and it gives
 reference conditions a loss CLIP can read when its hair-only embeddings say little.
 
-Ranger at lr 0.0005, batch 1, 500 000 steps for FFHQ. The mini world's defaults
-(``world.defaults["hairclip"]``) train 4 faces a step for a few thousand steps; its references
+Ranger at lr 0.0005, batch 1, 500 000 steps for FFHQ. The mini world's settings
+(``hairlib.methods.settings.MINI``) train 4 faces a step for 12 000 steps; its references
 are fresh renders of the target style or colour, with the renderer's exact hair masks.
 """
 from __future__ import annotations
@@ -61,7 +61,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from hairlib.edit.result import EditResult
+from hairlib.methods.result import EditResult, method_settings
 from hairlib.nets.hair_mapper import HairMapper
 
 __all__ = ["condition_embedding", "reference_image", "read_reference", "hairclip_edit", "HairCLIPConfig", "train_hairclip",
@@ -125,17 +125,17 @@ def read_reference(world, images: torch.Tensor, kind: str, logit_scale: float = 
 
 def hairclip_edit(world, latents: torch.Tensor, *, hairstyle: Condition = None, color: Condition = None,
                   mapper: Optional[HairMapper] = None, strength: Optional[float] = None,
-                  reference: Optional[str] = None) -> EditResult:
-    """Edit W+ latents with a HairCLIP mapper (the given one, or ``world.defaults["hairclip"]``).
+                  reference: Optional[str] = None, settings=None) -> EditResult:
+    """Edit W+ latents with a HairCLIP mapper (the given one, or the world's ``hairclip_mapper``).
     ``strength``: w_hat = w + strength * M(w); None: the strength the mapper was trained at (its
     file's metadata; 0.1, the paper's, for the authors' checkpoint).
     ``reference``: how reference images become conditions, "image" or "text" (module docstring);
-    None: ``world.defaults["hairclip_edit"]["reference"]``, else "image"."""
+    None: the settings' ``hairclip_reference`` (the world's, or "paper": "image")."""
     if hairstyle is None and color is None:
         raise ValueError("give a hairstyle, a colour, or both (text or reference image)")
     t0 = time.time()
     if mapper is None:
-        mapper = world.defaults.get("hairclip_mapper")
+        mapper = getattr(world, "hairclip_mapper", None)
         if mapper is None:
             raise ValueError(f"the {world.name} world has no trained HairCLIP mapper yet; train one with "
                              f"`hairlib train hairclip --world {world.name}` or pass mapper=PATH")
@@ -148,7 +148,7 @@ def hairclip_edit(world, latents: torch.Tensor, *, hairstyle: Condition = None, 
     if strength is None:
         strength = mapper.strength
     if reference is None:
-        reference = world.defaults.get("hairclip_edit", {}).get("reference", "image")
+        reference = method_settings(world, settings, "hairclip_reference", "image")
     mask = getattr(mapper, "mask_reference", True)  # as the mapper was trained to read references
     e_style = condition_embedding(world, hairstyle, "hairstyle", reference, mask)
     e_color = condition_embedding(world, color, "color", reference, mask)
@@ -246,6 +246,7 @@ class HairCLIPConfig:
     strength: float = 0.1  # w_hat = w + strength * M(w, e_style, e_color)
     truncation: float = 0.7  # of sampled latents
     augment: int = 0  # > 0: text losses averaged over this many shifted / flipped views (not the paper's)
+    clip_input: str = "raw"  # the text loss's CLIP input: "raw" [-1, 1] (the authors'), "normalized"
     seed: int = 0
     ckpt_every: int = 250
     log_every: int = 25
@@ -303,8 +304,8 @@ def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, 
     else faces are sampled. ``references(kind, values, rng) -> (images, hair masks)`` gives
     reference images of given hairstyles / colours; the mini world renders them
     (``render_references``); a world without references trains on text conditions only."""
-    from hairlib.edit.losses import avg_lab_loss, background_loss, image_embedding_loss, shape_loss
-    from hairlib.edit.optimize import augment_views
+    from hairlib.methods.losses import avg_lab_loss, background_loss, image_embedding_loss, shape_loss
+    from hairlib.methods.optimize import augment_views
     from hairlib.nets.clip import clip_loss
     from hairlib.train.optim import Ranger
     from hairlib.train.simple import fit
@@ -387,7 +388,7 @@ def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, 
         for name, c in (("hairstyle", style), ("color", color)):
             if c is not None and "text" in c:
                 target = c["target"].repeat(max(1, cfg.augment), 1)
-                terms[f"text_{name}"] = (cfg.text_lambda, clip_loss(clip, views, target).mean())
+                terms[f"text_{name}"] = (cfg.text_lambda, clip_loss(clip, views, target, cfg.clip_input).mean())
         if style is not None and "image" in style:
             l_img = image_embedding_loss(clip, x_hat * hair_hat, style["image"] * style["hair"])
             terms["img_hairstyle"] = (cfg.image_hairstyle_lambda, l_img)
