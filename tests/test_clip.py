@@ -88,6 +88,21 @@ def test_imagenet_templates_are_openais_80():
     assert [t.format("dog") for t in IMAGENET_TEMPLATES] == [f("dog") for f in OPENAI_IMAGENET_TEMPLATES]
 
 
+def test_styleclip_ensembles_79_templates(clip, source):
+    """StyleCLIP's global directions average over its copy of the list, which lacks one."""
+    from hairlib.methods.global_dir import GlobalEditConfig
+    from hairlib.prompts import STYLECLIP_TEMPLATES
+
+    assert len(STYLECLIP_TEMPLATES) == 79 and "a photo of many {}." not in STYLECLIP_TEMPLATES
+    assert set(IMAGENET_TEMPLATES) - set(STYLECLIP_TEMPLATES) == {"a photo of many {}."}
+    assert GlobalEditConfig().templates == "styleclip"  # the paper's setting
+    got = clip.encode_text("curly hair", templates="styleclip")
+    by_hand = F.normalize(ref_text(source, clip.tokenizer, [t.format("curly hair") for t in STYLECLIP_TEMPLATES])
+                          .mean(0), dim=-1)
+    assert torch.allclose(got[0], by_hand, atol=1e-5)
+    assert not torch.allclose(got, clip.encode_text("curly hair", templates="imagenet"), atol=1e-6)
+
+
 def test_tokenizer_is_clips_bpe(clip):
     tokens = clip.tokenizer("a photo of a cat")
     assert tokens.shape == (1, 77) and tokens.dtype == torch.long

@@ -103,3 +103,37 @@ def test_offline_without_weights_names_every_file(tmp_path, monkeypatch):
     assert "hairlib fetch" in str(e.value)
     with pytest.raises(ValueError, match="1024 px"):
         hairlib.load_world("ffhq", resolution=512)
+
+
+def _styleclip_clip_loss(model, tokens, image, clip_size):
+    """StyleCLIP's ``criteria/clip_loss.py`` CLIPLoss, as the authors write it: nearest upsampling
+    x7, AvgPool2d(stylegan_size // 32) (for CLIP's 224 px input; ``size * 7 // clip_size`` in
+    general), the raw [-1, 1] image into CLIP, ``1 - logits_per_image / 100``."""
+    image = torch.nn.AvgPool2d(image.shape[-1] * 7 // clip_size)(torch.nn.Upsample(scale_factor=7)(image))
+    img = torch.nn.functional.normalize(model.encode_image(image), dim=-1)
+    txt = torch.nn.functional.normalize(model.encode_text(tokens), dim=-1)
+    logits_per_image = model.logit_scale.exp() * img @ txt.T
+    return 1 - logits_per_image / 100
+
+
+def test_paper_settings_give_styleclips_clip_loss(ffhq_home):
+    """settings="paper" on the ffhq world's code path: the first step's loss (the latent and
+    identity terms are 0 there) equals StyleCLIP's CLIPLoss of the same image and text."""
+    import math
+
+    world = hairlib.load_world("ffhq", resolution=256)
+    world.clip.model.logit_scale.data.fill_(math.log(100.0))  # OpenAI's released value (clamped at 100)
+    w = world.sample(2, seed=3)
+    r = hairlib.edit(world, w, "curly hair", method="optimize", settings="paper", steps=1, progress=False)
+    with torch.no_grad():
+        ref = _styleclip_clip_loss(world.clip.model, world.clip.tokenizer(["curly hair"]), world.generate(w),
+                                   world.clip.image_size)
+    assert r.losses[0] == pytest.approx(ref.mean().item(), abs=1e-5)
+    # the world's settings are the paper's on ffhq; the mini world's normalised input is another loss
+    assert world.settings.name == "paper"
+    r2 = hairlib.edit(world, w, "curly hair", method="optimize", steps=1, progress=False)
+    assert r2.losses[0] == pytest.approx(r.losses[0], abs=1e-7)
+    from hairlib.methods.settings import MINI
+
+    r3 = hairlib.edit(world, w, "curly hair", method="optimize", settings=MINI, steps=1, augment=0, progress=False)
+    assert abs(r3.losses[0] - r.losses[0]) > 1e-4
