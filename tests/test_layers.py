@@ -23,7 +23,7 @@ LAYERS = [
                         "hairlib.mini.data", "hairlib.train", "hairlib.train.*"]),
     ("methods", ["hairlib.methods", "hairlib.methods.*"]),
     ("worlds", ["hairlib.worlds", "hairlib.mini.world", "hairlib"]),
-    ("tools", ["hairlib.evaluate", "hairlib.viz", "hairlib.bench", "hairlib.demo"]),
+    ("tools", ["hairlib.evaluate", "hairlib.viz", "hairlib.bench", "hairlib.demo", "hairlib.results"]),
     ("cli", ["hairlib.cli", "hairlib.__main__"]),
     ("recipes", ["hairlib.mini.*"]),
 ]

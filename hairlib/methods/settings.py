@@ -66,7 +66,9 @@ MINI_REASONS: Dict[str, str] = {
     "global_edit.beta": "the mini CLIP's relevances are lower: beta 0.2 gives 24 % success at identity 0.65",
     "global_preprocess": "a CPU-sized budget: 20 000 samples for the statistics, 16 images per channel",
     "mapper.steps": "the CPU budget (2 000 steps x 8 faces, not 50 000 x 2)",
+    "mapper.batch": "the CPU budget: fewer steps, more faces each",
     "hairclip.steps": "the CPU budget (12 000 steps x 4 faces, not 500 000 x 1)",
+    "hairclip.batch": "the CPU budget: fewer steps, more faces each",
     "hairclip_reference": "the mini CLIP's image embeddings lie far from its text embeddings: colour from a "
                           "reference render reached on 89 % read as text",
 }

@@ -1,0 +1,102 @@
+"""README's results table, made from the tracked CSVs of ``hairlib eval`` (``results/eval/``).
+
+    python -m hairlib.results            # prints the table
+    python -m hairlib.results --write    # writes it into README.md between its markers
+
+A test regenerates the table and fails when README's copy differs, so the numbers people read
+are the numbers the CSVs hold.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+from typing import Dict, List
+
+__all__ = ["results_table", "settings_table", "write_readme", "BLOCKS"]
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS = [("optimize", "StyleCLIP latent optimisation"), ("global", "StyleCLIP global directions"),
+           ("mapper", "StyleCLIP latent mapper"), ("hairclip", "HairCLIP (text)")]
+
+
+def _rows(path: Path) -> List[Dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _mean(rows, key) -> float:
+    vals = [float(r[key]) for r in rows if r.get(key) not in (None, "")]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+def _time(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds >= 1 else f"{seconds * 1e3:.0f} ms"
+
+
+def results_table(folder: Path = ROOT / "results" / "eval", world: str = "mini") -> str:
+    """One markdown table: each method's mean over its edits (success, others kept, identity,
+    PSNR outside the hair, time per edit), and HairCLIP's hairstyle x colour grid."""
+    lines = ["| method | edits | faces | success | others kept | identity | PSNR outside hair | time / edit |",
+             "|---|---|---|---|---|---|---|---|"]
+    for method, title in METHODS:
+        path = folder / f"eval-{world}-{method}.csv"
+        if not path.exists():
+            continue
+        rows = [r for r in _rows(path) if r["method"] == method and not r.get("match")]
+        lines.append(f"| {title} | {', '.join(r['task'] for r in rows)} | {rows[0]['n']} | "
+                     f"{_mean(rows, 'success'):.0%} | {_mean(rows, 'preserved'):.0%} | {_mean(rows, 'identity'):.2f} | "
+                     f"{_mean(rows, 'psnr_bg'):.1f} dB | {_time(_mean(rows, 'seconds'))} |")
+    grid = folder / f"hairclip-grid-{world}.csv"
+    if grid.exists():
+        rows = _rows(grid)
+        lines.append(f"| HairCLIP, every hairstyle x colour pair | {len(rows)} pairs | {rows[0]['n']} | "
+                     f"hairstyle {_mean(rows, 'style_success'):.0%}, colour {_mean(rows, 'color_success'):.0%} | "
+                     f"{_mean(rows, 'preserved'):.0%} | {_mean(rows, 'identity'):.2f} | {_mean(rows, 'psnr_bg'):.1f} dB | "
+                     f"{_time(_mean(rows, 'seconds'))} |")
+    return "\n".join(lines)
+
+
+def settings_table() -> str:
+    """Every value of the mini world's settings that is not the paper's, with why."""
+    from hairlib.methods.settings import MINI, MINI_REASONS, differences
+
+    lines = ["| setting | paper | mini world | why |", "|---|---|---|---|"]
+    for name, (paper, mini) in differences(MINI).items():
+        why = MINI_REASONS.get(name) or MINI_REASONS.get(name.split(".")[0]) or MINI_REASONS[name.split(".")[-1]]
+        lines.append(f"| `{name}` | {paper} | {mini} | {why} |")
+    return "\n".join(lines)
+
+
+BLOCKS = {"results": results_table, "settings": settings_table}
+
+
+def markers(name: str):
+    return f"<!-- {name}:begin (python -m hairlib.results --write) -->", f"<!-- {name}:end -->"
+
+
+def write_readme(readme: Path = ROOT / "README.md") -> bool:
+    """Put each generated table between its markers in README; True when anything changed."""
+    text = old = readme.read_text()
+    for name, make in BLOCKS.items():
+        begin, end = markers(name)
+        i, j = text.index(begin) + len(begin), text.index(end)
+        text = text[:i] + "\n" + make() + "\n" + text[j:]
+    if text != old:
+        readme.write_text(text)
+    return text != old
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--write", action="store_true", help="write the table into README.md")
+    args = p.parse_args(argv)
+    if args.write:
+        print("README.md " + ("updated" if write_readme() else "already up to date"))
+    else:
+        print(results_table())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
