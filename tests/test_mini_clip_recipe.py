@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from hairlib.mini import render as R
 from hairlib.mini import train_clip as T
+from hairlib.mini.world import load_clip_net
 from hairlib.nets.clip import CLIP, _bpe_tokenizer
 
 TINY = {"embed_dim": 16,
@@ -44,52 +45,13 @@ def test_contrastive_loss_rewards_matching_pairs():
     assert matched < 0.01 < np.log(4) < shuffled
 
 
-def test_one_attribute_captions_match_every_image_with_that_value():
-    rng = np.random.default_rng(1)
-    params = R.sample_params(rng, n=64, split="train")
-    caps, keys = T.captions_for(params, rng, p_styles=(0, 0, 0, 1), focus=T.FOCUS.focus, keys=True)
-    labels = {k: torch.as_tensor(v) for k, v in R.render_batch(params)[2].items()}
-    assert all(k is not None for k in keys)
-    from hairlib.mini.vocab import value_name
-
-    # focus draws only values the face has, never "no glasses" (young's "no wrinkles" is a value it has)
-    assert all(value_name(*k) != "no" for k in keys)
-    assert not any(" no " in f" {c} " for c, k in zip(caps, keys) if k[0] != "age")
-    assert any(k[0] == "eyeglasses" for k in keys)
-    pos = T.positives(keys, labels)
-    for i, (name, v) in enumerate(keys):
-        assert pos[i, i] and torch.equal(pos[i], labels[name] == v)
-    # captions 0 and 1 say the same thing, true of images 0 and 1: with those positives the loss
-    # prefers the two images to embed alike (A); with one positive each it pushes them apart (B)
-    same = torch.tensor([[1.0, 0, 0, 0], [1.0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
-
-    class Stub(torch.nn.Module):
-        logit_scale = torch.tensor(np.log(50.0))
-
-        def __init__(self, img, txt):
-            super().__init__()
-            self.img, self.txt = img, txt
-
-        def encode_image(self, x):
-            return self.img
-
-        def encode_text(self, t):
-            return self.txt
-
-    x, t = torch.zeros(4, 3, 64, 64), torch.zeros(4, 48, dtype=torch.long)
-    both = torch.tensor([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=torch.bool)
-    alike, apart = Stub(same, same), Stub(torch.eye(4), torch.eye(4))
-    assert T.contrastive_loss(alike, x, t, both) < T.contrastive_loss(apart, x, t, both) - 0.1
-    assert T.contrastive_loss(apart, x, t) < T.contrastive_loss(alike, x, t) - 0.1
-
-
 def test_recipe_round_trip(tmp_path):
     model = T.train(replace(T.RECIPE, steps=2, batch=8), tmp_path / "run", config=TINY, progress=False)
     clip = CLIP(model, _bpe_tokenizer(48), name="mini-clip")
     acc = T.zero_shot(clip, n=16)
     assert set(acc) >= {"hair_color", "hairstyle", "smiling"} and all(0 <= v <= 1 for v in acc.values())
     T.export(model, {"heldout": acc}, replace(T.RECIPE, steps=2), config=TINY, dest=tmp_path / "w")
-    back = T.load_clip_net(tmp_path / "w")
+    back = load_clip_net(tmp_path / "w")
     assert back.dtype == torch.float32
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     assert torch.allclose(back.encode_image(x), clip.encode_image(x), atol=1e-2)  # fp16 storage
@@ -113,28 +75,6 @@ def test_recipe_round_trip(tmp_path):
         "then python -m hairlib.mini.train_clip --stage see-resnet --no-export")
 
 
-def test_contrast_pairs_differ_in_one_attribute_and_say_so():
-    from hairlib.mini import render as R
-    from hairlib.mini.vocab import ATTRIBUTES, PHRASES
-
-    data = T.ContrastBatches(batch=16, seed=1, p_pairs=0.5)
-    item = data[3]
-    assert item["images"].shape == (16, 3, 64, 64) and len(item["captions"]) == 16
-    labels = {k: v.tolist() for k, v in item["labels"].items()}
-    for i in range(4):
-        a, b = ({k: v[2 * i] for k, v in labels.items()}, {k: v[2 * i + 1] for k, v in labels.items()})
-        changed = [k for k in a if a[k] != b[k]]
-        assert len(changed) == 1 and changed[0] in T.PAIR_ATTRIBUTES
-        attr = changed[0]
-        for lab, cap in ((a, item["captions"][2 * i]), (b, item["captions"][2 * i + 1])):
-            value = ATTRIBUTES[attr][lab[attr]]
-            words = [w for form in PHRASES[attr][value].values() for w in form]
-            assert any(w in cap for w in words), (attr, value, cap)
-        assert not R.is_heldout_combination(b)
-    # the same step renders the same batch (resumable)
-    assert data[3]["captions"] == item["captions"]
-
-
 def _start(tmp_path):
     from safetensors.torch import save_file
 
@@ -144,23 +84,16 @@ def _start(tmp_path):
     return start, str(tmp_path / "start.safetensors")
 
 
-def test_freeze_text_trains_the_image_tower_only(tmp_path):
-    """The text tower (and logit scale) stays bit for bit; the image tower moves."""
-    start, path = _start(tmp_path)
-    cfg = replace(T.ATTRIBUTES, steps=3, batch=8, init=path, freeze_text=True, keep_weight=0.0, ckpt_every=100)
-    model = T.train(cfg, tmp_path / "run", config=TINY, progress=False)
-    before, after = start.state_dict(), model.state_dict()
-    text = [k for k in before if not k.startswith("visual.")]
-    assert text and all(torch.equal(before[k], after[k]) for k in text)
-    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("visual."))
-
-
-def test_freeze_image_trains_the_text_tower_only_from_a_runs_state(tmp_path):
-    """LiT's order ("tell"): started from another run's state.pt (its probes dropped), the image
-    tower stays bit for bit while the text tower and the logit scale move."""
+def test_see_then_tell_train_one_tower_each(tmp_path):
+    """"see" trains the image tower only (the text tower and logit scale stay bit for bit); then
+    LiT's order ("tell"): started from that run's state.pt (its probes dropped), the image tower
+    stays bit for bit while the text tower and the logit scale move."""
     start, path = _start(tmp_path)
     see = replace(T.SEE, steps=2, batch=8, init=path, ckpt_every=100)
     seen = T.train(see, tmp_path / "see", config=TINY, progress=False)
+    text = [k for k in start.state_dict() if not k.startswith("visual.")]
+    assert text and all(torch.equal(start.state_dict()[k], seen.state_dict()[k]) for k in text)
+    assert any(not torch.equal(v, seen.state_dict()[k]) for k, v in start.state_dict().items() if k.startswith("visual."))
     state = torch.load(tmp_path / "see" / "state.pt", weights_only=True)
     assert any(k.startswith("probes.") for k in state["model"])  # trained beside, dropped at init
     assert set(T.init_weights(str(tmp_path / "see" / "state.pt"))) == set(start.state_dict())
@@ -176,15 +109,15 @@ def test_freeze_image_trains_the_text_tower_only_from_a_runs_state(tmp_path):
         T.init_weights(str(tmp_path / "missing.pt"))
 
 
-def test_attributes_stage_holds_the_hairclip_prompts(tmp_path):
-    """Both towers train, but the raw embeddings of HairCLIP's prompts stay near the start's."""
+def test_tell_holds_the_hairclip_prompts(tmp_path):
+    """The text tower trains, but the raw embeddings of HairCLIP's prompts stay near the start's."""
     start, path = _start(tmp_path)
     tok = _bpe_tokenizer(48)
     tokens, target = T.keep_targets(start.eval(), tok)
     assert len(tokens) == 21  # 11 mini hairstyles with hair + 10 colours
 
     def drift(keep_weight, name):
-        cfg = replace(T.ATTRIBUTES, steps=15, batch=8, lr=3e-3, init=path, keep_weight=keep_weight, ckpt_every=100)
+        cfg = replace(T.TELL, steps=15, batch=8, lr=3e-3, init=path, keep_weight=keep_weight, ckpt_every=100)
         model = T.train(cfg, tmp_path / name, config=TINY, progress=False).eval()
         with torch.no_grad():
             return ((model.encode_text(tokens) - target).pow(2).mean() / target.pow(2).mean()).item()
@@ -232,11 +165,11 @@ def test_hold_loss_is_zero_for_the_teacher_and_grows_as_the_image_side_drifts():
     assert T.hold_loss(only_colour, text, img, text, scale) > near
 
 
-def test_hold_stage_keeps_the_teacher_after_a_resume(tmp_path):
+def test_see_keeps_the_teacher_after_a_resume(tmp_path):
     """The frozen teacher and keep targets are the start's weights, also when a run resumes
     (its model then loads the checkpoint, not ``init``)."""
     start, path = _start(tmp_path)
-    cfg = replace(T.HOLD, steps=2, batch=8, init=path, ckpt_every=1)
+    cfg = replace(T.SEE, steps=2, batch=8, init=path, ckpt_every=1)
     T.train(cfg, tmp_path / "run", config=TINY, progress=False)
     seen = {}
     real = T.hold_loss
@@ -270,27 +203,6 @@ def test_prototype_focus_weighs_the_mean():
         losses[w] = T.prototype_loss(Stub(), x, labels, protos, weights={"eyeglasses": w})
     plain = T.prototype_loss(Stub(), x, labels, protos)
     assert torch.isclose(plain, losses[1]) and losses[3] > losses[1]
-
-
-def test_supervised_probe_logs_held_out_accuracy(monkeypatch):
-    monkeypatch.setattr(T, "load_clip_net", lambda: (_ for _ in ()).throw(AssertionError("not for 'fresh'")))
-    log = T.supervised_probe("smiling", tower="fresh", steps=3, batch=8, eval_every=2, eval_n=20, config=TINY)
-    assert [r["step"] for r in log] == [2, 3]
-    assert all(0 <= r["heldout_accuracy"] <= 1 and np.isfinite(r["loss"]) for r in log)
-    with pytest.raises(ValueError, match="tower must be"):
-        T.supervised_probe(tower="nope")
-
-
-def test_keep_labels_adds_their_training_prompts_after_hairclips():
-    from hairlib.mini import captions as C
-
-    model = T.build_model(TINY)[0].eval()
-    tok = _bpe_tokenizer(48)
-    base, _ = T.keep_targets(model, tok)
-    more, emb = T.keep_targets(model, tok, labels=("hair_color",))
-    n = sum(len(v) for v in C.attribute_prompts("hair_color", split="train").values())
-    assert len(more) == len(base) + n and torch.equal(more[:len(base)], base) and len(emb) == len(more)
-    assert T.HOLD_TEXT.keep_labels == ("hair_color", "hairstyle")
 
 
 def test_checkpoint_report_reads_a_runs_state_and_its_probes(tmp_path):
@@ -340,7 +252,7 @@ def test_a_fresh_resnet_tower_learns_the_teachers_embedding_and_ships(tmp_path):
     assert not torch.equal(after["text_projection"], told.state_dict()["text_projection"])
 
     T.export(told, {}, tell, config=TINY_RESNET, dest=tmp_path / "weights")
-    shipped = T.load_clip_net(tmp_path / "weights")
+    shipped = load_clip_net(tmp_path / "weights")
     with torch.no_grad():
         ref = F.normalize(told.eval().encode_image(images), dim=-1)
         got = F.normalize(shipped.model.encode_image(images), dim=-1)
@@ -420,8 +332,8 @@ def test_the_classifier_trunk_tower_is_an_open_clip_timm_config_and_ships(tmp_pa
         feats = model.visual.trunk.trunk(x).mean((2, 3))
     assert emb.shape == (4, 16)
     assert torch.allclose(emb, model.visual.head.proj(feats), atol=1e-5)  # a mean, then the projection
-    T.export(model, {}, replace(T.TELL_CONV, steps=1), config=config, dest=tmp_path / "w")
-    back = T.load_clip_net(tmp_path / "w")
+    T.export(model, {}, replace(T.SEE_CONV_OWN, steps=1), config=config, dest=tmp_path / "w")
+    back = load_clip_net(tmp_path / "w")
     with torch.no_grad():
         got = back.model.encode_image(x)
     assert float(F.cosine_similarity(got, emb).min()) > 0.99  # fp16 weights

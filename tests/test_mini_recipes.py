@@ -2,6 +2,7 @@
 import torch
 
 from hairlib.mini import train_stylegan2 as recipe
+from hairlib.mini.world import load_generator
 from hairlib.nets.stylegan2 import StyleGAN2Config
 from hairlib.train.gan import GANTrainConfig, train_gan
 
@@ -17,7 +18,7 @@ def test_train_export_and_load_round_trip(tmp_path):
     G = train_gan(GANTrainConfig(arch=arch, batch=2, steps=2), recipe.render_sampler(16), tmp_path / "run",
                   progress=False)
     recipe.export(tmp_path / "run", dest=tmp_path / "weights")
-    shipped = recipe.load_generator(tmp_path / "weights")
+    shipped = load_generator(tmp_path / "weights")
     z = torch.randn(2, 16)
     with torch.no_grad():
         assert torch.equal(shipped(z, space="z"), G(z, space="z"))

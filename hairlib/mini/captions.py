@@ -29,7 +29,7 @@ from .vocab import (ATTRIBUTES, FEMALE_ONLY, GROUPS, HAIR_COLOR_WORDS, HAIR_COLO
                     PERSON_NOUNS, PHRASES, PRONOUNS, value_index, values_of)
 
 __all__ = [
-    "caption", "attribute_caption", "group_sampled_sentence", "attribute_prompts", "value_sentence",
+    "caption", "group_sampled_sentence", "attribute_prompts", "value_sentence",
     "plain_sentences", "is_heldout_combination",
     "heldout_spec", "write_heldout_json", "TRAIN_TEMPLATES", "HELDOUT_TEMPLATES",
     "HELDOUT_JSON", "heldout_template_regex",
@@ -249,22 +249,6 @@ def _caption(params, rng, style: str, split: str) -> str:
         items = [_np(a, ATTRIBUTES[a][lab[a]], rng, split) for a in chosen]
         return _fill(rng, split, lab, items, age_adj="age" not in chosen)
     raise ValueError(f"style must be 'full', 'hair' or 'attr', not {style!r}")
-
-
-def attribute_caption(params, attr: str, rng=None, split: str = "train") -> str:
-    """A sentence that states ``attr``'s value (present or absent: "a man with no glasses"),
-    alone or beside the hair. Used for contrast pairs: two renders that differ only in ``attr``
-    get two captions that differ only in it, so CLIP must read both the pixels and the negation."""
-    rng = _rng(rng)
-    lab = _labels_of(params)
-    value = ATTRIBUTES[attr][lab[attr]]
-    if rng.random() < 0.5:
-        return _articles(_single(attr, value, lab, rng, split))
-    items = [_np(attr, value, rng, split)]
-    h = _hair_np(lab, rng, split, "any")
-    if h:
-        items.insert(int(rng.integers(2)), h)
-    return _articles(_fill(rng, split, lab, items, age_adj=attr != "age"))
 
 
 def value_sentence(attr: str, value: str, rng=None) -> str:

@@ -17,8 +17,7 @@ __all__ = ["RenderBatches", "stream"]
 
 class RenderBatches(torch.utils.data.Dataset):
     """Index k -> {"images": [B, 3, S, S] in [-1, 1], "labels": {name: int64 [B]}, and
-    "captions": list[str] if ``caption_fn`` is given (and "caption_keys" if it returns
-    ``(captions, keys)``)} for renders of ``split``."""
+    "captions": list[str] if ``caption_fn`` is given} for renders of ``split``."""
 
     def __init__(self, batch: int, seed: int, split: str = "train", size: int = 64,
                  caption_fn: Optional[Callable] = None):
@@ -39,10 +38,7 @@ class RenderBatches(torch.utils.data.Dataset):
         images, _, labels = R.render_batch(params, size=self.size)
         item = {"images": R.to_tensor(images), "labels": {k: torch.as_tensor(v) for k, v in labels.items()}}
         if self.caption_fn is not None:
-            caps = self.caption_fn(params, rng)
-            if isinstance(caps, tuple):  # (captions, per-caption keys)
-                caps, item["caption_keys"] = caps
-            item["captions"] = caps
+            item["captions"] = self.caption_fn(params, rng)
         return item
 
 

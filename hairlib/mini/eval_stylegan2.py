@@ -62,41 +62,6 @@ def evaluate_generator(G, classifier, n: int = 2000, seed: int = 0, batch: int =
     }
 
 
-@torch.no_grad()
-def samples_and_own_renders(G, n: int, seed: int = 0):
-    """(samples G(z) [n, 3, S, S], renders of the faces those z stand for [n, 3, S, S]), both in
-    [-1, 1] on the CPU, for ``n`` z of ``seed`` (``hairlib.mini.prior.params_from_z``)."""
-    from hairlib.mini import render as R
-    from hairlib.mini.prior import params_from_z
-
-    z = torch.randn(n, G.style_dim, generator=torch.Generator().manual_seed(seed))
-    x = G(z.to(G.input.input.device), space="z").clamp(-1, 1).cpu()
-    return x, R.to_tensor(R.render_batch(params_from_z(z), size=x.shape[-1])[0])
-
-
-@torch.no_grad()
-def own_render_agreement(G, clf, n: int = 512, seed: int = 0) -> dict:
-    """How closely G(z) draws the face z stands for: mean PSNR against its render and, by the
-    classifier, the share of labels that G(z) and that render agree on."""
-    from hairlib.metrics import psnr
-
-    x, r = samples_and_own_renders(G, n, seed)
-    dev = G.input.input.device
-    a, b = clf.predict(x.to(dev)), clf.predict(r.to(dev))
-    agree = torch.stack([(a[k] == b[k]).float().cpu() for k in b]).mean().item()
-    return {"n": n, "psnr_db": psnr(x, r).mean().item(), "labels_agree": agree}
-
-
-def own_render_pairs(G, n: int = 16, seed: int = 0) -> list:
-    """Rows for ``viz.grid``: samples G(z) above the renders of the faces those z stand for:
-    how closely a distilled sampler draws its own faces."""
-    x, r = samples_and_own_renders(G, n, seed)
-    rows = []
-    for i in range(0, n, 8):
-        rows += [x[i:i + 8], r[i:i + 8]]
-    return rows
-
-
 def main(argv=None) -> int:
     from hairlib import viz
     from hairlib.mini.world import WEIGHTS_DIR, load_classifier, load_generator
@@ -104,13 +69,11 @@ def main(argv=None) -> int:
     from hairlib.train.checkpoint import load_checkpoint
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--state", default=None, help="a GAN or sharpening state.pt, or warm_G.pt (default: the shipped generator)")
+    p.add_argument("--state", default=None, help="a GAN state.pt, or warm_G.pt (default: the shipped generator)")
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--out", default="results")
     args = p.parse_args(argv)
     if args.state:
-        import json
-
         state = load_checkpoint(args.state)  # a GAN state (G_ema) or the warm start's warm_G.pt (G)
         arch = state.get("config", {}).get("arch")  # GAN states carry it; others have the shipped one's
         arch = arch or json.loads((WEIGHTS_DIR / "stylegan2.json").read_text())["arch"]
@@ -124,8 +87,6 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     viz.grid([res["_samples"][i:i + 8] for i in range(0, 64, 8)], scale=1).save(out / "mini_stylegan2_samples.png")
-    rows = own_render_pairs(G)
-    viz.grid(rows, ["G(z)", "render of z's face"] * (len(rows) // 2), scale=2).save(out / "mini_stylegan2_own_renders.png")
     res = {k: v for k, v in res.items() if not k.startswith("_")}
     res["step"] = step
     (out / "mini_stylegan2_eval.json").write_text(json.dumps(res, indent=2))

@@ -3,8 +3,6 @@ HairCLIP's conditional hair mapper.
 
     python -m hairlib.mini.train_mappers styleclip [--only afro] [--threads 1] [--augment 8] [--id-lambda 1]
     python -m hairlib.mini.train_mappers hairclip [--steps N] [--threads 1]
-    python -m hairlib.mini.train_mappers hairclip-augment [--steps N]   # then: fine-tune it
-    python -m hairlib.mini.train_mappers adapt       # fine-tune them all on a refitted generator's faces
     python -m hairlib.mini.train_mappers hairclip-retower [--steps N] [--again] [--background-lambda X]   # fine-tune it under a new CLIP image tower
     python -m hairlib.mini.train_mappers hairclip-keep [--shape-lambda 2] [--oversample white=4 gray=2]   # keep the hair's shape in colour edits
     python -m hairlib.mini.train_mappers styleclip-retower [--only curly] [--steps N] [--id-lambda 0.3]   # the same for the mappers
@@ -18,10 +16,6 @@ the coarse and medium sub-mappers only, as the paper does, colour prompts all th
 
 HairCLIP (``HAIRCLIP``): the paper's losses and sampling (``hairlib.methods.hairclip``), 4 faces a
 step; references are fresh renders. Shipped as ``weights/hairclip.safetensors`` (fp16).
-``hairclip-augment`` (``HAIRCLIP_AUGMENT``) then fine-tunes that mapper with its text losses
-averaged over 8 shifted / flipped views of each edit (``hairlib.methods.optimize.augment_views``),
-so that it stops fooling the small CLIP with pixel patterns the classifier does not read as the
-asked hair; it replaces the shipped file only if its mean success on the 6 hair tasks rises.
 
 ``hairclip-retower`` (``RETOWER``) fine-tunes the shipped HairCLIP mapper under the CLIP now
 shipped beside it, when only its image tower changed (the text tower, hence the text conditions,
@@ -91,7 +85,6 @@ HAIRCLIP = {"steps": 12000, "batch": 4, "seed": 0}
 # a retrained StyleCLIP mapper replaces the shipped one only if its success beats it by this much (3 of
 # the 64 faces): a mapper that learnt nothing (identity 0.995, success 0 -> 1.6 %) must not ship as a gain
 MIN_GAIN = 0.05
-HAIRCLIP_AUGMENT = {"steps": 4000, "batch": 4, "seed": 1, "augment": 8}
 # the faces shipping decisions are scored on (``hairlib eval``'s table: seed 1234, never read here)
 VAL_SEED = 777
 
@@ -231,25 +224,6 @@ def _fine_tune_hair(world, dest: Path, meta: dict, base, cfg, run: str, score, e
         "scores_seed": VAL_SEED, "scores_before": before, "dtype": "float16", **extra})
     print(f"wrote {dest}: {after}")
     return True
-
-
-def train_hair_augment(world, steps=None, dest=None) -> bool:
-    """Fine-tune the shipped HairCLIP mapper with augmented CLIP views; ship it if it scores better."""
-    from hairlib.methods.hairclip import HairCLIPConfig, load_hair_mapper
-    from hairlib.evaluate import HAIR_TASKS
-    from hairlib.nets.loading import read_with_meta
-
-    dest = Path(dest) if dest is not None else WEIGHTS_DIR / "hairclip.safetensors"
-    _, meta = read_with_meta(dest)
-    if meta.get("stage") == "augment":
-        raise SystemExit(f"{dest} is already the augment stage's; run `train_mappers hairclip` first to start over")
-    base = load_hair_mapper(dest, num_ws=world.generator.num_ws)
-    cfg = HairCLIPConfig(**{**HAIRCLIP, **HAIRCLIP_AUGMENT, **({"steps": steps} if steps else {})})
-    names = [t.name for t in HAIR_TASKS]
-    return _fine_tune_hair(world, dest, meta, base, cfg, "hairclip_augment",
-                           lambda w, m: _scores(w, "hairclip", names, mapper=m), {
-                               "stage": "augment", "command": "python -m hairlib.mini.train_mappers hairclip && "
-                                                              "python -m hairlib.mini.train_mappers hairclip-augment"})
 
 
 RETOWER = {"steps": 4000, "seed": 12}
@@ -441,76 +415,13 @@ def train_styleclip_retower(world, only=None, steps=None, weights: Path = WEIGHT
     return report
 
 
-ADAPT = {"hairclip_steps": 1500, "mapper_steps": 500, "seed": 11}
-
-
-def adapt(world, weights: Path = WEIGHTS_DIR, hairclip_steps=None, mapper_steps=None) -> dict:
-    """Fine-tune every shipped edit network on the faces of the generator now shipped beside it
-    (after its mapping network was refitted: the same W+ space, another distribution of sampled
-    latents), each from its shipped weights with its own recipe (augmented views where it had
-    them), for ``ADAPT``'s steps, and ship it; its scores before (the old network on the new
-    faces) and after go into its metadata. Networks already adapted to this generator are left
-    alone, so a rerun is safe. Runs: ``runs/mini_mappers/<name>_adapt``."""
-    from hairlib.methods.hairclip import HairCLIPConfig, load_hair_mapper, save_hair_mapper, train_hairclip
-    from hairlib.methods.mapper import MapperConfig, load_mapper, save_mapper, train_mapper
-    from hairlib.evaluate import HAIR_TASKS
-    from hairlib.nets.loading import read_with_meta
-
-    weights = Path(weights)
-    gen_meta = read_with_meta(weights / "stylegan2.safetensors")[1]
-    stage = gen_meta.get("stage", "")
-    report = {}
-    hair = weights / "hairclip.safetensors"
-    done = lambda meta: meta.get("stage") == "adapt" and meta.get("generator") == stage  # noqa: E731
-    if hair.exists() and done(read_with_meta(hair)[1]):
-        print(f"{hair}: already adapted to this generator, left alone")
-    elif hair.exists():
-        _, meta = read_with_meta(hair)
-        recipe = {k: v for k, v in (meta.get("recipe") or {}).items() if k in HairCLIPConfig.__dataclass_fields__}
-        cfg = HairCLIPConfig(**{**recipe, "steps": hairclip_steps or ADAPT["hairclip_steps"], "seed": ADAPT["seed"]})
-        base = load_hair_mapper(hair, num_ws=world.generator.num_ws)
-        names = [t.name for t in HAIR_TASKS]
-        before = _scores(world, "hairclip", names, mapper=base)
-        m = train_hairclip(world, cfg, RUNS / "hairclip_adapt", init=base)
-        after = _scores(world, "hairclip", names, mapper=m)
-        save_hair_mapper(copy.deepcopy(m).half(), hair, extra={
-            "recipe": asdict(cfg), "init_recipe": meta.get("recipe"), "init_stage": meta.get("stage"), "stage": "adapt",
-            "generator": stage, "scores": after, "scores_seed": VAL_SEED, "scores_before": before, "dtype": "float16",
-            "command": "python -m hairlib.mini.train_mappers hairclip && python -m hairlib.mini.train_mappers "
-                       "hairclip-augment && python -m hairlib.mini.train_mappers adapt"})
-        report["hairclip"] = {"before": before, "after": after}
-        print(f"wrote {hair}: {after}")
-    for path in sorted((weights / "mappers").glob("*.safetensors")):
-        name = path.stem
-        _, meta = read_with_meta(path)
-        if done(meta):
-            print(f"{path}: already adapted to this generator, left alone")
-            continue
-        recipe = {k: v for k, v in (meta.get("recipe") or {}).items() if k in MapperConfig.__dataclass_fields__}
-        if not recipe:
-            recipe = {**MAPPER_SETTINGS, "groups": tuple(meta["groups"])}
-        recipe["groups"] = tuple(recipe.get("groups", meta["groups"]))
-        cfg = MapperConfig(**{**recipe, "steps": mapper_steps or ADAPT["mapper_steps"], "seed": ADAPT["seed"]})
-        base = load_mapper(path, num_ws=world.generator.num_ws)
-        before = _scores(world, "mapper", [name], mapper=base) if name in MAPPERS else {}
-        m = train_mapper(world, meta["text"], cfg, RUNS / f"{name}_adapt", init=base)
-        after = _scores(world, "mapper", [name], mapper=m) if name in MAPPERS else {}
-        save_mapper(m, path, text=meta["text"], extra={
-            "recipe": cfg.to_dict(), "init_recipe": meta.get("recipe"), "stage": "adapt", "generator": stage,
-            "scores": after, "scores_seed": VAL_SEED, "scores_before": before,
-            "command": f"{meta.get('command', '')} && python -m hairlib.mini.train_mappers adapt".lstrip(" &")})
-        report[name] = {"before": before, "after": after}
-        print(f"wrote {path}: {after}")
-    return report
-
-
 def main(argv=None) -> int:
     import hairlib
     from hairlib.train.checkpoint import stop_on_signals
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["styleclip", "hairclip", "hairclip-augment", "hairclip-retower", "hairclip-keep",
-                                    "styleclip-retower", "adapt", "figure"])
+    p.add_argument("what", choices=["styleclip", "hairclip", "hairclip-retower", "hairclip-keep", "styleclip-retower",
+                                    "figure"])
     p.add_argument("--only", nargs="*", default=None, help="styleclip: these mappers only")
     p.add_argument("--steps", type=int, default=None, help="hairclip: total steps")
     p.add_argument("--augment", type=int, default=0, help="styleclip: CLIP loss over this many augmented views")
@@ -556,8 +467,6 @@ def main(argv=None) -> int:
         train_styleclip(world, args.only, args.augment, weights, args.id_lambda)
     elif args.what == "figure":
         print(f"wrote {figure(world)}")
-    elif args.what == "hairclip-augment":
-        train_hair_augment(world, args.steps, weights / "hairclip.safetensors")
     elif args.what == "hairclip-retower":
         train_hair_retower(world, args.steps, weights / "hairclip.safetensors", args.again, args.background_lambda)
     elif args.what == "hairclip-keep":
@@ -577,10 +486,6 @@ def main(argv=None) -> int:
 
         print(json.dumps(train_styleclip_retower(world, args.only, args.steps, weights, args.id_lambda,
                                                  args.contrast_lambda, args.again), indent=1))
-    elif args.what == "adapt":
-        import json
-
-        print(json.dumps(adapt(world, weights, args.steps), indent=1))
     else:
         train_hair(world, args.steps, weights)
     return 0

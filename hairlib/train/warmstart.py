@@ -14,10 +14,6 @@ the decoder of an autoencoder (dense, per-pixel gradients), then handed to the G
 3. ``hairlib.train.gan.train_gan(..., init=...)`` fine-tunes G adversarially from there
    (R1, path length, EMA, mixing), which sharpens what the L1 loss leaves blurred.
 
-``train_w_encoder`` refits a W encoder against a *frozen* synthesis network (the same loss as
-stage 1, only E learns), so that the mapping can be refitted to codes of the generator as it
-is now without touching the synthesis (and so without moving any network trained on its W+).
-
 The ideas are old (autoencoder-initialised GANs; latent-space matching as in ALAE / "GLO"
 with a fitted prior); the point here is the budget: faces in an hour of one CPU core.
 Both stages run through ``hairlib.train.simple.fit``: resumable, atomic checkpoints, logs.
@@ -34,8 +30,7 @@ from torch import nn
 
 from hairlib.train.simple import fit
 
-__all__ = ["WarmStartConfig", "sliced_wasserstein", "train_autoencoder", "train_w_encoder", "encode_bank",
-           "fit_mapping"]
+__all__ = ["WarmStartConfig", "sliced_wasserstein", "train_autoencoder", "encode_bank", "fit_mapping"]
 
 
 @dataclass(frozen=True)
@@ -126,30 +121,6 @@ def train_autoencoder(G: nn.Module, E: nn.Module, sample_real: Callable[[int], t
     return fit(model, opt, steps=cfg.ae_steps, lr=None, loss_fn=loss_fn, out_dir=Path(out_dir), gen=gen,
                ckpt_every=cfg.ckpt_every, meta={"warmstart": cfg.to_dict()}, desc="autoencoder", progress=progress,
                log_fn=_held_log(G, E, held, stats), log_every=50)
-
-
-def train_w_encoder(G: nn.Module, E: nn.Module, sample_real: Callable[[int], torch.Tensor],
-                    feature_fn: Optional[Callable[[torch.Tensor], List[torch.Tensor]]], *, steps: int, lr: float,
-                    feature_weight: float, out_dir, device="cpu", progress: bool = True,
-                    held: Optional[torch.Tensor] = None, log_every: int = 50, ckpt_every: int = 100) -> int:
-    """Train E (images -> one w per image) so that ``G.synthesis(broadcast(E(x))) ~ x`` (L1 +
-    ``feature_weight`` x feature MSE), G frozen and left untouched; constant Adam ``lr``.
-    ``held``: a batch whose PSNR goes to the log, reconstructed in eval mode (BatchNorm's
-    running statistics never see it)."""
-    G = G.to(device).requires_grad_(False)
-    E = E.to(device)
-    opt = torch.optim.Adam(E.parameters(), lr=lr, betas=(0.9, 0.99))
-    held = held.to(device) if held is not None else None
-    stats = {}
-
-    def loss_fn(step: int) -> torch.Tensor:
-        x = sample_real(step).to(device)
-        y = G.synthesis(G.broadcast(E(x).reshape(x.shape[0], -1)))
-        return _reconstruction_loss(y, x, feature_fn, feature_weight, stats)
-
-    return fit(E, opt, steps=steps, lr=None, loss_fn=loss_fn, out_dir=Path(out_dir), schedule="constant",
-               ckpt_every=ckpt_every, desc="W encoder", progress=progress, log_fn=_held_log(G, E, held, stats),
-               log_every=log_every)
 
 
 @torch.no_grad()
