@@ -43,7 +43,6 @@ class World:
     mappers: Dict[str, Path] = field(default_factory=dict)  # StyleCLIP mapper files: prompt slug -> path
     hairclip_mapper: Optional[Path] = None  # a HairCLIP mapper file
     masks: Optional[Callable] = None  # images -> {"hair", "face", "background": [N, 1, H, W] in {0, 1}}
-    hair_probability: Optional[Callable] = None  # images -> P(hair) [N, 1, H, W], differentiable (the parser's)
     aligner: Optional[Callable] = None  # photo -> aligned PIL image (ffhq: dlib FFHQ alignment)
 
     def __repr__(self) -> str:
@@ -230,7 +229,6 @@ def _load_ffhq(device, resolution: int = 1024, download: Optional[bool] = None) 
         vocab={"hair_colors": prompts.HAIRCLIP_COLORS, "hairstyles": prompts.HAIRCLIP_HAIRSTYLES},
         settings=PAPER,
         masks=parser.masks,
-        hair_probability=parser.hair_probability,
         aligner=aligner,
     )
 

@@ -203,15 +203,6 @@ def test_retower_fine_tunes_hairclip_under_the_shipped_clip_and_ships_only_a_gai
     assert calls[0] is not calls[1]
     calls.clear()
     assert not TM.train_hair_retower(world, dest=dest) and calls == []  # already done under this CLIP
-    gains = [0.6, 0.7]  # --again: a second round from the fine-tuned mapper, in its own run folder
-    assert TM.train_hair_retower(world, dest=dest, again=True, background_lambda=10)
-    assert (tmp_path / "runs" / "hairclip_retower2_bg10" / "state.pt").exists()
-    meta = read_with_meta(dest)[1]
-    assert meta["rounds"] == 2 and meta["recipe"]["seed"] == 4 and meta["init_stage"] == "retower"
-    assert meta["recipe"]["background_lambda"] == 10
-    assert meta["command"] == ("train it && python -m hairlib.mini.train_mappers hairclip-retower && "
-                               "python -m hairlib.mini.train_mappers hairclip-retower --again --background-lambda 10")
-    assert (tmp_path / "runs" / "hairclip_retower2_bg10" / "report.txt").read_text().splitlines()[-1] == "shipped"
 
 
 def test_styleclip_retower_fine_tunes_each_mapper_with_its_recipe_and_the_shipping_gate(tiny_weights, tmp_path,
@@ -250,9 +241,6 @@ def test_styleclip_retower_fine_tunes_each_mapper_with_its_recipe_and_the_shippi
     assert meta["recipe"]["steps"] == 2 and meta["scores_before"]["afro"]["success"] == 0.3
     assert meta["command"] == "train afro && python -m hairlib.mini.train_mappers styleclip-retower --only afro"
     assert TM.train_styleclip_retower(world, only=["afro"], weights=d) == {}  # already done under this CLIP
-    assert meta["rounds"] == 1
-    again = TM.train_styleclip_retower(world, only=["afro"], weights=d, again=True)  # one more round, its own folder
-    assert not again["afro"]["shipped"] and "not shipped" in (tmp_path / "runs" / "afro_retower2" / "report.txt").read_text()
     # curly again with another identity weight: its own run folder, the weight in its recipe and command
     seen = []
 
@@ -324,7 +312,7 @@ def test_shipping_decisions_are_scored_on_validation_faces_not_the_eval_table(mo
 
 
 def test_hairclip_keep_ships_on_success_and_kept_together(tiny_weights, tmp_path, monkeypatch):
-    """``train_mappers hairclip-keep``: a fine-tune with the hair-shape loss and oversampled colours
+    """``train_mappers hairclip-keep``: a fine-tune with oversampled colours
     ships when the mean of success and others kept rises without success falling more than the
     slack; the oversampled colours are scored beside the hair tasks."""
     from hairlib.mini import train_mappers as TM
@@ -332,14 +320,16 @@ def test_hairclip_keep_ships_on_success_and_kept_together(tiny_weights, tmp_path
 
     clip_stage = read_with_meta(tiny_weights / "clip.safetensors")[1].get("stage", "")
     world, d, dest = _weights_with_a_hair_mapper(tiny_weights, tmp_path, 5, {
-        "recipe": {"steps": 10, "batch": 1, "seed": 0}, "command": "train it", "stage": "retower", "clip": clip_stage},
+        # removed fields at their old defaults, as the shipped recipes record them: ignored
+        "recipe": {"steps": 10, "batch": 1, "seed": 0, "maintain_shape_lambda": 0.0, "style_weights": None},
+        "command": "train it", "stage": "retower", "clip": clip_stage},
         strength=0.07)
     monkeypatch.setattr(TM, "RUNS", tmp_path / "runs")
     monkeypatch.setattr(TM, "HAIRCLIP_KEEP", {**TM.HAIRCLIP_KEEP, "steps": 2})
     seen = []
 
-    def scores(world, mapper, colors, styles):  # the shipped one first, then the fine-tuned one
-        seen.append(list(colors) + list(styles))
+    def scores(world, mapper, colors):  # the shipped one first, then the fine-tuned one
+        seen.append(list(colors))
         s, kept = table[len(seen) - 1]
         return {"blond": {"success": s, "preserved": kept}, "color from reference (image)": {"success": s}}
 
@@ -348,30 +338,41 @@ def test_hairclip_keep_ships_on_success_and_kept_together(tiny_weights, tmp_path
     table = [(0.80, 0.80), (0.75, 0.95)]  # kept far better, success 5 points worse: not shipped
     assert not TM.train_hair_keep(world, dest=dest) and dest.read_bytes() == before
     assert seen[0] == sorted(TM.HAIRCLIP_KEEP["color_weights"])
-    report = (tmp_path / "runs" / "hairclip_keep_shape0" / "report.txt").read_text().splitlines()
+    report = (tmp_path / "runs" / "hairclip_keep" / "report.txt").read_text().splitlines()
     assert report[0] == "blond: success 0.800 -> 0.750, preserved 0.800 -> 0.950"
     assert "mean others kept: shipped 0.800, fine-tuned 0.950" in report and report[-1].startswith("not shipped")
     seen.clear()
     table = [(0.80, 0.80), (0.795, 0.85)]  # within the slack, kept up: shipped
-    assert TM.train_hair_keep(world, dest=dest, shape_lambda=5, color_weights={"white": 3.0})
+    assert TM.train_hair_keep(world, dest=dest, color_weights={"white": 3.0})
     meta = read_with_meta(dest)[1]
     assert seen[0] == ["white"] and meta["stage"] == "keep"
-    assert meta["recipe"]["maintain_shape_lambda"] == 5 and meta["recipe"]["color_weights"] == {"white": 3.0}
+    assert "maintain_shape_lambda" not in meta["recipe"] and meta["recipe"]["color_weights"] == {"white": 3.0}
     assert meta["recipe"]["strength"] == pytest.approx(0.07)
-    assert meta["command"] == "train it && python -m hairlib.mini.train_mappers hairclip-keep --shape-lambda 5 --oversample white=3"
+    assert meta["command"] == "train it && python -m hairlib.mini.train_mappers hairclip-keep --oversample white=3"
     assert meta["clip"] == clip_stage and meta["init_stage"] == "retower"
     seen.clear()  # fine-tuned under this CLIP already: hairclip-retower leaves it alone
     assert not TM.train_hair_retower(world, dest=dest) and seen == []
-    table = [(0.80, 0.80), (0.85, 0.85)]  # hairstyles oversampled too: scored on them, named in the folder
-    assert TM.train_hair_keep(world, dest=dest, style_weights={"bob cut": 3.0, "mohawk": 2.0})
-    meta = read_with_meta(dest)[1]
-    assert seen[0] == sorted(TM.HAIRCLIP_KEEP["color_weights"]) + ["bob cut", "mohawk"]
-    assert meta["recipe"]["style_weights"] == {"bob cut": 3.0, "mohawk": 2.0}
-    assert meta["command"].endswith("hairclip-keep --oversample-style bob_cut=3 mohawk=2")
-    assert (tmp_path / "runs" / "hairclip_keep_shape0_styles_bob-cut_mohawk" / "report.txt").exists()
+    table = [(0.80, 0.80), (0.85, 0.85)]
     seen.clear()
     assert TM.train_hair_keep(world, dest=dest, id_lambda=0.6)  # another identity weight, its own folder
     meta = read_with_meta(dest)[1]
     assert meta["recipe"]["id_lambda"] == 0.6 and meta["command"].endswith("hairclip-keep --id-lambda 0.6")
-    assert (tmp_path / "runs" / "hairclip_keep_shape0_id0.6" / "report.txt").exists()
-    assert (tmp_path / "runs" / "hairclip_keep_shape5_white" / "report.txt").read_text().splitlines()[-1] == "shipped"
+    assert (tmp_path / "runs" / "hairclip_keep_id0.6" / "report.txt").exists()
+    assert (tmp_path / "runs" / "hairclip_keep_white" / "report.txt").read_text().splitlines()[-1] == "shipped"
+
+
+def test_recorded_hairclip_recipes_drop_removed_fields_at_their_old_defaults():
+    """The shipped HairCLIP mapper's recipe still builds a HairCLIPConfig; a recipe that set a removed
+    option to anything but its old default is refused, not silently trained without it."""
+    from hairlib.methods.hairclip import HairCLIPConfig
+    from hairlib.mini import train_mappers as TM
+    from hairlib.nets.loading import read_with_meta
+
+    meta = read_with_meta(TM.WEIGHTS_DIR / "hairclip.safetensors")[1]
+    recipe = TM._hairclip_recipe(meta)
+    assert not set(TM.REMOVED_HAIRCLIP) & set(recipe)
+    assert HairCLIPConfig(**recipe).color_weights == meta["recipe"]["color_weights"]
+    with pytest.raises(ValueError, match="maintain_shape_lambda"):
+        TM._hairclip_recipe({"recipe": {"maintain_shape_lambda": 2.0}})
+    with pytest.raises(ValueError, match="style_weights"):
+        TM._hairclip_recipe({"recipe": {"style_weights": {"bun": 2.0}}})

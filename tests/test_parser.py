@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from hairlib.nets.mini_nets import PARSER_CLASSES as PARSER_CLASSES_MINI
 from hairlib.nets.parser import (FACE_CLASSES, HAIR, INPUT_SIZE, PARSER_CLASSES, FaceParser, ParseNet,
                                  load_parser)
 
@@ -206,25 +205,3 @@ def test_face_parser_runs_the_real_network_at_256(synthetic_sd):
     m = parser(images)
     assert torch.equal(m["hair"], (labels == HAIR).float()) and torch.equal(m["background"] + m["hair"], torch.ones_like(m["hair"]))
     assert not m["hair"].requires_grad
-
-
-def test_hair_probability_agrees_with_the_masks_and_passes_gradients():
-    """The differentiable P(hair) of both parsers (FaceParser, the mini world's U-Net) is high where
-    the hair mask is 1, low elsewhere, and gives gradients to the images (HairCLIP's shape loss)."""
-    from hairlib.nets.mini_nets import MiniParser, ParserConfig
-
-    stub = LabelStub(known_label_map())
-    images = torch.zeros(1, 3, 256, 256)
-    p = FaceParser(stub).hair_probability(images)
-    hair = FaceParser(stub).masks(images)["hair"]
-    assert p.shape == (1, 1, 256, 256)
-    assert p[hair == 1].min() > 0.85 and p[hair == 0].max() < 0.15  # the stub's logits: 5 for its label, 0 else
-    torch.manual_seed(0)
-    mini = MiniParser(ParserConfig(widths=(4, 8))).eval()
-    x = (torch.rand(2, 3, 16, 16) * 2 - 1).requires_grad_(True)
-    q = mini.hair_probability(x)
-    assert q.shape == (2, 1, 16, 16)
-    logits = mini(x)
-    assert torch.allclose(q, logits.softmax(1)[:, PARSER_CLASSES_MINI.index("hair")][:, None])
-    q.sum().backward()
-    assert x.grad is not None and x.grad.abs().sum() > 0

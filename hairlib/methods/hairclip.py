@@ -36,11 +36,8 @@ only (0.2), both (0.27) or nothing (0.03); each condition is a text (p 0.5; "<st
   (average LAB of the edit vs the source), background 1.0 (MSE where neither image has hair),
   latent L2 0.8.
 
-Options that are not the paper's (off by default): ``maintain_shape_lambda`` x binary
-cross-entropy of the parser's P(hair) of the edit against the source's hair mask, when only the
-colour changes (``world.hair_probability``; for generators whose colour rows also draw the hair's
-outline); ``color_weights`` / ``style_weights``, the relative odds of each target colour and
-hairstyle; ``mask_reference=False`` (above); and CLIP's zero-shot *reading* of the edit over the
+Options that are not the paper's (off by default): ``color_weights``, the relative odds of
+each target colour; ``mask_reference=False`` (above); and CLIP's zero-shot *reading* of the edit over the
 vocabulary's prompts (``reading_loss``: cross-entropy at logit scale 100), against CLIP's reading
 of the reference for reference conditions (``image_reading_lambda``) and against the condition's
 own prompt for text ones (``text_reading_lambda``). The text loss only pulls the edit toward its
@@ -221,11 +218,7 @@ class HairCLIPConfig:
     maintain_color_lambda: float = 0.02
     background_lambda: float = 1.0
     l2_lambda: float = 0.8
-    # not the paper's: keep the hair's shape (the parser's P(hair) against the source's mask) in
-    # colour-only edits, for generators whose colour rows also draw edges (the mini world's 64 px)
-    maintain_shape_lambda: float = 0.0
     color_weights: Optional[Dict[str, float]] = None  # relative odds of each target colour (None: uniform)
-    style_weights: Optional[Dict[str, float]] = None  # the same for the target hairstyles
     p_hairstyle: float = 0.5  # edit the hairstyle only
     p_color: float = 0.2  # the colour only
     p_both: float = 0.27  # both (the rest, 0.03: no edit)
@@ -254,10 +247,9 @@ class HairCLIPConfig:
     def __post_init__(self):
         if self.p_hairstyle + self.p_color + self.p_both > 1 + 1e-9:
             raise ValueError("p_hairstyle + p_color + p_both must be at most 1")
-        for name in ("color_weights", "style_weights"):
-            odds = getattr(self, name)
-            if odds is not None and (any(v < 0 for v in odds.values()) or not sum(odds.values()) > 0):
-                raise ValueError(f"{name} must be non-negative with a positive sum, got {odds}")
+        odds = self.color_weights
+        if odds is not None and (any(v < 0 for v in odds.values()) or not sum(odds.values()) > 0):
+            raise ValueError(f"color_weights must be non-negative with a positive sum, got {odds}")
 
 
 def _odds(weights: Optional[Dict[str, float]], names: List[str], what: str, plural: str) -> Optional[np.ndarray]:
@@ -304,7 +296,7 @@ def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, 
     else faces are sampled. ``references(kind, values, rng) -> (images, hair masks)`` gives
     reference images of given hairstyles / colours; the mini world renders them
     (``render_references``); a world without references trains on text conditions only."""
-    from hairlib.methods.losses import avg_lab_loss, background_loss, image_embedding_loss, shape_loss
+    from hairlib.methods.losses import avg_lab_loss, background_loss, image_embedding_loss
     from hairlib.methods.optimize import augment_views
     from hairlib.nets.clip import clip_loss
     from hairlib.train.optim import Ranger
@@ -317,8 +309,6 @@ def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, 
         references = render_references
     if references is None:
         cfg = replace(cfg, p_hairstyle_text=1.0, p_color_text=1.0)
-    if cfg.maintain_shape_lambda and world.hair_probability is None:
-        raise ValueError(f"maintain_shape_lambda needs the {world.name} world's parser probabilities (hair_probability)")
     G, clip = world.generator, world.clip
     out_dir = Path(out_dir) if out_dir is not None else Path("runs") / "hairclip" / world.name
     torch.manual_seed(cfg.seed)
@@ -333,7 +323,6 @@ def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, 
     opt = Ranger(mapper.parameters(), lr=cfg.lr)
     styles, colors = hairclip_vocab(world)
     color_p = _odds(cfg.color_weights, colors, "color_weights", "colours")
-    style_p = _odds(cfg.style_weights, styles, "style_weights", "hairstyles")
     if latents is not None:
         latents = latents.detach()
         if latents.ndim != 3 or latents.shape[1:] != (G.num_ws, G.style_dim):
@@ -369,9 +358,9 @@ def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, 
             hair_x = world.masks(x)["hair"]
             id_x = world.identity(x)
         style = None
-        if do_style:  # drawn only then: the random stream of the recipes before style_weights
-            drawn = rng.integers(len(styles), size=cfg.batch) if style_p is None else rng.choice(len(styles), cfg.batch, p=style_p)
-            style = condition("hairstyle", [styles[i] for i in drawn], cfg.p_hairstyle_text, rng)
+        if do_style:  # drawn only then (the shipped recipes' random stream)
+            style = condition("hairstyle", [styles[i] for i in rng.integers(len(styles), size=cfg.batch)],
+                              cfg.p_hairstyle_text, rng)
         drawn = rng.integers(len(colors), size=cfg.batch) if color_p is None else rng.choice(len(colors), cfg.batch, p=color_p)
         color = condition("color", [colors[i] for i in drawn],
                           cfg.p_color_text, rng) if do_color else None
@@ -401,8 +390,6 @@ def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, 
                 terms[f"read_text_{name}"] = (cfg.text_reading_lambda, reading_loss(clip, vocab_emb[name], c["index"], x_hat))
         if do_style and not do_color:
             terms["maintain_color"] = (cfg.maintain_color_lambda, avg_lab_loss(x, hair_x, x_hat, hair_hat))
-        if do_color and not do_style and cfg.maintain_shape_lambda:
-            terms["maintain_shape"] = (cfg.maintain_shape_lambda, shape_loss(world.hair_probability(x_hat), hair_x))
         terms["id"] = (cfg.id_lambda, (1 - (world.identity(x_hat) * id_x).sum(1)).mean())
         terms["background"] = (cfg.background_lambda, background_loss(x, x_hat, hair_x, hair_hat))
         terms["l2"] = (cfg.l2_lambda, torch.nn.functional.mse_loss(w_hat, w))

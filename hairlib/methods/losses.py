@@ -20,8 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["rgb_to_lab", "average_lab", "avg_lab_loss", "background_loss", "shape_loss",
-           "image_embedding_loss"]
+__all__ = ["rgb_to_lab", "average_lab", "avg_lab_loss", "background_loss", "image_embedding_loss"]
 
 _M = torch.tensor([[0.412453, 0.357580, 0.180423],
                    [0.212671, 0.715160, 0.072169],
@@ -59,12 +58,6 @@ def background_loss(x: torch.Tensor, x_hat: torch.Tensor, hair: torch.Tensor, ha
     """MSE outside the hair of both images (``hair``, ``hair_hat``: [N, 1, H, W] in {0, 1})."""
     keep = (1 - hair) * (1 - hair_hat)
     return F.mse_loss(x * keep, x_hat * keep)
-
-
-def shape_loss(p_hair_hat: torch.Tensor, hair: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy of the edit's P(hair) [N, 1, H, W] against the source's hair mask
-    (in {0, 1}): low when the edit's hair covers the source's hair and nothing else."""
-    return F.binary_cross_entropy(p_hair_hat.clamp(1e-6, 1 - 1e-6), hair)
 
 
 def image_embedding_loss(clip, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -3,8 +3,8 @@ HairCLIP's conditional hair mapper.
 
     python -m hairlib.mini.train_mappers styleclip [--only afro] [--threads 1] [--augment 8] [--id-lambda 1]
     python -m hairlib.mini.train_mappers hairclip [--steps N] [--threads 1]
-    python -m hairlib.mini.train_mappers hairclip-retower [--steps N] [--again] [--background-lambda X]   # fine-tune it under a new CLIP image tower
-    python -m hairlib.mini.train_mappers hairclip-keep [--shape-lambda 2] [--oversample white=4 gray=2]   # keep the hair's shape in colour edits
+    python -m hairlib.mini.train_mappers hairclip-retower [--steps N]   # fine-tune it under a new CLIP image tower
+    python -m hairlib.mini.train_mappers hairclip-keep [--oversample white=4 gray=2]   # oversample the colours it reaches least
     python -m hairlib.mini.train_mappers styleclip-retower [--only curly] [--steps N] [--id-lambda 0.3]   # the same for the mappers
     python -m hairlib.mini.train_mappers figure      # results/mini_hairclip.png from the shipped weights
 
@@ -229,15 +229,14 @@ def _fine_tune_hair(world, dest: Path, meta: dict, base, cfg, run: str, score, e
 RETOWER = {"steps": 4000, "seed": 12}
 
 
-def _hair_and_reference_scores(world, mapper, colors=(), styles=()) -> dict:
-    """The 6 hair tasks' scores (and text edits to ``colors`` and ``styles`` beside them) and the
+def _hair_and_reference_scores(world, mapper, colors=()) -> dict:
+    """The 6 hair tasks' scores (and text edits to ``colors`` beside them) and the
     reference-image matches, on the validation faces."""
-    from hairlib.evaluate import HAIR_TASKS, color_task, evaluate_references, style_task
+    from hairlib.evaluate import HAIR_TASKS, color_task, evaluate_references
 
     known = {t.name for t in HAIR_TASKS}
     scores = _scores(world, "hairclip", [t.name for t in HAIR_TASKS], mapper=mapper,
-                     extra_tasks=[color_task(c) for c in colors if c not in known]
-                     + [style_task(s) for s in styles if s not in known])
+                     extra_tasks=[color_task(c) for c in colors if c not in known])
     for row in evaluate_references(world, n=64, seed=VAL_SEED, mapper=mapper, references=("image",)):
         scores[row["task"]] = {k: v for k, v in row.items() if isinstance(v, (int, float))}
     return scores
@@ -266,60 +265,63 @@ def _retowered(meta: dict, clip_stage: str) -> bool:
     return meta.get("stage") in ("retower", "keep") and meta.get("clip") == clip_stage
 
 
-def train_hair_retower(world, steps=None, dest=None, again: bool = False,
-                       background_lambda: Optional[float] = None) -> bool:
+# HairCLIPConfig fields removed since (never shipped), at the value every shipped recipe records
+REMOVED_HAIRCLIP = {"maintain_shape_lambda": 0.0, "style_weights": None}
+
+
+def _hairclip_recipe(meta: dict) -> dict:
+    """The HairCLIPConfig fields of a mapper's recorded recipe (``HAIRCLIP`` if it has none): keys
+    of fields removed since are dropped at their old default, refused at any other value."""
+    from hairlib.methods.hairclip import HairCLIPConfig
+
+    recipe = meta.get("recipe") or HAIRCLIP
+    changed = sorted(k for k, v in REMOVED_HAIRCLIP.items() if k in recipe and recipe[k] != v)
+    if changed:
+        raise ValueError(f"the mapper's recipe sets {changed}, options hairlib no longer has: "
+                         f"{ {k: recipe[k] for k in changed} }")
+    return {k: v for k, v in recipe.items() if k in HairCLIPConfig.__dataclass_fields__}
+
+
+def train_hair_retower(world, steps=None, dest=None) -> bool:
     """Fine-tune the shipped HairCLIP mapper under the shipped CLIP (a new image tower, the same
     text tower); ship it if its mean success over the hair tasks and reference matches rises.
-    A mapper already fine-tuned under this CLIP is left alone unless ``again``: then one more round
-    from it (run folder ``hairclip_retower<round>``, another seed), on the same gate.
-    ``background_lambda``: that weight of the loss outside the hair instead of the recipe's (run
-    folder ``..._bg<X>``)."""
+    A mapper already fine-tuned under this CLIP is left alone."""
     from hairlib.methods.hairclip import HairCLIPConfig, load_hair_mapper
     from hairlib.nets.loading import read_with_meta
 
     dest = Path(dest) if dest is not None else WEIGHTS_DIR / "hairclip.safetensors"
     _, meta = read_with_meta(dest)
     clip_stage = read_with_meta(dest.parent / "clip.safetensors")[1].get("stage", "")
-    done = int(meta.get("rounds", 1)) if _retowered(meta, clip_stage) else 0
-    if done and not again:
-        print(f"{dest}: already fine-tuned under the {clip_stage!r} CLIP, left alone (--again: one more round)")
+    if _retowered(meta, clip_stage):
+        print(f"{dest}: already fine-tuned under the {clip_stage!r} CLIP, left alone")
         return False
     base = load_hair_mapper(dest, num_ws=world.generator.num_ws)
-    recipe = {k: v for k, v in (meta.get("recipe") or HAIRCLIP).items() if k in HairCLIPConfig.__dataclass_fields__}
     # train at the strength it is used at (the shipped file's, chosen after its training)
-    cfg = HairCLIPConfig(**{**recipe, **RETOWER, "seed": RETOWER["seed"] + done, **({"steps": steps} if steps else {}),
-                            "strength": base.strength,
-                            **({} if background_lambda is None else {"background_lambda": background_lambda})})
-    flags = (" --again" if done else "") + ("" if background_lambda is None else f" --background-lambda {background_lambda:g}")
-    run = "hairclip_retower" + (str(done + 1) if done else "") + ("" if background_lambda is None else f"_bg{background_lambda:g}")
-    return _fine_tune_hair(world, dest, meta, base, cfg, run, _hair_and_reference_scores, {
-        "stage": "retower", "rounds": done + 1, "clip": clip_stage,
+    cfg = HairCLIPConfig(**{**_hairclip_recipe(meta), **RETOWER, **({"steps": steps} if steps else {}),
+                            "strength": base.strength})
+    return _fine_tune_hair(world, dest, meta, base, cfg, "hairclip_retower", _hair_and_reference_scores, {
+        "stage": "retower", "rounds": 1, "clip": clip_stage,
         "command": f"{meta.get('command', 'python -m hairlib.mini.train_mappers hairclip')} && "
-                   "python -m hairlib.mini.train_mappers hairclip-retower" + flags})
+                   "python -m hairlib.mini.train_mappers hairclip-retower"})
 
 
 # hairclip-keep: the colours the mapper reached least often before this stage (grid: white 4 %, gray
-# 57 %, pink 72 %, brown 76 %) are drawn more often. HairCLIP's hair-shape loss on colour-only edits (the
-# parser's P(hair) against the source's mask, --shape-lambda) is off by default: at 2 and 5 it kept
-# more of the other attributes (0.832 -> 0.845 / 0.859) but cost colour success (0.580 -> 0.555 /
-# 0.457), so neither passed the gate; oversampling alone did (0.580 -> 0.638, kept 0.832 -> 0.825; a repeat: 0.627)
-HAIRCLIP_KEEP = {"steps": 3000, "seed": 21, "maintain_shape_lambda": 0.0,
-                 "color_weights": {"white": 4.0, "gray": 2.0, "pink": 2.0, "brown": 2.0}}
+# 57 %, pink 72 %, brown 76 %) are drawn more often (0.580 -> 0.638, kept 0.832 -> 0.825; a repeat: 0.627)
+HAIRCLIP_KEEP = {"steps": 3000, "seed": 21, "color_weights": {"white": 4.0, "gray": 2.0, "pink": 2.0, "brown": 2.0}}
 KEEP_SUCCESS_SLACK = 0.01
 
 
-def train_hair_keep(world, steps=None, dest=None, shape_lambda: Optional[float] = None,
-                    color_weights: Optional[dict] = None, style_weights: Optional[dict] = None,
+def train_hair_keep(world, steps=None, dest=None, color_weights: Optional[dict] = None,
                     id_lambda: Optional[float] = None, whole_reference: bool = False,
                     reading_lambda: Optional[float] = None, text_reading_lambda: Optional[float] = None) -> bool:
-    """Fine-tune the shipped HairCLIP mapper with ``HAIRCLIP_KEEP`` (``shape_lambda`` /
-    ``color_weights`` / ``style_weights`` / ``id_lambda``: those instead; ``whole_reference``: reference
+    """Fine-tune the shipped HairCLIP mapper with ``HAIRCLIP_KEEP`` (``color_weights`` /
+    ``id_lambda``: those instead; ``whole_reference``: reference
     images read whole, ``HairCLIPConfig.mask_reference=False``; ``reading_lambda`` /
     ``text_reading_lambda``: ``image_reading_lambda`` / ``text_reading_lambda``; run folder
-    ``hairclip_keep_shape<X>[_<colours>][_styles_<hairstyles>][_id<X>][_whole][_read<X>][_textread<X>]``, the
+    ``hairclip_keep[_<colours>][_id<X>][_whole][_read<X>][_textread<X>]``, the
     last three as the recipe has them, inherited from the mapper it starts from unless given);
     scored on the 6 hair tasks, text
-    edits to the oversampled colours and hairstyles and the reference matches, shipped on
+    edits to the oversampled colours and the reference matches, shipped on
     ``_keep_gain``."""
     from hairlib.methods.hairclip import HairCLIPConfig, load_hair_mapper
     from hairlib.nets.loading import read_with_meta
@@ -327,31 +329,27 @@ def train_hair_keep(world, steps=None, dest=None, shape_lambda: Optional[float] 
     dest = Path(dest) if dest is not None else WEIGHTS_DIR / "hairclip.safetensors"
     _, meta = read_with_meta(dest)
     base = load_hair_mapper(dest, num_ws=world.generator.num_ws)
-    recipe = {k: v for k, v in (meta.get("recipe") or HAIRCLIP).items() if k in HairCLIPConfig.__dataclass_fields__}
-    keep = {**HAIRCLIP_KEEP, **({} if shape_lambda is None else {"maintain_shape_lambda": shape_lambda}),
-            **({} if color_weights is None else {"color_weights": color_weights}),
-            **({} if style_weights is None else {"style_weights": style_weights}),
+    recipe = _hairclip_recipe(meta)
+    keep = {**HAIRCLIP_KEEP, **({} if color_weights is None else {"color_weights": color_weights}),
             **({} if id_lambda is None else {"id_lambda": id_lambda}), **({"steps": steps} if steps else {}),
             **({"mask_reference": False} if whole_reference else {}),
             **({} if reading_lambda is None else {"image_reading_lambda": reading_lambda}),
             **({} if text_reading_lambda is None else {"text_reading_lambda": text_reading_lambda})}
     cfg = HairCLIPConfig(**{**recipe, **keep, "strength": base.strength})
-    colors, styles = sorted(cfg.color_weights or {}), sorted(cfg.style_weights or {})
+    colors = sorted(cfg.color_weights or {})
     pairs = lambda odds: " ".join(f"{k.replace(' ', '_')}={v:g}" for k, v in odds.items())  # noqa: E731
-    flags = "".join([f" --steps {steps}" if steps else "", "" if shape_lambda is None else f" --shape-lambda {shape_lambda:g}",
+    flags = "".join([f" --steps {steps}" if steps else "",
                      "" if color_weights is None else " --oversample " + pairs(color_weights),
-                     "" if style_weights is None else " --oversample-style " + pairs(style_weights),
                      "" if id_lambda is None else f" --id-lambda {id_lambda:g}", " --whole-reference" if whole_reference else "",
                      "" if reading_lambda is None else f" --reading-lambda {reading_lambda:g}",
                      "" if text_reading_lambda is None else f" --text-reading-lambda {text_reading_lambda:g}"])
-    run = (f"hairclip_keep_shape{cfg.maintain_shape_lambda:g}" + ("" if color_weights is None else "_" + "_".join(colors))
-           + ("" if style_weights is None else "_styles_" + "_".join(s.replace(" ", "-") for s in styles))
+    run = ("hairclip_keep" + ("" if color_weights is None else "_" + "_".join(colors))
            + ("" if id_lambda is None else f"_id{id_lambda:g}")
            # these from the recipe, which inherits them from the mapper it starts from
            + ("" if cfg.mask_reference else "_whole")
            + (f"_read{cfg.image_reading_lambda:g}" if cfg.image_reading_lambda else "")
            + (f"_textread{cfg.text_reading_lambda:g}" if cfg.text_reading_lambda else ""))
-    return _fine_tune_hair(world, dest, meta, base, cfg, run, lambda w, m: _hair_and_reference_scores(w, m, colors, styles), {
+    return _fine_tune_hair(world, dest, meta, base, cfg, run, lambda w, m: _hair_and_reference_scores(w, m, colors), {
         "stage": "keep", "rounds": int(meta.get("rounds", 1)), "clip": meta.get("clip", ""),
         "command": f"{meta.get('command', 'python -m hairlib.mini.train_mappers hairclip')} && "
                    "python -m hairlib.mini.train_mappers hairclip-keep" + flags}, gate=_keep_gain)
@@ -361,15 +359,13 @@ RETOWER_MAPPER = {"steps": 800, "seed": 12}
 
 
 def train_styleclip_retower(world, only=None, steps=None, weights: Path = WEIGHTS_DIR,
-                            id_lambda: Optional[float] = None, contrast_lambda: Optional[float] = None,
-                            again: bool = False) -> dict:
+                            id_lambda: Optional[float] = None, contrast_lambda: Optional[float] = None) -> dict:
     """Fine-tune each shipped StyleCLIP mapper (``only``: these) under the shipped CLIP, from its
     weights with its own recipe (``id_lambda``: that identity weight instead, run folder
     ``<name>_retower_id<X>``; ``contrast_lambda``: CLIP's reading of the edit against
     ``_contrast(name)``'s prompts at that weight, folder suffix ``_contrast<X>``); ship it where its success on the validation faces beats the
     shipped one's (scored afresh) by ``MIN_GAIN`` at identity >= 0.8. Mappers already fine-tuned
-    under this CLIP are left alone unless ``again``: then one more round from them (run folder
-    ``<name>_retower<round>...``). Returns {name: {"before", "after", "shipped"}}."""
+    under this CLIP are left alone. Returns {name: {"before", "after", "shipped"}}."""
     from hairlib.methods.mapper import MapperConfig, save_mapper, train_mapper
     from hairlib.nets.loading import read_with_meta
 
@@ -381,9 +377,8 @@ def train_styleclip_retower(world, only=None, steps=None, weights: Path = WEIGHT
         if (only and name not in only) or name not in MAPPERS:
             continue
         _, meta = read_with_meta(path)
-        done = int(meta.get("rounds", 1)) if _retowered(meta, clip_stage) else 0
-        if done and not again:
-            print(f"{path}: already fine-tuned under the {clip_stage!r} CLIP, left alone (--again: one more round)")
+        if _retowered(meta, clip_stage):
+            print(f"{path}: already fine-tuned under the {clip_stage!r} CLIP, left alone")
             continue
         recipe = {k: v for k, v in (meta.get("recipe") or {}).items() if k in MapperConfig.__dataclass_fields__}
         recipe = {**MAPPER_SETTINGS, "groups": MAPPERS[name][1], **recipe}
@@ -393,9 +388,9 @@ def train_styleclip_retower(world, only=None, steps=None, weights: Path = WEIGHT
                  **({} if contrast_lambda is None else {"contrast_lambda": contrast_lambda, "contrast": _contrast(name)})}
         cfg = MapperConfig(**{**recipe, **RETOWER_MAPPER, **({"steps": steps} if steps else {}), **extra})
         before = _shipped_scores(world, path, name)
-        flags = (" --again" if done else "") + ("" if id_lambda is None else f" --id-lambda {id_lambda:g}") + (
+        flags = ("" if id_lambda is None else f" --id-lambda {id_lambda:g}") + (
             "" if contrast_lambda is None else f" --contrast-lambda {contrast_lambda:g}")
-        run = (f"{name}_retower" + (str(done + 1) if done else "") + ("" if id_lambda is None else f"_id{id_lambda:g}")
+        run = (f"{name}_retower" + ("" if id_lambda is None else f"_id{id_lambda:g}")
                + ("" if contrast_lambda is None else f"_contrast{contrast_lambda:g}"))
         m = train_mapper(world, meta["text"], cfg, RUNS / run, init=path)
         after = _scores(world, "mapper", [name], mapper=m)[name]
@@ -408,7 +403,7 @@ def train_styleclip_retower(world, only=None, steps=None, weights: Path = WEIGHT
         if why is None:
             save_mapper(m, path, text=meta["text"], extra={
                 "recipe": cfg.to_dict(), "init_recipe": meta.get("recipe"), "init_stage": meta.get("stage"),
-                "stage": "retower", "rounds": done + 1, "clip": clip_stage, "scores": {name: after}, "scores_seed": VAL_SEED,
+                "stage": "retower", "rounds": 1, "clip": clip_stage, "scores": {name: after}, "scores_seed": VAL_SEED,
                 "scores_before": {name: before},
                 "command": (f"{meta.get('command', '')} && python -m hairlib.mini.train_mappers styleclip-retower "
                             f"--only {name}" + flags).lstrip(" &")})
@@ -428,17 +423,8 @@ def main(argv=None) -> int:
     p.add_argument("--id-lambda", type=float, default=None,
                    help="styleclip, styleclip-retower, hairclip-keep: the identity loss's weight (default: the paper's 0.1 / "
                         "the mapper's own / the HairCLIP recipe's)")
-    p.add_argument("--again", action="store_true",
-                   help="hairclip-retower, styleclip-retower: one more round from a mapper already fine-tuned under this CLIP")
-    p.add_argument("--background-lambda", type=float, default=None,
-                   help="hairclip-retower: the weight of the loss outside the hair (default: the recipe's)")
-    p.add_argument("--shape-lambda", type=float, default=None,
-                   help="hairclip-keep: the weight of the hair-shape loss on colour-only edits (default: HAIRCLIP_KEEP's)")
     p.add_argument("--oversample", nargs="*", default=None, metavar="COLOR=WEIGHT",
                    help="hairclip-keep: relative odds of target colours, e.g. white=4 gray=2 (default: HAIRCLIP_KEEP's)")
-    p.add_argument("--oversample-style", nargs="*", default=None, metavar="STYLE=WEIGHT",
-                   help="hairclip-keep: relative odds of target hairstyles (an underscore for a space: bob_cut=2), "
-                        "e.g. mohawk=4 bun=2")
     p.add_argument("--whole-reference", action="store_true",
                    help="hairclip-keep: train on whole reference images' CLIP embeddings, not their hair regions' "
                         "(the mini CLIP never saw hair-only images); the mapper then reads references that way")
@@ -468,7 +454,7 @@ def main(argv=None) -> int:
     elif args.what == "figure":
         print(f"wrote {figure(world)}")
     elif args.what == "hairclip-retower":
-        train_hair_retower(world, args.steps, weights / "hairclip.safetensors", args.again, args.background_lambda)
+        train_hair_retower(world, args.steps, weights / "hairclip.safetensors")
     elif args.what == "hairclip-keep":
         def odds(flag, given, what):
             if given is None:
@@ -478,14 +464,13 @@ def main(argv=None) -> int:
             except ValueError:
                 p.error(f"{flag} takes {what}=WEIGHT pairs, got {given}")
 
-        train_hair_keep(world, args.steps, weights / "hairclip.safetensors", args.shape_lambda,
-                        odds("--oversample", args.oversample, "COLOR"), odds("--oversample-style", args.oversample_style, "STYLE"),
+        train_hair_keep(world, args.steps, weights / "hairclip.safetensors", odds("--oversample", args.oversample, "COLOR"),
                         args.id_lambda, args.whole_reference, args.reading_lambda, args.text_reading_lambda)
     elif args.what == "styleclip-retower":
         import json
 
         print(json.dumps(train_styleclip_retower(world, args.only, args.steps, weights, args.id_lambda,
-                                                 args.contrast_lambda, args.again), indent=1))
+                                                 args.contrast_lambda), indent=1))
     else:
         train_hair(world, args.steps, weights)
     return 0

@@ -133,10 +133,10 @@ def load_mini(device="cpu", weights_dir_: Optional[Path] = None) -> Dict[str, An
             f"the mini world is incomplete: {', '.join(missing)} missing in {wdir}. Each is made by "
             f"`python -m hairlib.mini.build NAME` (see hairlib/mini/README.md); a released hairlib ships them all.")
     classifier = load_classifier(wdir, device)
-    masks = hair_probability = None
+    masks = None
     if (wdir / "parser.safetensors").exists():
         parser = load_parser(wdir, device)
-        masks, hair_probability = parser.masks, parser.hair_probability
+        masks = parser.masks
     return dict(
         name="mini",
         generator=load_generator(wdir, device),
@@ -149,6 +149,5 @@ def load_mini(device="cpu", weights_dir_: Optional[Path] = None) -> Dict[str, An
         vocab={"hair_colors": vocab.HAIR_COLORS, "hairstyles": vocab.HAIRSTYLES, "attributes": dict(vocab.ATTRIBUTES),
                "groups": dict(vocab.GROUPS)},
         masks=masks,
-        hair_probability=hair_probability,
         **shipped_mappers(wdir),
     )

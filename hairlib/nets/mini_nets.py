@@ -220,11 +220,6 @@ class MiniParser(nn.Module):
             x = blk(torch.cat([skip, x], 1))
         return self.head(x)
 
-    def hair_probability(self, images: torch.Tensor) -> torch.Tensor:
-        """P(hair) [N, 1, H, W], differentiable in the images (a loss on the hair's shape)."""
-        i = PARSER_CLASSES.index("hair")
-        return self(images).softmax(1)[:, i:i + 1]
-
     @torch.no_grad()
     def masks(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
         """{"background", "face", "hair": float [N, 1, H, W] in {0, 1}} from the argmax label."""

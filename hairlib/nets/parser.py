@@ -164,13 +164,6 @@ class FaceParser:
         x = F.adaptive_avg_pool2d(images.float(), self.input_size)  # HairCLIP's shrink; no normalisation
         return self.net(x)
 
-    def hair_probability(self, images: torch.Tensor) -> torch.Tensor:
-        """P(hair) [N, 1, H, W] at the input's size, differentiable in the images."""
-        x = F.adaptive_avg_pool2d(images.float(), self.input_size)
-        p = self.net(x).softmax(1)[:, HAIR:HAIR + 1]
-        return F.interpolate(p, size=images.shape[-2:], mode="bilinear", align_corners=False) \
-            if p.shape[-2:] != images.shape[-2:] else p
-
     @torch.no_grad()
     def labels(self, images: torch.Tensor) -> torch.Tensor:
         """images [N, 3, H, W] in [-1, 1] -> int64 labels [N, 1, H, W], indices into ``PARSER_CLASSES``."""
