@@ -7,6 +7,8 @@ import pytest
 
 from hairlib.invert import InvertConfig, invert, lr_at
 from hairlib.mini import train_encoder as T
+from hairlib.mini import world as MW
+from hairlib.mini.world import load_encoder
 from hairlib.nets.mini_nets import AttributeClassifier, Encoder, EncoderConfig
 from hairlib.nets.stylegan2 import Generator, StyleGAN2Config
 
@@ -59,15 +61,15 @@ def test_perceptual_features_are_lpips_shaped():
     torch.manual_seed(0)
     clf = AttributeClassifier().eval()
     x, y = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
-    stages = T.classifier_features(clf)
-    unit_only = T.perceptual_features(clf, normalized=0.02, raw=0.0)
+    stages = MW.classifier_features(clf)
+    unit_only = MW.perceptual_features(clf, normalized=0.02, raw=0.0)
     fx, fy = unit_only(x), unit_only(y)
     for k, (a, b) in enumerate(zip(stages(x), stages(y))):
         ua, ub = a / (a.norm(dim=1, keepdim=True) + 1e-10), b / (b.norm(dim=1, keepdim=True) + 1e-10)
         want = 0.02 * (ua - ub).pow(2).sum(1).mean()
         assert torch.allclose(torch.nn.functional.mse_loss(fx[2 * k], fy[2 * k]), want, rtol=1e-4)
         assert torch.count_nonzero(fx[2 * k + 1]) == 0  # raw = 0
-    raw = T.perceptual_features(clf, normalized=0.02, raw=0.25)(x)
+    raw = MW.perceptual_features(clf, normalized=0.02, raw=0.25)(x)
     assert all(torch.allclose(r, 0.5 * a) for r, a in zip(raw[1::2], stages(x)))
 
 
@@ -81,16 +83,16 @@ def test_encoder_starts_at_the_mean_latent():
 def test_encoder_recipe_round_trip(tmp_path):
     G, clf = tiny_g(), AttributeClassifier()
     enc = T.train(G, clf, replace(T.RECIPE, steps=2, batch=4, init=""), tmp_path / "run", progress=False)
-    metrics = T.evaluate(G, enc, clf, n=4, cfg=replace(T.INVERT, steps=2))
+    metrics = T.evaluate(G, enc, clf, n=4, cfg=replace(MW.INVERT, steps=2))
     assert metrics["encoder+refine_psnr"] > 0 and 0 <= metrics["encoder_all_labels_kept"] <= 1
     T.export(enc, metrics, replace(T.RECIPE, steps=2), dest=tmp_path / "w")
-    back = T.load_encoder(tmp_path / "w")
+    back = load_encoder(tmp_path / "w")
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     assert torch.allclose(back(x), enc.eval()(x), atol=2e-3)  # shipped in fp16
 
 
 def test_the_mini_world_inverts_held_out_renders_faithfully():
-    """The shipped encoder + the mini world's refinement (train_encoder.INVERT): on 8 renders of
+    """The shipped encoder + the mini world's refinement (hairlib.mini.world.INVERT): on 8 renders of
     held-out attribute combinations it gains dB over the encoder and keeps what the classifier reads
     (the recipe's 200-render measurement: 21.0 -> 25.2 dB, every label kept on 95 % of renders)."""
     import numpy as np
@@ -99,7 +101,7 @@ def test_the_mini_world_inverts_held_out_renders_faithfully():
     from hairlib.mini import render as R
 
     world = hairlib.load_world("mini")
-    assert world.invert_config == T.INVERT
+    assert world.invert_config == MW.INVERT
     x = R.to_tensor(R.render_batch(R.sample_params(np.random.default_rng(4242), n=8, split="heldout"), size=world.resolution)[0])
     enc, res = world.invert(x, steps=0, full=True), world.invert(x, full=True)
     assert res.psnr.mean() > 24.0 and res.psnr.mean() > enc.psnr.mean() + 3
