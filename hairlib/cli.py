@@ -23,8 +23,18 @@ from typing import List, Optional
 
 from dataclasses import replace
 
+import hairlib
+from hairlib import bench, ops, viz, weights
 from hairlib.atomic import atomic_path, write_text
+from hairlib.demo import run_demo
+from hairlib.evaluate import (EDIT_TASKS, HAIR_TASKS, evaluate, evaluate_hairclip_grid, evaluate_references,
+                              format_changes, format_table, summarize, summarize_grid)
+from hairlib.methods import METHODS
+from hairlib.methods.hairclip import save_hair_mapper, train_hairclip
+from hairlib.methods.mapper import save_mapper, slug, train_mapper
 from hairlib.methods.settings import resolve
+from hairlib.train.parallel import Parallel
+from hairlib.weights import WeightsMissingError
 
 __all__ = ["main"]
 
@@ -51,9 +61,6 @@ def _versions() -> List[str]:
 def cmd_info(args) -> int:
     import torch
 
-    import hairlib
-    from hairlib import ops
-
     print(f"hairlib {hairlib.__version__}")
     print("versions: " + ", ".join(_versions()))
     if torch.cuda.is_available():
@@ -76,8 +83,6 @@ def cmd_info(args) -> int:
 
 def _print_weights() -> None:
     try:
-        from hairlib import weights
-
         rows = weights.status()
         print(f"weights:  cache {weights.cache_dir()}")
         missing = []
@@ -116,14 +121,10 @@ def _print_align() -> None:
 
 
 def cmd_fetch(args) -> int:
-    from hairlib import weights
-
     return weights.main_fetch(args.names)
 
 
 def cmd_bench(args) -> int:
-    from hairlib import bench
-
     if args.target == "edit":
         world = _load_world_or_explain(args.world, args.device or "cpu")
         rows = bench.bench_edit(world, quick=args.quick)
@@ -144,9 +145,6 @@ def cmd_bench(args) -> int:
 
 def _load_world_or_explain(name: str, device: str, resolution: Optional[int] = None):
     """load_world with the user-fixable failures turned into one paragraph (exit 2)."""
-    import hairlib
-    from hairlib.weights import WeightsMissingError
-
     kw = {"resolution": resolution} if name == "ffhq" and resolution else {}
     try:
         return hairlib.load_world(name, device=device, **kw)
@@ -167,9 +165,6 @@ def cmd_edit(args) -> int:
     """Text-driven edit of an image (inverted first) or of sampled faces; writes a before/after grid."""
     import torch
     import torch.nn.functional as F
-
-    from hairlib import viz
-    from hairlib.methods import METHODS
 
     if args.method not in METHODS:
         raise UserError(f"unknown method {args.method!r}; choose one of: {', '.join(METHODS)}")
@@ -194,8 +189,6 @@ def cmd_edit(args) -> int:
     if args.invert_steps is not None and args.invert_steps < 0:
         raise UserError(f"--invert-steps must be >= 0, got {args.invert_steps}")
     world = _load_world_or_explain(args.world, args.device, args.resolution)
-    import hairlib
-
     if args.image is not None:
         try:
             x = world.align(args.image)
@@ -265,7 +258,6 @@ def cmd_train(args) -> int:
     """hairlib train mapper --text ... | hairlib train hairclip: resumable training runs."""
     if args.what == "hairclip":
         return _train_hairclip(args)
-    from hairlib.methods.mapper import save_mapper, slug, train_mapper
 
     if not (args.text or "").strip():
         raise UserError("--text is required, e.g. hairlib train mapper --world mini --text \"afro hairstyle\"")
@@ -287,8 +279,6 @@ def cmd_train(args) -> int:
 
 def _parallel():
     """One process, or this one's place among those ``accelerate launch`` started."""
-    from hairlib.train.parallel import Parallel
-
     return Parallel()
 
 
@@ -304,8 +294,6 @@ def _read_latents(path):
 
 
 def _train_hairclip(args) -> int:
-    from hairlib.methods.hairclip import save_hair_mapper, train_hairclip
-
     if args.text:
         raise UserError("hairlib train hairclip takes no --text: it learns every hairstyle and colour at once")
     par = _parallel()
@@ -326,8 +314,6 @@ def _train_hairclip(args) -> int:
 def cmd_demo(args) -> int:
     import time
 
-    from hairlib.demo import run_demo
-
     t0 = time.time()
     paths = run_demo(args.out, seed=args.seed)
     for name, path in paths.items():
@@ -338,9 +324,6 @@ def cmd_demo(args) -> int:
 
 def cmd_eval(args) -> int:
     """Each method on the same sampled faces and hair/face edits: a markdown table and a CSV."""
-    from hairlib import bench
-    from hairlib.evaluate import EDIT_TASKS, HAIR_TASKS, evaluate, format_changes, format_table, summarize
-
     methods = ["hairclip", "global", "mapper", "optimize"] if args.method == "all" else [args.method]
     tasks = HAIR_TASKS if args.hair_only else EDIT_TASKS
     if args.n < 1:
@@ -367,16 +350,12 @@ def cmd_eval(args) -> int:
     if changes:
         table += "\n\nWhat else the edits changed, by the attribute classifier:\n\n" + changes
     if "hairclip" in methods and world.name == "mini":  # reference images: held-out renders
-        from hairlib.evaluate import evaluate_references
-
         refs = evaluate_references(world, n=args.n, seed=args.seed)
         rows += refs
         table += "\n\nHairCLIP from reference images (match: the edit's label is the reference's):\n\n"
         table += format_table(refs)
     grid = None
     if "hairclip" in methods and world.name == "mini" and args.grid:
-        from hairlib.evaluate import evaluate_hairclip_grid, summarize_grid
-
         grid_resume = out / f".{stem}-grid.partial.json" if out is not None else None
         partials += [grid_resume] if grid_resume is not None else []
         grid = evaluate_hairclip_grid(world, n=args.n, seed=args.seed, progress=True, resume=grid_resume)

@@ -11,6 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict
 
+import hairlib
+from hairlib import viz
+from hairlib.mini import render as R
+
 __all__ = ["run_demo"]
 
 TRUTH_EDITS = (("red", "afro"), ("blond", "bob cut"), ("purple", "mohawk"))
@@ -18,9 +22,6 @@ TRUTH_EDITS = (("red", "afro"), ("blond", "bob cut"), ("purple", "mohawk"))
 
 def run_demo(out_dir="results/demo", seed: int = 0, n: int = 8, invert_steps: int = 50) -> Dict[str, Path]:
     """Write the demo's pictures into ``out_dir``; returns {name: path}."""
-    from hairlib import viz
-    from hairlib.mini import render as R
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     params = R.sample_params(seed, n=n, split="train")
@@ -32,8 +33,6 @@ def run_demo(out_dir="results/demo", seed: int = 0, n: int = 8, invert_steps: in
         labels.append(f"truth: {color} {style}")
     paths = {}
     try:
-        import hairlib
-
         world = hairlib.load_world("mini")
     except FileNotFoundError as e:  # a checkout whose mini weights are not all trained yet
         print(f"demo: the mini StyleGAN2 part is skipped ({e})")

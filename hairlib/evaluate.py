@@ -42,8 +42,14 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
+import hairlib
 from hairlib.atomic import write_text
+from hairlib.methods.global_dir import GlobalDirections, fingerprint
+from hairlib.methods.hairclip import color_text, hairclip_vocab, style_text
+from hairlib.methods.mapper import find_mapper
 from hairlib.metrics import psnr, ssim
+from hairlib.mini import render as R
+from hairlib.mini.vocab import HAIRSTYLES, value_index
 
 __all__ = ["EditTask", "EDIT_TASKS", "HAIR_TASKS", "color_task", "evaluate", "score_edit", "run_key", "evaluate_references", "evaluate_hairclip_grid",
            "summarize_grid", "summarize", "format_table", "format_changes",
@@ -104,15 +110,11 @@ def predict_labels(world, images: torch.Tensor, batch: int = 256) -> Dict[str, t
 
 
 def _run(world, method: str, w: torch.Tensor, task: EditTask, kw: dict):
-    import hairlib
-
     if method == "hairclip":
         if not task.hairclip:
             return None
         return hairlib.edit(world, w, method="hairclip", **task.hairclip, **kw)
     if method == "mapper":
-        from hairlib.methods.mapper import find_mapper
-
         if "mapper" not in kw and find_mapper(world, task.text) is None:
             return None
     return hairlib.edit(world, w, task.text, method=method, **kw)
@@ -158,8 +160,6 @@ def run_key(world, method: str, n: int, seed: int, batch: int, kw: dict) -> str:
     global directions' ``fingerprint``; identity net, classifier, parser masks' net, shipped
     mappers by content), the method, its settings and the faces (``n``, ``seed``; ``batch`` for
     the optimiser, which steps a batch together)."""
-    from hairlib.methods.global_dir import fingerprint
-
     h = hashlib.sha256()
     for part in (world.name, method, n, seed, batch, fingerprint(world)):
         h.update(repr(part).encode())
@@ -196,8 +196,6 @@ def evaluate(world, method: str, tasks: Sequence[EditTask] = EDIT_TASKS, n: int 
     from tqdm.auto import tqdm
 
     if method == "global" and "directions" not in kw:  # the one-off pre-processing is not the edit's time
-        from hairlib.methods.global_dir import GlobalDirections
-
         kw = {**kw, "directions": GlobalDirections.for_world(world, progress=progress)}
     key = run_key(world, method, n, seed, batch, kw) if resume is not None else ""
     saved = _read_partial(Path(resume), key) if resume is not None else {}
@@ -282,10 +280,6 @@ def evaluate_references(world, n: int = 64, seed: int = 1234, mapper=None, ref_s
     the paper's "image" embedding, or CLIP's zero-shot reading as "text")."""
     import numpy as np
 
-    import hairlib
-    from hairlib.mini import render as R
-    from hairlib.mini.vocab import HAIRSTYLES
-
     rng = np.random.default_rng(ref_seed)
     w, src = _sources(world, n, seed, batch=n)
     before = predict_labels(world, src)
@@ -323,10 +317,6 @@ def evaluate_hairclip_grid(world, n: int = 64, seed: int = 1234, mapper=None, st
     PSNR outside the hair. ``summarize_grid`` averages them per hairstyle, per colour and overall.
     ``resume``: a JSON file that keeps each finished pair's row, as ``evaluate``'s does."""
     from tqdm.auto import tqdm
-
-    import hairlib
-    from hairlib.methods.hairclip import color_text, hairclip_vocab, style_text
-    from hairlib.mini.vocab import value_index
 
     styles, colors = hairclip_vocab(world)
     pairs = [(s, c) for s in styles for c in colors]
@@ -396,8 +386,6 @@ def summarize_grid(rows: Sequence[dict]) -> List[dict]:
 
 def _label_scores(world, task: EditTask, before: Dict[str, torch.Tensor], after: Dict[str, torch.Tensor]) -> dict:
     """success and preservation from the classifier's predictions before and after."""
-    from hairlib.mini.vocab import HAIRSTYLES, value_index
-
     target = value_index(task.attribute, task.value)
     todo = before[task.attribute] != target
     success = (after[task.attribute][todo] == target).float().mean().item() if todo.any() else float("nan")

@@ -22,6 +22,8 @@ from typing import Callable, List, Optional
 import torch
 import torch.nn.functional as F
 
+from hairlib.metrics import psnr
+
 __all__ = ["InvertConfig", "InversionResult", "invert", "lr_at", "refine"]
 
 LR_SCHEDULES = ("const", "ramp")
@@ -67,8 +69,6 @@ def _features(feature_net, x):
 def refine(G, targets: torch.Tensor, w_init: torch.Tensor, *, cfg: InvertConfig = InvertConfig(),
            feature_net: Optional[Callable] = None, progress: bool = False) -> InversionResult:
     """Optimise W+ from ``w_init`` so that ``G.synthesis(W+)`` reproduces ``targets``."""
-    from hairlib.metrics import psnr
-
     t0 = time.time()
     if targets.shape[-1] != G.size:
         raise ValueError(f"targets are {targets.shape[-1]} px; the generator makes {G.size} px images")

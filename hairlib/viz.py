@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from hairlib.methods.global_dir import GlobalDirections, global_edit
+
 __all__ = ["to_uint8", "grid", "overlay_mask", "global_sliders"]
 
 ImageBatch = Union[torch.Tensor, np.ndarray]
@@ -68,8 +70,6 @@ def global_sliders(world, latents: torch.Tensor, text: str, directions=None, *, 
     import io
 
     import ipywidgets as W
-
-    from hairlib.methods.global_dir import GlobalDirections, global_edit
 
     gd = directions or GlobalDirections.for_world(world)
     image = W.Image(format="png")

@@ -22,8 +22,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hairlib import prompts, weights
+from hairlib.align import align
 from hairlib.invert import InversionResult, InvertConfig, invert
 from hairlib.methods.settings import MINI, PAPER, Settings
+from hairlib.mini.world import load_mini
+from hairlib.nets.clip import load_clip
+from hairlib.nets.e4e import load_e4e
+from hairlib.nets.identity import load_arcface
+from hairlib.nets.parser import FaceParser, load_parser
+from hairlib.nets.stylegan2 import load_generator
 
 __all__ = ["World", "load_world"]
 
@@ -126,8 +134,6 @@ class World:
 
 
 def _load_mini(device, weights_dir: Optional[Path] = None) -> World:
-    from hairlib.mini.world import load_mini
-
     return World(**load_mini(device, weights_dir), settings=MINI)
 
 
@@ -138,8 +144,6 @@ FFHQ_WEIGHTS = {1024: ("stylegan2-ffhq-1024", "clip-vit-b32", "e4e-ffhq", "arcfa
 def _ffhq_files(resolution: int, download: Optional[bool]) -> Dict[str, Path]:
     """Paths of the ffhq world's checkpoints, fetched when missing (unless offline). Raises one
     WeightsMissingError naming every file still missing and the ``hairlib fetch`` commands."""
-    from hairlib import weights
-
     if resolution not in FFHQ_WEIGHTS:
         raise ValueError(f"the ffhq world comes at 1024 px (StyleCLIP, HairCLIP) or 256 px (ManiCLIP), not {resolution}")
     names = FFHQ_WEIGHTS[resolution]
@@ -179,8 +183,6 @@ class _LpipsFeatures:
 
 def _lpips_features(device):
     """LPIPS features when the package and its backbone weights are at hand (Colab), else None."""
-    from hairlib import weights
-
     try:
         import lpips  # noqa: F401
 
@@ -195,24 +197,15 @@ def _lpips_features(device):
 
 def _load_ffhq(device, resolution: int = 1024, download: Optional[bool] = None) -> World:
     files = _ffhq_files(resolution, download)  # first: fail fast, naming every missing file
-    from hairlib import prompts
-    from hairlib.nets.clip import load_clip
-    from hairlib.nets.identity import load_arcface
-    from hairlib.nets.parser import FaceParser, load_parser
-    from hairlib.nets.stylegan2 import load_generator
 
     G = load_generator(files[FFHQ_WEIGHTS[resolution][0]]).to(device).eval().requires_grad_(False)
     encoder = None
     if resolution == 1024:
-        from hairlib.nets.e4e import load_e4e
-
         encoder = load_e4e(files["e4e-ffhq"], device, with_generator=False)
     arcface = load_arcface(files["arcface-ir-se50"], device)
     parser = FaceParser(load_parser(files["face-parser"], device))
 
     def aligner(image):
-        from hairlib.align import align
-
         return align(image, size=resolution)
 
     feature_net = _lpips_features(device)

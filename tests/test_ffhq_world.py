@@ -45,6 +45,7 @@ def standins(tmp_path_factory):
 def ffhq_home(standins, tmp_path, monkeypatch):
     import shutil
 
+    from hairlib import worlds
     from hairlib.nets import clip as clip_mod
 
     home = tmp_path / "home"
@@ -58,7 +59,7 @@ def ffhq_home(standins, tmp_path, monkeypatch):
 
     tiny = clip_mod.build_model(TINY_CLIP)[0]
     real_load = clip_mod.load_clip
-    monkeypatch.setattr(clip_mod, "load_clip", lambda name, device="cpu", **kw: real_load(
+    monkeypatch.setattr(worlds, "load_clip", lambda name, device="cpu", **kw: real_load(
         "tiny", device, config=TINY_CLIP, state_dict=tiny.state_dict()))
     return home
 

@@ -306,7 +306,7 @@ def test_shipping_decisions_are_scored_on_validation_faces_not_the_eval_table(mo
 
     assert inspect.signature(E.evaluate).parameters["seed"].default != TM.VAL_SEED
     seen = {}
-    monkeypatch.setattr(E, "evaluate", lambda world, method, tasks, **kw: seen.update(kw) or [])
+    monkeypatch.setattr(TM, "evaluate", lambda world, method, tasks, **kw: seen.update(kw) or [])
     TM._scores(None, "mapper", ["smiling"])
     assert seen["seed"] == TM.VAL_SEED and seen["n"] == 64
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from hairlib.atomic import atomic_path
 from hairlib.methods.result import EditResult, method_settings
+from hairlib.weights import cache_dir
 
 __all__ = ["GlobalConfig", "GlobalDirections", "global_edit", "fingerprint"]
 
@@ -176,8 +177,6 @@ class GlobalDirections:
                   progress: bool = True) -> "GlobalDirections":
         """Load the cached pre-processing of this world (generator + CLIP + config), or compute
         and cache it under ``$HAIRLIB_HOME/global_directions/``."""
-        from hairlib.weights import cache_dir
-
         cfg = cfg or method_settings(world, None, "global_preprocess", GlobalConfig())
         key = hashlib.sha256((fingerprint(world) + repr(sorted(cfg.to_dict().items()))).encode()).hexdigest()[:16]
         path = Path(cache_dir()) / "global_directions" / f"{world.name}-{key}.safetensors"

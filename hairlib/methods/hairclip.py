@@ -58,8 +58,16 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from hairlib.methods.losses import avg_lab_loss, background_loss, image_embedding_loss
+from hairlib.methods.optimize import augment_views
 from hairlib.methods.result import EditResult, method_settings
-from hairlib.nets.hair_mapper import HairMapper
+from hairlib.mini import render as R
+from hairlib.nets.clip import clip_loss
+from hairlib.nets.hair_mapper import HairMapper, load_hair_mapper_state
+from hairlib.nets.loading import load_state_dict_strict, read_checkpoint, read_with_meta, save_with_meta
+from hairlib.prompts import HAIRCLIP_COLORS, HAIRCLIP_HAIRSTYLES
+from hairlib.train.optim import Ranger
+from hairlib.train.simple import fit
 
 __all__ = ["condition_embedding", "reference_image", "read_reference", "hairclip_edit", "HairCLIPConfig", "train_hairclip",
            "reading_loss", "save_hair_mapper", "load_hair_mapper", "hairclip_vocab", "render_references"]
@@ -168,8 +176,6 @@ def hairclip_vocab(world) -> Tuple[List[str], List[str]]:
     the mini world's styles (bald left out: it has no hair to colour or mask) and colours."""
     if world.name == "mini":
         return [s for s in world.vocab["hairstyles"] if s != "bald"], list(world.vocab["hair_colors"])
-    from hairlib.prompts import HAIRCLIP_COLORS, HAIRCLIP_HAIRSTYLES
-
     return list(HAIRCLIP_HAIRSTYLES), list(HAIRCLIP_COLORS)
 
 
@@ -186,8 +192,6 @@ def render_references(kind: str, values: Sequence[str], rng: np.random.Generator
     """Mini-world references: one fresh render per value, with that hairstyle (``kind="hairstyle"``)
     or hair colour (``"color"``), and its exact hair mask. -> (images [N, 3, 64, 64] in [-1, 1],
     hair masks [N, 1, 64, 64])."""
-    from hairlib.mini import render as R
-
     params = []
     for v in values:
         if kind == "hairstyle":
@@ -296,12 +300,6 @@ def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, 
     else faces are sampled. ``references(kind, values, rng) -> (images, hair masks)`` gives
     reference images of given hairstyles / colours; the mini world renders them
     (``render_references``); a world without references trains on text conditions only."""
-    from hairlib.methods.losses import avg_lab_loss, background_loss, image_embedding_loss
-    from hairlib.methods.optimize import augment_views
-    from hairlib.nets.clip import clip_loss
-    from hairlib.train.optim import Ranger
-    from hairlib.train.simple import fit
-
     cfg = replace(cfg, **overrides) if overrides else cfg
     if world.masks is None:
         raise ValueError(f"the {world.name} world has no face parser: HairCLIP's losses need hair masks")
@@ -411,8 +409,6 @@ def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, 
 
 def save_hair_mapper(mapper: HairMapper, path, extra: Optional[dict] = None) -> Path:
     """Atomic safetensors file with the W+ shape, embedding size and vocabulary in its metadata."""
-    from hairlib.nets.loading import save_with_meta
-
     meta = {"num_ws": mapper.num_ws, "dim": mapper.dim, "embed_dim": mapper.embed_dim,
             "strength": mapper.strength, "mask_reference": getattr(mapper, "mask_reference", True),
             "vocab": getattr(mapper, "vocab", {}), **(extra or {})}
@@ -422,9 +418,6 @@ def save_hair_mapper(mapper: HairMapper, path, extra: Optional[dict] = None) -> 
 def load_hair_mapper(path, device="cpu", num_ws: Optional[int] = None) -> HairMapper:
     """A HairCLIP mapper from our safetensors file or the authors' ``hairclip.pt`` (18 rows of 512,
     ViT-B/32 embeddings; the CLIP stored inside it is dropped)."""
-    from hairlib.nets.hair_mapper import load_hair_mapper_state
-    from hairlib.nets.loading import load_state_dict_strict, read_checkpoint, read_with_meta
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no HairCLIP mapper at {path}")

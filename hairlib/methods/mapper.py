@@ -24,8 +24,12 @@ from typing import Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
+from hairlib.methods.optimize import view_clip_loss
 from hairlib.methods.result import EditResult
+from hairlib.nets.loading import load_state_dict_strict, read_with_meta, save_with_meta
 from hairlib.nets.mappers import LevelsMapper
+from hairlib.train.optim import Ranger
+from hairlib.train.simple import fit
 
 __all__ = ["MapperConfig", "train_mapper", "save_mapper", "load_mapper", "mapper_edit", "slug"]
 
@@ -72,10 +76,6 @@ def train_mapper(world, text: str, cfg: MapperConfig = MapperConfig(), out_dir=N
     ``parallel``: a ``hairlib.train.parallel.Parallel`` (several processes: each its own batches).
     ``init``: a mapper (or its file) to start from, e.g. to fine-tune a shipped one on another
     generator's faces; its groups and W+ shape must be ``cfg``'s."""
-    from hairlib.methods.optimize import view_clip_loss
-    from hairlib.train.optim import Ranger
-    from hairlib.train.simple import fit
-
     cfg = replace(cfg, **overrides) if overrides else cfg
     if not text or not text.strip():
         raise ValueError("a mapper needs a non-empty text prompt")
@@ -140,8 +140,6 @@ def train_mapper(world, text: str, cfg: MapperConfig = MapperConfig(), out_dir=N
 
 def save_mapper(mapper: LevelsMapper, path, *, text: Optional[str] = None, extra: Optional[dict] = None) -> Path:
     """Atomic safetensors file with the prompt, groups and W+ shape in its metadata."""
-    from hairlib.nets.loading import save_with_meta
-
     meta = {"text": text or getattr(mapper, "text", ""), "groups": list(mapper.groups), "num_ws": mapper.num_ws,
             "dim": mapper.dim, "strength": getattr(mapper, "strength", 0.1), **(extra or {})}
     return save_with_meta(mapper, path, meta)
@@ -150,8 +148,6 @@ def save_mapper(mapper: LevelsMapper, path, *, text: Optional[str] = None, extra
 def load_mapper(path, device="cpu", num_ws: Optional[int] = None) -> LevelsMapper:
     """A mapper from our safetensors file or the authors' ``.pt`` checkpoint (e.g.
     ``mapper/pretrained/afro.pt``). The authors' files are for the 1024 px FFHQ generator (18 rows)."""
-    from hairlib.nets.loading import load_state_dict_strict, read_with_meta
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no mapper at {path}")

@@ -23,6 +23,7 @@ from typing import List, Optional, Sequence, Union
 import torch
 
 from hairlib.methods.result import EditResult, method_settings
+from hairlib.nets.clip import clip_loss
 
 __all__ = ["OptimizeConfig", "optimize", "lr_schedule", "augment_views", "view_clip_loss"]
 
@@ -65,8 +66,6 @@ def augment_views(images: torch.Tensor, k: int, gen: torch.Generator, shift: flo
 def view_clip_loss(clip, images: torch.Tensor, text_emb: torch.Tensor, k: int,
                    gen: Optional[torch.Generator], clip_input: str = "raw") -> torch.Tensor:
     """StyleCLIP's CLIP loss per image [N]; with ``k`` > 0 its mean over ``augment_views``."""
-    from hairlib.nets.clip import clip_loss
-
     if k <= 0:
         return clip_loss(clip, images, text_emb, clip_input)
     n = images.shape[0]

@@ -12,6 +12,8 @@ from typing import Callable, Dict, Iterator, Optional
 import numpy as np
 import torch
 
+from hairlib.mini import render as R
+
 __all__ = ["RenderBatches", "stream"]
 
 
@@ -31,8 +33,6 @@ class RenderBatches(torch.utils.data.Dataset):
         return 2 ** 31 - 1
 
     def __getitem__(self, step: int) -> Dict:
-        from hairlib.mini import render as R
-
         rng = np.random.default_rng([self.seed, int(step)])
         params = R.sample_params(rng, n=self.batch, split=self.split)
         images, _, labels = R.render_batch(params, size=self.size)

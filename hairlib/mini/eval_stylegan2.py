@@ -19,15 +19,19 @@ from typing import Dict
 import numpy as np
 import torch
 
+from hairlib import viz
 from hairlib.metrics import kid
+from hairlib.mini.train_classifier import render_labelled
+from hairlib.mini.vocab import values_of
+from hairlib.mini.world import WEIGHTS_DIR, load_classifier, load_generator
+from hairlib.nets.stylegan2 import Generator, StyleGAN2Config
+from hairlib.train.checkpoint import load_checkpoint
 
 __all__ = ["frequencies", "evaluate_generator"]
 
 
 def frequencies(pred: Dict[str, torch.Tensor]) -> Dict[str, Dict[str, float]]:
     """{label: {value name: fraction}} of classifier predictions."""
-    from hairlib.mini.vocab import values_of
-
     out = {}
     for name, p in pred.items():
         values = values_of(name)
@@ -38,8 +42,6 @@ def frequencies(pred: Dict[str, torch.Tensor]) -> Dict[str, Dict[str, float]]:
 
 @torch.no_grad()
 def evaluate_generator(G, classifier, n: int = 2000, seed: int = 0, batch: int = 250) -> dict:
-    from hairlib.mini.train_classifier import render_labelled
-
     gen = torch.Generator().manual_seed(seed)
     samples = torch.cat([G(torch.randn(min(batch, n - i), G.style_dim, generator=gen), space="z").clamp(-1, 1)
                          for i in range(0, n, batch)])
@@ -63,11 +65,6 @@ def evaluate_generator(G, classifier, n: int = 2000, seed: int = 0, batch: int =
 
 
 def main(argv=None) -> int:
-    from hairlib import viz
-    from hairlib.mini.world import WEIGHTS_DIR, load_classifier, load_generator
-    from hairlib.nets.stylegan2 import Generator, StyleGAN2Config
-    from hairlib.train.checkpoint import load_checkpoint
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--state", default=None, help="a GAN state.pt, or warm_G.pt (default: the shipped generator)")
     p.add_argument("--n", type=int, default=2000)

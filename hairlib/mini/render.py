@@ -35,9 +35,8 @@ from typing import Dict, Optional, Sequence, Union
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .vocab import (ATTRIBUTES, FEMALE_ONLY, HAIR_COLOR_RGB, HAIR_COLORS, HAIRSTYLES,
-                    HAT_STYLES, HELDOUT_COMBINATIONS, LABEL_NAMES, MALE_ONLY, NO_HAIR_COLOR,
-                    value_index)
+from .vocab import (ATTRIBUTES, FEMALE_ONLY, HAIR_COLOR_RGB, HAIR_COLORS, HAIRSTYLES, HAT_STYLES, HELDOUT_COMBINATIONS,
+                    LABEL_NAMES, MALE_ONLY, NO_HAIR_COLOR, value_index, value_name)
 
 __all__ = [
     "FaceParams", "RenderResult", "sample_params", "render",
@@ -213,7 +212,6 @@ class FaceParams:
         return out
 
     def label_names(self) -> Dict[str, str]:
-        from .vocab import value_name
         return {k: value_name(k, v) for k, v in self.labels().items()}
 
     def identity(self) -> np.ndarray:

@@ -14,6 +14,7 @@ from torch import nn
 
 from hairlib.atomic import atomic_path, write_text
 from hairlib.mini.world import WEIGHTS_DIR
+from hairlib.train.checkpoint import append_log, stop_on_signals
 
 __all__ = ["WEIGHTS_DIR", "save_shipped"]
 
@@ -60,8 +61,6 @@ def recipe_main(argv, *, doc: str, default_out, recipe, run: Callable, export: C
 
     import torch
 
-    from hairlib.train.checkpoint import append_log
-
     p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("--out", default=str(default_out), help="run folder (state.pt, log.jsonl)")
     p.add_argument("--steps", type=int, default=None, help="total steps (a resumed run counts on)")
@@ -81,7 +80,6 @@ def recipe_main(argv, *, doc: str, default_out, recipe, run: Callable, export: C
             args.out = str(stage_dir(default_out, stage))
     if args.threads:
         torch.set_num_threads(args.threads)
-    from hairlib.train.checkpoint import stop_on_signals
 
     stop_on_signals()  # `kill PID` checkpoints and stops; rerun to resume
     cfg = replace(recipe, steps=args.steps or recipe.steps)

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hairlib.mini import render as R
+from hairlib.mini.data import RenderBatches, stream
 from hairlib.mini.shipping import WEIGHTS_DIR, recipe_main, save_shipped
 from hairlib.nets.mini_nets import AttributeClassifier, ClassifierConfig, multi_label_loss
 from hairlib.train.simple import fit
@@ -44,8 +46,6 @@ RECIPE = Recipe()
 
 def render_labelled(n: int, rng: np.random.Generator, split: str = "train"):
     """n fresh renders -> (images [n, 3, 64, 64] in [-1, 1], {label: int64 [n]})."""
-    from hairlib.mini import render as R
-
     params = R.sample_params(rng, n=n, split=split)
     images, _, labels = R.render_batch(params)
     return R.to_tensor(images), {k: torch.as_tensor(v) for k, v in labels.items()}
@@ -75,8 +75,6 @@ def accuracy(model: AttributeClassifier, images: torch.Tensor, labels: Dict[str,
 
 
 def train(cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, workers: int = 0, progress: bool = True) -> AttributeClassifier:
-    from hairlib.mini.data import RenderBatches, stream
-
     torch.manual_seed(cfg.seed)
     model = AttributeClassifier(ClassifierConfig())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -52,8 +52,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hairlib.methods.hairclip import color_text, style_text
+from hairlib.mini import captions as C
+from hairlib.mini import render as R
+from hairlib.mini.data import RenderBatches, stream
+from hairlib.mini.render import heldout_combination_index
 from hairlib.mini.shipping import WEIGHTS_DIR, recipe_main, save_shipped, stage_dir
-from hairlib.nets.clip import CLIP, OPENAI_MEAN, OPENAI_STD, build_model
+from hairlib.mini.vocab import (HAIR_COLORS, HAIRSTYLES, HELDOUT_COMBINATIONS, LABEL_NAMES, value_index, value_name,
+                                values_of)
+from hairlib.nets.clip import CLIP, OPENAI_MEAN, OPENAI_STD, _bpe_tokenizer, build_model
 from hairlib.train.simple import fit
 
 DEFAULT_OUT = Path("runs") / "mini_clip"
@@ -139,9 +146,6 @@ TRAIN_NEUTRAL = ("a photo of a face.", "a picture of someone.", "a person.")
 def captions_for(params, rng: np.random.Generator, p_styles=RECIPE.p_styles):
     """One training caption per render (training-split phrasings only): a full description, the
     hair, some attributes, or one attribute's prompt, in the odds ``p_styles``."""
-    from hairlib.mini import captions as C
-    from hairlib.mini.vocab import LABEL_NAMES, value_name
-
     out = []
     for p in params:
         kind = rng.choice(4, p=np.asarray(p_styles) / sum(p_styles))
@@ -200,9 +204,6 @@ def train(cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, config=None, device="cpu
     ``config``: the open_clip config (default: ``config_of(cfg)``)."""
     import functools
 
-    from hairlib.mini.data import RenderBatches, stream
-    from hairlib.nets.clip import _bpe_tokenizer
-
     config = config_of(cfg) if config is None else config
     if cfg.fresh_image and not cfg.init:
         raise ValueError("fresh_image takes everything but the image tower, and the teacher, from init")
@@ -234,8 +235,6 @@ def train(cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, config=None, device="cpu
         model.visual.requires_grad_(False)
     probes = None
     if cfg.probe_weight:
-        from hairlib.mini.vocab import LABEL_NAMES, values_of
-
         probes = torch.nn.ModuleDict({k: torch.nn.Linear(config["embed_dim"], len(values_of(k))) for k in LABEL_NAMES})
         probes.to(device)
         model.probes = probes  # trained and checkpointed with the model; dropped at export
@@ -329,9 +328,6 @@ def label_prototypes(model, tok, device="cpu", grad: bool = False, prompts=None)
     prompts (``attribute_prompts(split="train")``); "no" of a binary attribute is ``TRAIN_NEUTRAL``.
     ``prompts``: {label: {value: sentences}} to use instead (``framed_prompts``). ``grad``: keep
     the graph (a text tower in training), all prompts in one batch."""
-    from hairlib.mini import captions as C
-    from hairlib.mini.vocab import LABEL_NAMES
-
     groups = []  # (label, value) -> its prompts
     for name in LABEL_NAMES:
         if prompts is not None:
@@ -357,9 +353,6 @@ def framed_prompts(rng: np.random.Generator, k: int = 2) -> Dict[str, Dict[str, 
     and TRAIN_NEUTRAL), never zero-shot's ``NEUTRAL_PROMPTS``. The fixed prompts teach the text
     tower the yes/no boundary in one frame ("a photo of a person with glasses." against "a photo
     of a face."); zero-shot reads it in frames and against a neutral sentence it never saw."""
-    from hairlib.mini import captions as C
-    from hairlib.mini.vocab import LABEL_NAMES, values_of
-
     plain = sorted(set(C.plain_sentences(exclude=NEUTRAL_PROMPTS)) | set(TRAIN_NEUTRAL))
     out = {}
     for name in LABEL_NAMES:
@@ -372,9 +365,6 @@ def framed_prompts(rng: np.random.Generator, k: int = 2) -> Dict[str, Dict[str, 
 
 def hairclip_prompts() -> List[str]:
     """The mini HairCLIP prompts: the hairstyles (bald has none), then the colours."""
-    from hairlib.methods.hairclip import color_text, style_text
-    from hairlib.mini.vocab import HAIR_COLORS, HAIRSTYLES
-
     return [style_text(s) for s in HAIRSTYLES if s != "bald"] + [color_text(c) for c in HAIR_COLORS]
 
 
@@ -403,8 +393,6 @@ def hold_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, teacher_image: to
     """KL(teacher || student) of each image's softmax over the hairstyle prompts and, separately,
     over the colour prompts of ``keep_targets`` (its row order: hairstyles, then colours), both at
     the teacher's logit scale. Raw (unnormalised) embeddings in, as the towers return them."""
-    from hairlib.mini.vocab import HAIRSTYLES
-
     n_styles = sum(s != "bald" for s in HAIRSTYLES)
     s_logits = scale * F.normalize(image_emb, dim=-1) @ F.normalize(text_emb, dim=-1).t()
     t_logits = scale * F.normalize(teacher_image, dim=-1) @ F.normalize(teacher_text, dim=-1).t()
@@ -442,9 +430,6 @@ def zero_shot_by_combination(clip: CLIP, n: int = RECIPE.eval_n, seed: int = 202
     shows; a label that fails on one combination only has been learnt with the other attribute of the
     pair as a cue (the shipped CLIP: earrings on bearded faces 0 %, on the other held-out faces 72-98 %).
     ``rendered``: held-out renders already made (``heldout_renders``), as ``zero_shot``'s."""
-    from hairlib.mini.render import heldout_combination_index
-    from hairlib.mini.vocab import HELDOUT_COMBINATIONS
-
     x, labels = rendered if rendered is not None else heldout_renders(n, seed)
     lab = {k: np.asarray(v) for k, v in labels.items()}
     combo = heldout_combination_index(lab)
@@ -458,9 +443,6 @@ def zero_shot_by_combination(clip: CLIP, n: int = RECIPE.eval_n, seed: int = 202
 
 def _zero_shot_predictions(clip: CLIP, x: torch.Tensor, phrasings: str) -> Dict[str, torch.Tensor]:
     """{label: predicted value index [N]} of images ``x`` by zero-shot (``zero_shot``'s rule)."""
-    from hairlib.mini import captions as C
-    from hairlib.mini.vocab import LABEL_NAMES, value_index
-
     x, n = x.to(clip.device), len(x)
     img = torch.cat([clip.encode_image(x[i:i + 256]) for i in range(0, n, 256)])
     out = {}
@@ -476,8 +458,6 @@ def _zero_shot_predictions(clip: CLIP, x: torch.Tensor, phrasings: str) -> Dict[
 
 def heldout_renders(n: int = RECIPE.eval_n, seed: int = 2024, split: str = "heldout"):
     """-> (images [n, 3, 64, 64] in [-1, 1], labels) of ``n`` renders of ``split`` combinations."""
-    from hairlib.mini import render as R
-
     images, _, labels = R.render_batch(R.sample_params(np.random.default_rng(seed), n=n, split=split))
     return R.to_tensor(images), labels
 
@@ -487,9 +467,6 @@ def checkpoint_report(state_path, n: int = 500, seed: int = 2024, config=MINI_CL
     """A run's checkpoint (``state.pt``) -> {"step", "heldout": zero-shot per label on ``n``
     held-out renders with the held-out phrasings, "probe": the label probes' accuracy on the same
     renders (runs with ``probe_weight``; else absent)}: how a run is watched while it trains."""
-    from hairlib.mini.vocab import values_of
-    from hairlib.nets.clip import _bpe_tokenizer
-
     state = torch.load(state_path, map_location="cpu", weights_only=True)
     weights = state["model"]
     config = (state.get("meta") or {}).get("config") or config
@@ -536,8 +513,6 @@ def export(model, metrics: dict, cfg: Recipe = RECIPE, config=None, dest: Path =
 
 
 def main(argv=None) -> int:
-    from hairlib.nets.clip import _bpe_tokenizer
-
     def run(cfg, args):
         model = train(cfg, args.out, device=args.device, workers=args.workers)
         clip = CLIP(model.float(), _bpe_tokenizer(MINI_CLIP["text_cfg"]["context_length"]), name="mini-clip")

@@ -25,11 +25,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hairlib.invert import InvertConfig
+import hairlib
+from hairlib.invert import InvertConfig, invert
+from hairlib.mini import render as R
 from hairlib.mini.shipping import WEIGHTS_DIR, recipe_main, save_shipped
-from hairlib.mini.world import INVERT, classifier_features, perceptual_features
+from hairlib.mini.world import INVERT, classifier_features, load_classifier, load_generator, perceptual_features
 from hairlib.nets.mini_nets import Encoder, EncoderConfig
+from hairlib.train.checkpoint import load_checkpoint
 from hairlib.train.simple import fit
+from hairlib.viz import grid
 
 DEFAULT_OUT = Path("runs") / "mini_encoder"
 
@@ -56,8 +60,6 @@ RECIPE = Recipe()
 def init_from_warmstart(enc: Encoder, path) -> None:
     """Copy the warm start's encoder (images -> one w) into ``enc`` (images -> W+): same trunk,
     head rows tiled, bias shifted by ``enc.latent_avg`` so that every row starts at that w."""
-    from hairlib.train.checkpoint import load_checkpoint
-
     sd = {k[2:]: v for k, v in load_checkpoint(path)["model"].items() if k.startswith("E.")}
     rows = enc.config.num_ws
     if sd["head.weight"].shape[0] * rows != enc.head.weight.shape[0] or sd["head.weight"].shape[1] != enc.head.weight.shape[1]:
@@ -70,8 +72,6 @@ def init_from_warmstart(enc: Encoder, path) -> None:
 
 
 def train(G, classifier, cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, device="cpu", progress=True) -> Encoder:
-    from hairlib.mini import render as R
-
     torch.manual_seed(cfg.seed)
     G = G.to(device).eval().requires_grad_(False)
     feats = classifier_features(classifier.to(device).eval().requires_grad_(False))
@@ -113,9 +113,6 @@ def evaluate(G, enc, classifier, n: int = RECIPE.eval_n, seed: int = 4242,
              cfg: InvertConfig = INVERT) -> Dict[str, float]:
     """PSNR and labels kept on held-out renders: encoder alone, then encoder + ``cfg``'s
     refinement (the mini world's: ``INVERT``, with its perceptual features)."""
-    from hairlib.invert import invert
-    from hairlib.mini import render as R
-
     images, _, _ = R.render_batch(R.sample_params(np.random.default_rng(seed), n=n, split="heldout"), size=G.size)
     x = R.to_tensor(images)
     truth = classifier.predict(x)
@@ -135,10 +132,6 @@ def evaluate(G, enc, classifier, n: int = RECIPE.eval_n, seed: int = 4242,
 def figure(path=Path("results") / "mini_inversion.png", n: int = 10, seed: int = 4242) -> Path:
     """Held-out renders (the first ``n`` of ``evaluate``'s), the shipped encoder's reconstructions,
     and the mini world's refined ones (``World.invert``), each row labelled with its mean PSNR."""
-    import hairlib
-    from hairlib.mini import render as R
-    from hairlib.viz import grid
-
     world = hairlib.load_world("mini")
     images, _, _ = R.render_batch(R.sample_params(np.random.default_rng(seed), n=n, split="heldout"), size=world.resolution)
     x = R.to_tensor(images)
@@ -171,8 +164,6 @@ def main(argv=None) -> int:
     if argv[:1] == ["figure"]:  # python -m hairlib.mini.train_encoder figure: results/mini_inversion.png
         print(f"wrote {figure()}")
         return 0
-    from hairlib.mini.world import load_classifier
-    from hairlib.mini.world import load_generator
 
     def run(cfg, args):
         G, clf = load_generator(), load_classifier()

@@ -19,7 +19,9 @@ from typing import Dict, Tuple
 import numpy as np
 import torch
 
+from hairlib.mini import render as R
 from hairlib.mini.shipping import WEIGHTS_DIR, recipe_main, save_shipped
+from hairlib.mini.vocab import HAIR_COLORS, HAIRSTYLES
 from hairlib.nets.mini_nets import IdentityConfig, IdentityNet, nt_xent
 from hairlib.train.simple import fit
 
@@ -43,16 +45,12 @@ RECIPE = Recipe()
 
 def same_person(p, rng: np.random.Generator, split: str = "train"):
     """Another render of the person in ``p``: identity fields and gender kept, the rest re-drawn."""
-    from hairlib.mini import render as R
-
     q = R.sample_params(rng, split=split, gender=p.gender)
     return q.replace(**{f: getattr(p, f) for f in R.IDENTITY_FIELDS})
 
 
 def view_pairs(n: int, rng: np.random.Generator, split: str = "train") -> Tuple[torch.Tensor, torch.Tensor]:
     """n people, two renders each -> ([n, 3, 64, 64], [n, 3, 64, 64]) in [-1, 1]."""
-    from hairlib.mini import render as R
-
     a = R.sample_params(rng, n=n, split=split)
     b = [same_person(p, rng, split) for p in a]
     return R.to_tensor(R.render_batch(a)[0]), R.to_tensor(R.render_batch(b)[0])
@@ -76,9 +74,6 @@ def train(cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, progress: bool = True) -
 def evaluate(model: IdentityNet, n: int = RECIPE.eval_n, seed: int = 54321) -> Dict[str, float]:
     """Mean cosine similarity for: hair-only edits, all-but-identity changes, different people;
     and verification accuracy at the threshold halfway between the last two means."""
-    from hairlib.mini import render as R
-    from hairlib.mini.vocab import HAIR_COLORS, HAIRSTYLES
-
     model.eval()
     rng = np.random.default_rng(seed)
     a = R.sample_params(rng, n=n, split="heldout")

@@ -51,8 +51,17 @@ from typing import Optional, Tuple
 
 import torch
 
+import hairlib
+from hairlib import viz
 from hairlib.atomic import write_text
+from hairlib.evaluate import EDIT_TASKS, HAIR_TASKS, color_task, evaluate, evaluate_references
+from hairlib.methods.hairclip import HairCLIPConfig, load_hair_mapper, save_hair_mapper, train_hairclip
+from hairlib.methods.mapper import MapperConfig, load_mapper, save_mapper, train_mapper
+from hairlib.mini import render as R
 from hairlib.mini.shipping import WEIGHTS_DIR
+from hairlib.mini.vocab import HAIR_COLORS, PHRASES
+from hairlib.nets.loading import read_with_meta
+from hairlib.train.checkpoint import stop_on_signals
 
 RUNS = Path("runs") / "mini_mappers"
 
@@ -69,8 +78,6 @@ MAPPER_SETTINGS = {"steps": 2000, "batch": 8, "seed": 0}
 
 
 def _contrast(name: str) -> Tuple[str, ...]:
-    from hairlib.mini.vocab import HAIR_COLORS, PHRASES
-
     frame = "a photo of a person with {}."
     styles = lambda own: tuple(frame.format(v["np"][0]) for k, v in PHRASES["hairstyle"].items()  # noqa: E731
                                if k not in (own, "bald"))
@@ -92,8 +99,6 @@ VAL_SEED = 777
 def _scores(world, method: str, names, extra_tasks=(), **kw) -> dict:
     """{task: scores} of ``method`` on the 64 validation faces (``VAL_SEED``); ``extra_tasks``:
     ``EditTask``s beside ``EDIT_TASKS``'s ``names``."""
-    from hairlib.evaluate import EDIT_TASKS, evaluate
-
     tasks = [t for t in EDIT_TASKS if t.name in names] + list(extra_tasks)
     return {r["task"]: {k: round(v, 4) for k, v in r.items() if isinstance(v, float)}
             for r in evaluate(world, method, tasks, n=64, seed=VAL_SEED, **kw)}
@@ -102,8 +107,6 @@ def _scores(world, method: str, names, extra_tasks=(), **kw) -> dict:
 def _shipped_scores(world, path: Path, name: str) -> dict:
     """The shipped mapper at ``path`` scored afresh on the validation faces (its metadata may
     hold scores from other faces or another CLIP)."""
-    from hairlib.methods.mapper import load_mapper
-
     return _scores(world, "mapper", [name], mapper=load_mapper(path, num_ws=world.generator.num_ws))[name]
 
 
@@ -126,8 +129,6 @@ def train_styleclip(world, only=None, augment: int = 0, weights: Path = WEIGHTS_
     loss's weight instead of the paper's 0.1 (run folder ``..._id<X>``). Either way the mapper is
     shipped only where its success beats the shipped mapper's by ``MIN_GAIN`` and its identity
     stays at the issue's 0.8 or above."""
-    from hairlib.methods.mapper import MapperConfig, save_mapper, train_mapper
-
     for name, (text, groups) in MAPPERS.items():
         if only and name not in only:
             continue
@@ -153,9 +154,6 @@ def train_styleclip(world, only=None, augment: int = 0, weights: Path = WEIGHTS_
 
 
 def train_hair(world, steps=None, weights: Path = WEIGHTS_DIR) -> None:
-    from hairlib.methods.hairclip import HairCLIPConfig, save_hair_mapper, train_hairclip
-    from hairlib.evaluate import HAIR_TASKS
-
     cfg = HairCLIPConfig(**{**HAIRCLIP, **({"steps": steps} if steps else {})})
     m = train_hairclip(world, cfg, RUNS / "hairclip")
     scores = _scores(world, "hairclip", [t.name for t in HAIR_TASKS], mapper=m)
@@ -168,10 +166,6 @@ def train_hair(world, steps=None, weights: Path = WEIGHTS_DIR) -> None:
 def figure(world, path=Path("results") / "mini_hairclip.png", n: int = 8) -> Path:
     """Faces no run saw, edited by the shipped HairCLIP mapper (text, both, references) and by
     StyleCLIP's global directions and mappers toward the same hair."""
-    import hairlib
-    from hairlib import viz
-    from hairlib.mini import render as R
-
     w = world.sample(n, seed=4321)
     rows, labels = [world.generate(w)], ["source"]
 
@@ -202,8 +196,6 @@ def _fine_tune_hair(world, dest: Path, meta: dict, base, cfg, run: str, score, e
     faces. It replaces ``dest`` (fp16; ``extra`` added to the metadata: its stage and command) only if
     ``gate(before, after)`` (default: the mean success rises). Either way ``report.txt`` in the run
     folder gives each task's before and after and the verdict."""
-    from hairlib.methods.hairclip import save_hair_mapper, train_hairclip
-
     before = score(world, base)
     m = train_hairclip(world, cfg, RUNS / run, init=base)
     after = score(world, m)
@@ -232,8 +224,6 @@ RETOWER = {"steps": 4000, "seed": 12}
 def _hair_and_reference_scores(world, mapper, colors=()) -> dict:
     """The 6 hair tasks' scores (and text edits to ``colors`` beside them) and the
     reference-image matches, on the validation faces."""
-    from hairlib.evaluate import HAIR_TASKS, color_task, evaluate_references
-
     known = {t.name for t in HAIR_TASKS}
     scores = _scores(world, "hairclip", [t.name for t in HAIR_TASKS], mapper=mapper,
                      extra_tasks=[color_task(c) for c in colors if c not in known])
@@ -272,8 +262,6 @@ REMOVED_HAIRCLIP = {"maintain_shape_lambda": 0.0, "style_weights": None}
 def _hairclip_recipe(meta: dict) -> dict:
     """The HairCLIPConfig fields of a mapper's recorded recipe (``HAIRCLIP`` if it has none): keys
     of fields removed since are dropped at their old default, refused at any other value."""
-    from hairlib.methods.hairclip import HairCLIPConfig
-
     recipe = meta.get("recipe") or HAIRCLIP
     changed = sorted(k for k, v in REMOVED_HAIRCLIP.items() if k in recipe and recipe[k] != v)
     if changed:
@@ -286,9 +274,6 @@ def train_hair_retower(world, steps=None, dest=None) -> bool:
     """Fine-tune the shipped HairCLIP mapper under the shipped CLIP (a new image tower, the same
     text tower); ship it if its mean success over the hair tasks and reference matches rises.
     A mapper already fine-tuned under this CLIP is left alone."""
-    from hairlib.methods.hairclip import HairCLIPConfig, load_hair_mapper
-    from hairlib.nets.loading import read_with_meta
-
     dest = Path(dest) if dest is not None else WEIGHTS_DIR / "hairclip.safetensors"
     _, meta = read_with_meta(dest)
     clip_stage = read_with_meta(dest.parent / "clip.safetensors")[1].get("stage", "")
@@ -323,9 +308,6 @@ def train_hair_keep(world, steps=None, dest=None, color_weights: Optional[dict] 
     scored on the 6 hair tasks, text
     edits to the oversampled colours and the reference matches, shipped on
     ``_keep_gain``."""
-    from hairlib.methods.hairclip import HairCLIPConfig, load_hair_mapper
-    from hairlib.nets.loading import read_with_meta
-
     dest = Path(dest) if dest is not None else WEIGHTS_DIR / "hairclip.safetensors"
     _, meta = read_with_meta(dest)
     base = load_hair_mapper(dest, num_ws=world.generator.num_ws)
@@ -366,9 +348,6 @@ def train_styleclip_retower(world, only=None, steps=None, weights: Path = WEIGHT
     ``_contrast(name)``'s prompts at that weight, folder suffix ``_contrast<X>``); ship it where its success on the validation faces beats the
     shipped one's (scored afresh) by ``MIN_GAIN`` at identity >= 0.8. Mappers already fine-tuned
     under this CLIP are left alone. Returns {name: {"before", "after", "shipped"}}."""
-    from hairlib.methods.mapper import MapperConfig, save_mapper, train_mapper
-    from hairlib.nets.loading import read_with_meta
-
     weights = Path(weights)
     clip_stage = read_with_meta(weights / "clip.safetensors")[1].get("stage", "")
     report = {}
@@ -411,9 +390,6 @@ def train_styleclip_retower(world, only=None, steps=None, weights: Path = WEIGHT
 
 
 def main(argv=None) -> int:
-    import hairlib
-    from hairlib.train.checkpoint import stop_on_signals
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("what", choices=["styleclip", "hairclip", "hairclip-retower", "hairclip-keep", "styleclip-retower",
                                     "figure"])

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hairlib.mini import render as R
 from hairlib.mini.shipping import WEIGHTS_DIR, recipe_main, save_shipped
 from hairlib.nets.mini_nets import PARSER_CLASSES, MiniParser, ParserConfig
 from hairlib.train.simple import fit
@@ -42,8 +43,6 @@ RECIPE = Recipe()
 
 def labelled(n: int, rng: np.random.Generator, split: str = "train") -> Tuple[torch.Tensor, torch.Tensor]:
     """n renders [n, 3, 64, 64] in [-1, 1] and their label maps [n, 64, 64] (PARSER_CLASSES ids)."""
-    from hairlib.mini import render as R
-
     images, masks, _ = R.render_batch(R.sample_params(rng, n=n, split=split))
     y = np.zeros(masks["hair"].shape, np.int64)
     y[masks["face"]] = PARSER_CLASSES.index("face")

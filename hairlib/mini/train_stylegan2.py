@@ -28,8 +28,13 @@ from pathlib import Path
 
 import torch
 
+from hairlib.mini.data import RenderBatches, stream
 from hairlib.mini.shipping import WEIGHTS_DIR, save_shipped
-from hairlib.nets.stylegan2 import StyleGAN2Config
+from hairlib.mini.world import classifier_features, load_classifier
+from hairlib.nets.mini_nets import Encoder, EncoderConfig
+from hairlib.nets.stylegan2 import Generator, StyleGAN2Config
+from hairlib.train import warmstart as W
+from hairlib.train.checkpoint import load_checkpoint, save_atomic, stop_on_signals
 from hairlib.train.gan import GANTrainConfig, train_gan
 from hairlib.train.warmstart import WarmStartConfig
 
@@ -47,8 +52,6 @@ def render_sampler(size: int, seed: int = CONFIG.seed, start: int = 0, workers: 
     Batch k of a run is a pure function of (seed, k) (``hairlib.mini.data``), so a run resumed at
     step ``start`` sees the batches it would have seen; ``workers`` processes render ahead (GPU
     runs, where one core cannot render fast enough)."""
-    from hairlib.mini.data import RenderBatches, stream
-
     batches, size_of = None, {}
 
     def sample(batch: int, gen: torch.Generator) -> torch.Tensor:
@@ -76,9 +79,6 @@ def save_samples(G, step: int, out_dir: Path, prefix: str = "samples") -> None:
 def export(out_dir: Path, dest: Path = WEIGHTS_DIR, source: str = "gan", metrics: dict = None) -> Path:
     """The EMA generator of ``out_dir/state.pt`` (``source="gan"``) or the warm-start generator of
     ``out_dir/warm_G.pt`` (``"warm"``) -> ``dest/stylegan2.safetensors`` + ``.json``."""
-    from hairlib.nets.stylegan2 import Generator
-    from hairlib.train.checkpoint import load_checkpoint
-
     if source == "warm":
         state = load_checkpoint(Path(out_dir) / "warm_G.pt")
         if state is None:
@@ -100,14 +100,6 @@ def export(out_dir: Path, dest: Path = WEIGHTS_DIR, source: str = "gan", metrics
 
 def warm_start(out: Path, device="cpu", progress: bool = True, cfg: WarmStartConfig = WARMSTART):
     """Stages 1 and 2; returns the warm generator's state dict (cached in ``out/warm_G.pt``)."""
-    from hairlib.mini.data import RenderBatches
-    from hairlib.mini.world import load_classifier
-    from hairlib.mini.world import classifier_features
-    from hairlib.nets.mini_nets import Encoder, EncoderConfig
-    from hairlib.nets.stylegan2 import Generator
-    from hairlib.train import warmstart as W
-    from hairlib.train.checkpoint import load_checkpoint, save_atomic
-
     done = load_checkpoint(out / "warm_G.pt")
     if done is not None:
         return done["G"]
@@ -143,7 +135,6 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
-    from hairlib.train.checkpoint import stop_on_signals
 
     stop_on_signals()  # `kill PID` checkpoints and stops
     if args.export:
@@ -158,7 +149,6 @@ def main(argv=None) -> int:
     if args.stage == "warm":
         return 0
     cfg = replace(CONFIG, steps=args.steps)
-    from hairlib.train.checkpoint import load_checkpoint
 
     state = load_checkpoint(out / "state.pt")
     sampler = render_sampler(ARCH.size, cfg.seed, int(state["step"]) if state else 0, args.workers)

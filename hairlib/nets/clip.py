@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hairlib.nets import mini_towers
 from hairlib.nets.loading import load_state_dict_strict
 from hairlib.prompts import IMAGENET_TEMPLATES, STYLECLIP_TEMPLATES
 
@@ -423,7 +424,6 @@ def build_model(config: Mapping[str, Any]) -> Tuple[nn.Module, Tuple[float, ...]
     pre = dict(cfg.pop("preprocess_cfg", None) or {})
     if dict(cfg.get("text_cfg") or {}).get("hf_model_name"):
         raise ValueError("Hugging Face text towers are not supported: hairlib's CLIPs use CLIP's BPE tokenizer")
-    from hairlib.nets import mini_towers
 
     if dict(cfg.get("vision_cfg") or {}).get("timm_model_name") in mini_towers.TOWERS:
         mini_towers.register()  # hairlib's own image towers, built by open_clip's timm path

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hairlib.mini.vocab import LABEL_NAMES, values_of
+
 __all__ = ["ClassifierConfig", "AttributeClassifier", "multi_label_loss", "IdentityConfig", "IdentityNet",
            "EncoderConfig", "Encoder", "conv_trunk", "nt_xent", "PARSER_CLASSES", "ParserConfig", "MiniParser"]
 
@@ -40,8 +42,6 @@ def conv_trunk(widths: Tuple[int, ...]) -> nn.Sequential:
 
 
 def _default_heads() -> Tuple[Tuple[str, int], ...]:
-    from hairlib.mini.vocab import LABEL_NAMES, values_of
-
     return tuple((name, len(values_of(name))) for name in LABEL_NAMES)
 
 

@@ -18,6 +18,8 @@ from typing import Tuple
 
 from torch import nn
 
+from hairlib.nets.mini_nets import conv_trunk
+
 __all__ = ["ConvTower", "TOWERS", "register", "hairlib_mini_convnet"]
 
 # timm name -> the trunk's channels per stage
@@ -30,8 +32,6 @@ class ConvTower(nn.Module):
 
     def __init__(self, widths: Tuple[int, ...], num_classes: int = 0, global_pool: str = "avg"):
         super().__init__()
-        from hairlib.nets.mini_nets import conv_trunk
-
         self.trunk = conv_trunk(tuple(int(w) for w in widths))
         self.num_features = int(widths[-1])
         self.default_cfg = {"pool_size": None}

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from hairlib.train.checkpoint import append_log, load_checkpoint, save_atomic
+from hairlib.train.parallel import Parallel
 
 __all__ = ["fit"]
 
@@ -51,8 +52,6 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, *, steps: int, lr: Optiona
     "cosine" (decay to 0) or "constant"; ``log_fn()`` adds fields to each log line. ``parallel``
     (``hairlib.train.parallel.Parallel``): data parallelism; ``gen`` must then draw this
     process's own batches (seed it by rank)."""
-    from hairlib.train.parallel import Parallel
-
     par = parallel or Parallel(enabled=False)
     if schedule not in ("cosine", "constant"):
         raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hairlib.metrics import psnr
 from hairlib.train.simple import fit
 
 __all__ = ["WarmStartConfig", "sliced_wasserstein", "train_autoencoder", "encode_bank", "fit_mapping"]
@@ -68,8 +69,6 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, projections: int = 256,
 def _held_psnr(G: nn.Module, E: nn.Module, held: torch.Tensor) -> float:
     """Mean PSNR of ``G.synthesis(broadcast(E(held)))`` against ``held``, E in eval mode (its
     BatchNorm statistics do not see the batch), then back in training mode."""
-    from hairlib.metrics import psnr
-
     E.eval()
     with torch.no_grad():
         y = G.synthesis(G.broadcast(E(held).reshape(held.shape[0], -1))).clamp(-1, 1)
