@@ -14,7 +14,7 @@ import torch
 
 from hairlib.mini import render as R
 
-__all__ = ["RenderBatches", "stream"]
+__all__ = ["RenderBatches", "PairedRenders", "stream"]
 
 
 class RenderBatches(torch.utils.data.Dataset):
@@ -42,7 +42,28 @@ class RenderBatches(torch.utils.data.Dataset):
         return item
 
 
-def stream(dataset: RenderBatches, start: int, workers: int = 0) -> Iterator[Dict]:
+class PairedRenders(torch.utils.data.Dataset):
+    """Index k -> {"z": [B, z_dim] ~ N(0, I), "images": [B, 3, S, S] in [-1, 1], "labels"}: each
+    image is the render of the face that its z stands for (``hairlib.mini.prior.params_from_z``),
+    so a generator can be taught G(z) = render(face(z)). Training split: z ~ N(0, I) gives faces
+    with exactly ``render.sample_params(split="train")``'s law."""
+
+    def __init__(self, batch: int, seed: int, z_dim: int = 128, size: int = 64):
+        self.batch, self.seed, self.z_dim, self.size = batch, seed, z_dim, size
+
+    def __len__(self) -> int:
+        return 2 ** 31 - 1
+
+    def __getitem__(self, step: int) -> Dict:
+        from hairlib.mini.prior import params_from_z  # the prior is a recipe-side module
+
+        gen = torch.Generator().manual_seed(int(self.seed) * 1_000_003 + int(step))
+        z = torch.randn(self.batch, self.z_dim, generator=gen)
+        images, _, labels = R.render_batch(params_from_z(z), size=self.size)
+        return {"z": z, "images": R.to_tensor(images), "labels": {k: torch.as_tensor(v) for k, v in labels.items()}}
+
+
+def stream(dataset: torch.utils.data.Dataset, start: int, workers: int = 0) -> Iterator[Dict]:
     """Items start, start + 1, ... in order (rendered ahead by ``workers`` processes if > 0)."""
     if workers <= 0:
         k = start

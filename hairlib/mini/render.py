@@ -39,7 +39,7 @@ from .vocab import (ATTRIBUTES, FEMALE_ONLY, HAIR_COLOR_RGB, HAIR_COLORS, HAIRST
                     LABEL_NAMES, MALE_ONLY, NO_HAIR_COLOR, value_index, value_name)
 
 __all__ = [
-    "FaceParams", "RenderResult", "sample_params", "render",
+    "FaceParams", "RenderResult", "sample_params", "params_from_uniforms", "PRIOR_SLOTS", "render",
     "render_batch", "to_tensor", "from_tensor", "is_heldout_combination", "heldout_combination_index", "contact_sheet", "PARTS",
     "IDENTITY_FIELDS", "HAIR_FIELDS", "BACKGROUNDS", "CLOTHES", "HAT_COLORS", "write_renders",
 ]
@@ -295,15 +295,51 @@ def _violates(d: Dict, fixed: Dict) -> bool:
     return False
 
 
-def _draw_one(rng: np.random.Generator, fixed: Dict) -> Dict:
-    """One draw; pinned fields are set before the fields that depend on them are drawn."""
+class _Uniforms:
+    """A stand-in for ``np.random.Generator`` in ``_draw_one`` that serves fixed numbers: each
+    field of ``FaceParams`` reads its own slots of ``u`` (``_SLOTS``), whatever the other fields
+    drew. ``random()`` takes one slot; ``integers(k)`` descends a binary tree over the k values,
+    one slot per level (left when the slot is below the left half's share), so that each slot is
+    a yes/no question rather than one number cut into k pieces."""
+
+    def __init__(self, u: np.ndarray):
+        if u.shape != (PRIOR_SLOTS,):
+            raise ValueError(f"expected {PRIOR_SLOTS} uniforms per face, got shape {tuple(u.shape)}")
+        self.u, self.i, self.end = u, 0, 0
+
+    def field(self, name: str) -> None:
+        self.i, self.end = _SLOTS[name]
+
+    def random(self) -> float:
+        if self.i >= self.end:
+            raise RuntimeError("a field drew more numbers than its slots in render._SLOTS")
+        self.i += 1
+        return float(self.u[self.i - 1])
+
+    def integers(self, k: int) -> int:
+        lo, hi = 0, int(k)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.random() < (mid - lo) / (hi - lo):
+                hi = mid
+            else:
+                lo = mid
+        return lo
+
+
+def _draw_one(rng, fixed: Dict) -> Dict:
+    """One draw; pinned fields are set before the fields that depend on them are drawn. ``rng``:
+    a ``np.random.Generator`` or ``_Uniforms``."""
     u = rng.random
     d: Dict = {}
+    at = getattr(rng, "field", None)
 
     def pick(name, draw):
         if name in fixed:
             d[name] = fixed[name]
             return
+        if at is not None:
+            at(name)
         d[name] = draw()
 
     for k in IDENTITY_FIELDS:
@@ -355,6 +391,112 @@ def _sample_one(rng, fixed: Dict, split: Optional[str]) -> FaceParams:
             continue
         return FaceParams(**d)
     raise RuntimeError(f"could not sample parameters compatible with {fixed} (split={split})")
+
+
+def _levels(k: int) -> int:
+    return max(1, (int(k) - 1).bit_length())
+
+
+# slots per field for params_from_uniforms: categorical fields one per level of their binary tree
+# (their numbers of values as _draw_one draws them), bg_gradient two draws, the rest one
+_SLOT_COUNTS = {f.name: 1 for f in dataclasses.fields(FaceParams)}
+_SLOT_COUNTS.update({"hairstyle": _levels(len(HAIRSTYLES)), "hair_color": _levels(len(HAIR_COLORS)),
+                     "eye_color": _levels(3), "glasses_color": _levels(4), "hat_color": _levels(len(HAT_COLORS)),
+                     "earring_color": _levels(len(EARRINGS)), "clothes": _levels(len(CLOTHES)),
+                     "background": _levels(len(BACKGROUNDS)), "bg_gradient": 2})
+_SLOTS: Dict[str, tuple] = {}
+for _name, _n in _SLOT_COUNTS.items():
+    _start = sum(b - a for a, b in _SLOTS.values())
+    _SLOTS[_name] = (_start, _start + _n)
+del _name, _n, _start
+PRIOR_SLOTS = sum(_SLOT_COUNTS.values())  # uniforms per face of ``params_from_uniforms``
+
+# the fields that held-out combinations and the sampler's conflict rules tie together, in the
+# order ``params_from_uniforms(split="train")`` draws them
+_TIED = ("gender", "hairstyle", "hair_color", "eyeglasses", "eye_color", "hat", "earrings", "lipstick",
+         "beard", "mustache", "age")
+_TIED_TABLES: list = []
+
+
+def _tied_tables() -> list:
+    """Tables of the train split's joint law of ``_TIED``: entry j [K_0, ..., K_j] holds the
+    probability of each prefix (x_0 .. x_j), the later fields summed out."""
+    if _TIED_TABLES:
+        return _TIED_TABLES
+    from .vocab import values_of
+
+    sizes = [len(values_of(k)) for k in _TIED]
+    bern = lambda q: np.array([1 - q, q])  # noqa: E731
+    shape = lambda *axes: [sizes[_TIED.index(k)] if k in axes else 1 for k in _TIED]  # noqa: E731
+    hat_ok = np.array([h in _HAT_OK for h in range(len(HAIRSTYLES))], dtype=float)
+    uniform = lambda k: np.full(sizes[_TIED.index(k)], 1.0 / sizes[_TIED.index(k)]).reshape(shape(k))  # noqa: E731
+    terms = [
+        bern(P_MALE).reshape(shape("gender")), uniform("hairstyle"), uniform("hair_color"),
+        bern(P_EYEGLASSES).reshape(shape("eyeglasses")), uniform("eye_color"),
+        np.stack([1 - hat_ok * P_HAT, hat_ok * P_HAT], 1).reshape(shape("hairstyle", "hat")),
+        np.stack([bern(P_EARRINGS[0]), bern(P_EARRINGS[1])]).reshape(shape("gender", "earrings")),
+        np.stack([bern(P_LIPSTICK), bern(0.0)]).reshape(shape("gender", "lipstick")),
+        np.stack([bern(0.0), bern(P_BEARD)]).reshape(shape("gender", "beard")),
+        np.stack([bern(0.0), bern(P_MUSTACHE)]).reshape(shape("gender", "mustache")),
+        bern(P_OLD).reshape(shape("age")),
+    ]
+    joint = np.ones(sizes)
+    for t in terms:
+        joint = joint * t
+    for idx in zip(*np.nonzero(joint)):
+        if is_heldout_combination(dict(zip(_TIED, (int(i) for i in idx)))):
+            joint[idx] = 0.0
+    tables = [joint]
+    for _ in range(len(_TIED) - 1):
+        tables.insert(0, tables[0].sum(-1))
+    _TIED_TABLES.extend(tables)
+    return _TIED_TABLES
+
+
+def _tree_draw(mass: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Rows of (unnormalised) masses [n, k] and uniforms [n, levels] -> one value per row, by the
+    binary tree of ``_Uniforms.integers`` with each left share taken from the masses: exact
+    draws from each row's law."""
+    n, k = mass.shape
+    c = np.concatenate([np.zeros((n, 1)), np.cumsum(mass, 1)], 1)
+    lo, hi, rows = np.zeros(n, dtype=int), np.full(n, k), np.arange(n)
+    for level in range(_levels(k)):
+        mid = (lo + hi) // 2
+        share = (c[rows, mid] - c[rows, lo]) / np.maximum(c[rows, hi] - c[rows, lo], 1e-300)
+        left = u[:, level] < share
+        split = hi - lo > 1
+        hi = np.where(split & left, mid, hi)
+        lo = np.where(split & ~left, mid, lo)
+    return lo
+
+
+def params_from_uniforms(u, split: Optional[str] = "train") -> list:
+    """The sampler as a function: ``u`` [n, PRIOR_SLOTS] in [0, 1) -> n ``FaceParams``, each
+    field a step or linear function of its own slots (``_SLOTS``; a categorical field reads one
+    slot per level of a binary tree over its values), so that i.i.d. uniform rows follow
+    ``sample_params(split=split)``'s distribution exactly.
+
+    ``split=None``: every field by ``sample_params``'s own rules. ``"train"``: the fields that
+    held-out combinations tie (``_TIED``) are drawn one after the other from their exact
+    conditional laws given the earlier ones (the chain rule of the train split's joint law), so
+    no row is a held-out combination and none is rejected; the rest as for ``None``.
+    ``hairlib.mini.prior`` turns StyleGAN's z into such rows."""
+    if split not in ("train", "all", None):
+        raise ValueError(f"split must be 'train' or None, not {split!r}")
+    u = np.asarray(u, dtype=np.float64)
+    if u.ndim != 2 or u.shape[1] != PRIOR_SLOTS:
+        raise ValueError(f"expected uniforms of shape [n, {PRIOR_SLOTS}], got {tuple(u.shape)}")
+    tied = [{} for _ in range(len(u))]
+    if split == "train":
+        prefix: tuple = ()
+        for name, table in zip(_TIED, _tied_tables()):
+            mass = table[prefix] if prefix else np.broadcast_to(table, (len(u),) + table.shape)
+            a, b = _SLOTS[name]
+            prefix = prefix + (_tree_draw(mass, u[:, a:b]),)
+        for name, values in zip(_TIED, prefix):
+            for d, v in zip(tied, values):
+                d[name] = int(v)
+    return [FaceParams(**_draw_one(_Uniforms(row), fixed)) for row, fixed in zip(u, tied)]
 
 
 def sample_params(rng: Union[np.random.Generator, int, None] = None, n: Optional[int] = None,
