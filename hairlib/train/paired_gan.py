@@ -1,0 +1,163 @@
+"""A StyleGAN2 taught by pairs and sharpened by its discriminator.
+
+Where every latent z stands for a known image (the mini renderer: ``hairlib.mini.prior`` ties
+each z to one face), G(z) can be supervised directly against that image: nothing can collapse,
+every mode of the data is covered, and the adversarial loss only has to make the result sharp.
+Per step (the order of ``hairlib.train.gan``):
+
+* D: the non-saturating logistic loss on the pairs' images (real) and G's images of other
+  latents, every ``d_reg_every`` steps the lazy R1 penalty on the reals;
+* G: ``pair_weight`` x ``pair_loss(G(z), image(z))`` on the samples that are not style-mixed,
+  plus the non-saturating loss on all of them (a fraction ``mixing`` of the samples mixes two
+  latents at a random row, which D alone judges: the rows of W+ stay separable for editing);
+* the EMA generator.
+
+The path-length regulariser is left out: the pairs fix G's Jacobian far more than it would.
+Atomic, resumable ``state.pt`` (``hairlib.train.gan``'s format, plus the training seconds summed
+over every session), ``log.jsonl``, a time budget.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Tuple
+
+import torch
+from tqdm.auto import tqdm
+
+from hairlib.nets.stylegan2 import Discriminator, Generator, StyleGAN2Config
+from hairlib.train.checkpoint import append_log, save_atomic
+from hairlib.train.gan import _accumulate, discriminator_step, g_nonsaturating_loss, resume, snapshot_state
+
+__all__ = ["PairedGANConfig", "train_paired_gan", "mixed_wplus"]
+
+
+@dataclass(frozen=True)
+class PairedGANConfig:
+    arch: StyleGAN2Config = StyleGAN2Config(size=64, style_dim=128, n_mlp=8, channel_multiplier=0.5, channel_max=128)
+    batch: int = 16  # pairs per step
+    steps: int = 100_000
+    lr: float = 0.002  # Adam, betas (0, 0.99), lazily corrected for R1 (as StyleGAN2)
+    pair_weight: float = 10.0  # weight of the paired loss beside the adversarial one (1)
+    adv_weight: float = 1.0  # weight of the non-saturating loss in G's step
+    r1: float = 0.5  # R1 gamma (small images want a small gamma)
+    d_reg_every: int = 16
+    mixing: float = 0.25  # fraction of samples whose W+ mixes two latents (judged by D only)
+    ema_kimg: float = 5.0  # EMA half-life in thousands of images
+    seed: int = 0
+    ckpt_every: int = 250
+    sample_every: int = 1000
+    log_every: int = 25
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["arch"] = self.arch.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PairedGANConfig":
+        d = dict(d)
+        d["arch"] = StyleGAN2Config.from_dict(d["arch"])
+        return cls(**d)
+
+
+def mixed_wplus(G: Generator, z: torch.Tensor, mixing: float, gen: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
+    """W+ [N, num_ws, D] of ``z`` [N, z_dim], a fraction ``mixing`` of the rows crossed at a random
+    W+ row with the w of another random latent; and the mask [N] of rows left unmixed."""
+    w = G.broadcast(G.mapping(z))
+    n = z.shape[0]
+    mixed = torch.rand(n, generator=gen) < mixing
+    if not mixed.any():
+        return w, ~mixed
+    other = G.broadcast(G.mapping(torch.randn(n, z.shape[1], generator=gen).to(z.device)))
+    cut = torch.randint(1, G.num_ws, (n,), generator=gen)
+    rows = torch.arange(G.num_ws)[None, :] >= cut[:, None]  # [N, num_ws]: True where the other w takes over
+    take = (rows & mixed[:, None]).to(w.device)[:, :, None]
+    return torch.where(take, other, w), ~mixed
+
+
+def train_paired_gan(cfg: PairedGANConfig, pairs: Iterator[dict], pair_loss: Callable, out_dir, *,
+                     device="cpu", progress: bool = True, max_seconds: Optional[float] = None,
+                     on_sample: Optional[Callable[[Generator, int], None]] = None,
+                     step_context: Callable = None) -> Tuple[Generator, int]:
+    """Train (or resume) in ``out_dir``; return (the EMA generator, the step reached).
+
+    pairs: yields {"z": [B, z_dim], "images": [B, 3, S, S] in [-1, 1]} in step order (a resumed
+    run is handed the stream from its step: ``hairlib.mini.data.stream(..., start=step)``; its
+    first item is read only after the state is loaded, so build it lazily). pair_loss: (fake,
+    real) -> per-sample loss [B]. step_context: () -> a context manager around each step's
+    forward passes (e.g. bf16 autocast on a CPU with AMX; None: none).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device)
+    torch.manual_seed(cfg.seed)
+    G, D = Generator(cfg.arch).to(device), Discriminator(cfg.arch).to(device)
+    G_ema = Generator(cfg.arch).to(device).eval().requires_grad_(False)
+    G_ema.load_state_dict(G.state_dict())
+    d_ratio = cfg.d_reg_every / (cfg.d_reg_every + 1)
+    g_opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.0, 0.99))
+    d_opt = torch.optim.Adam(D.parameters(), lr=cfg.lr * d_ratio, betas=(0.0, 0.99 ** d_ratio))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    nets = {"G": G, "D": D, "G_ema": G_ema, "g_opt": g_opt, "d_opt": d_opt}
+    state_path = out_dir / "state.pt"
+    state = resume(state_path, cfg.to_dict(), nets, gen)
+    step = int(state["step"]) if state is not None else 0
+    seconds = float(state.get("seconds", 0.0)) if state is not None else 0.0  # training time over all sessions
+    (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+
+    def checkpoint():
+        save_atomic({"config": cfg.to_dict(), **snapshot_state(nets, gen), "step": step,
+                     "seconds": seconds + time.time() - t_start}, state_path)
+
+    ctx = step_context or contextlib.nullcontext
+    ema_decay = 0.5 ** (cfg.batch / (cfg.ema_kimg * 1000))
+    t_start = time.time()
+    bar = tqdm(total=cfg.steps, initial=step, desc="train stylegan2 (paired)", disable=not progress, dynamic_ncols=True)
+    stats: dict = {}
+    try:
+        while step < cfg.steps:
+            item = next(pairs)
+            z, real = item["z"].to(device), item["images"].to(device)
+            # --- discriminator: the pairs' images against G's images of fresh latents
+            G.requires_grad_(False)
+            with torch.no_grad(), ctx():
+                w_fake, _ = mixed_wplus(G, torch.randn(z.shape, generator=gen).to(device), cfg.mixing, gen)
+                fake = G.synthesis(w_fake, noise_mode="random").float()
+            with ctx():
+                discriminator_step(D, d_opt, real, fake, step, cfg.r1, cfg.d_reg_every, stats)
+            # --- generator: the pairs, and the discriminator
+            G.requires_grad_(True)
+            D.requires_grad_(False)
+            with ctx():
+                w, unmixed = mixed_wplus(G, z, cfg.mixing, gen)
+                img = G.synthesis(w, noise_mode="random").float()
+                adv = g_nonsaturating_loss(D(img))
+                per = pair_loss(img, real)  # [B]
+                keep = unmixed.to(device).float()
+                paired = (per * keep).sum() / keep.sum().clamp_min(1.0)
+                g_loss = cfg.pair_weight * paired + cfg.adv_weight * adv
+            g_opt.zero_grad(set_to_none=True)
+            g_loss.backward()
+            g_opt.step()
+            stats.update(g=adv.item(), pair=paired.item())
+            _accumulate(G_ema, G, ema_decay)
+            step += 1
+            bar.update(1)
+            if step % cfg.log_every == 0:
+                bar.set_postfix(pair=f"{stats['pair']:.3f}", d=f"{stats['d']:.3f}", g=f"{stats['g']:.3f}")
+                append_log(out_dir / "log.jsonl", {"step": step, "seconds": round(seconds + time.time() - t_start, 1),
+                                                   **{k: round(v, 5) for k, v in stats.items()}})
+            if step % cfg.ckpt_every == 0:
+                checkpoint()
+            if on_sample is not None and step % cfg.sample_every == 0:
+                on_sample(G_ema, step)
+            if max_seconds is not None and time.time() - t_start > max_seconds:
+                break
+    finally:  # interrupted (Ctrl-C, `kill`, time limit) or done: nothing is lost
+        checkpoint()
+        bar.close()
+    return G_ema, step
