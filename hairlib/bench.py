@@ -5,10 +5,13 @@ backward) with every backend available here — the PyTorch reference, the refer
 ``torch.compile``, our CUDA kernels, and ``auto`` (what the library picks) — and the whole
 generator per backend. Numbers are medians in milliseconds; ratios are against the reference.
 ``hairlib bench edit`` times each StyleCLIP method on a World beside the paper's numbers.
+``hairlib bench train`` times one StyleGAN2 training step (G + D) per execution, side by side.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import os
 import platform
 import statistics
 import time
@@ -23,7 +26,8 @@ from hairlib.atomic import atomic_path
 from hairlib.ops import _build
 
 __all__ = ["time_fn", "bench_ops", "format_table", "write_csv", "device_name", "bench_edit", "format_edit_table",
-           "write_edit_csv"]
+           "write_edit_csv", "bench_train", "format_train_table", "write_train_csv", "TRAIN_ARCH", "WIDE_TRAIN_ARCH",
+           "pick_threads"]
 
 
 def device_name(device: torch.device) -> str:
@@ -313,3 +317,195 @@ def format_edit_table(rows: List[dict]) -> str:
 def write_edit_csv(rows: List[dict], path: Path) -> Path:
     return _write_rows(rows, path, ["world", "device", "method", "what", "seconds", "paper_seconds",
                                     "speedup_vs_paper"], ".6g")
+
+
+# ----------------------------------------------------------------------------------------------
+# Training step
+
+def _train_arch():
+    from hairlib.nets.stylegan2 import StyleGAN2Config
+
+    # the mini world's generator with its channel cap raised to 128 and a 128-d style:
+    # channels 128 at 4-16 px, 64 at 32 px, 32 at 64 px
+    return StyleGAN2Config(size=64, style_dim=128, n_mlp=4, channel_multiplier=0.125, channel_max=128)
+
+
+TRAIN_ARCH = _train_arch()
+# the same with 128 channels at every resolution (the default multiplier, capped at 128): four
+# times the convolution work at 32 px, sixteen at 64 px, where bf16 matrix units pay most
+WIDE_TRAIN_ARCH = TRAIN_ARCH.__class__(size=64, style_dim=128, n_mlp=4, channel_multiplier=2, channel_max=128)
+_QUICK_ARCH = TRAIN_ARCH.__class__(size=16, style_dim=32, n_mlp=2, channel_multiplier=0.125, channel_max=32)
+
+TRAIN_STEP_TIMED = ("one train_gan iteration without lazy regularisation: D step (fakes from G under no_grad, "
+                    "D logistic loss fwd+bwd on reals and fakes, Adam step), G step (style mixing, G non-saturating "
+                    "loss fwd+bwd through D, Adam step), EMA update; data sampling not included")
+
+
+def pick_threads(candidates: Optional[List[int]] = None) -> int:
+    """The intra-op thread count that runs a bf16 convolution fastest on this CPU now.
+
+    Candidates: every core this process may use, half of them, one. On a machine whose cores
+    another process keeps busy, OpenMP threads that wait for a descheduled peer make every
+    parallel region slow, and fewer threads win; on an idle one, all cores win."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    candidates = candidates or sorted({cores, max(1, cores // 2), 1}, reverse=True)
+    if len(candidates) == 1:
+        return candidates[0]
+    old = torch.get_num_threads()
+    x = torch.randn(16, 64, 32, 32).to(torch.bfloat16, memory_format=torch.channels_last)
+    w = torch.randn(64, 64, 3, 3).to(torch.bfloat16)
+    best, best_ms = candidates[0], float("inf")
+    try:
+        for n in candidates:
+            torch.set_num_threads(n)
+            ms = time_fn(lambda: torch.nn.functional.conv2d(x, w, padding=1), torch.device("cpu"), warmup=2, repeats=7)
+            if ms < best_ms * 0.9:  # fewer threads must win clearly
+                best, best_ms = n, ms
+    finally:
+        torch.set_num_threads(old)
+    return best
+
+
+def bench_train(device: Optional[str] = None, *, quick: bool = False, arch=None, batch: int = 16,
+                repeats: Optional[int] = None, r1: bool = True, intermediate: bool = True,
+                threads: Optional[int] = None, progress: bool = True) -> List[dict]:
+    """Time one StyleGAN2 G+D training step per execution, in one process, interleaved.
+
+    What is timed (``hairlib.train.gan.GANStep.step``): one train_gan iteration without lazy
+    regularisation (D step: fakes from G under no_grad, D logistic loss forward + backward on
+    reals and fakes, Adam step; G step: style mixing, non-saturating loss forward + backward
+    through G and D, Adam step; EMA update). Reals are one fixed batch (no data sampling).
+    Rows: the reference execution (today's: fp32, grouped modulated convolutions, reference ops,
+    D twice, for-loop Adam), the fast execution in fp32, and where this CPU has AMX-BF16 the
+    fast execution in bf16 without hairlib's CPU kernels and the fast execution itself (what
+    train_gan uses); without ``intermediate``, only the first and the last. With ``r1``, the
+    reference and the fast execution again with an R1 penalty every step (fp32 double
+    backward; train_gan's is lazy, every 16th step). ``arch``: default ``TRAIN_ARCH`` (a tiny
+    one with ``quick``).
+    ``threads``: intra-op threads for the run (default: ``pick_threads``, all cores unless
+    another process keeps them busy).
+
+    Every variant starts from the same weights; each timing round runs one step of every
+    variant in turn, so that a busy machine slows them alike. Returns rows: {variant,
+    execution, what, ms (median), ms_min, images_per_s (batch * steps/s), speedup (reference
+    median / median), arch, batch, device, threads}.
+    """
+    from dataclasses import replace
+
+    from hairlib.nets.stylegan2 import Discriminator, Generator
+    from hairlib.train.gan import GANStep, GANTrainConfig, StepExecution, make_optimizers
+
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    arch = arch or (_QUICK_ARCH if quick else TRAIN_ARCH)
+    batch = 4 if quick and batch == 16 else batch
+    repeats = repeats or (3 if quick else 12)
+    old_threads = torch.get_num_threads()
+    if threads is None and dev.type == "cpu":
+        threads = pick_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    fast = StepExecution.fast(dev)
+    fp32 = replace(fast, dtype=torch.float32)
+    variants = [("reference", StepExecution.reference(), None), ("fast, fp32", fp32, None)]
+    if fast.dtype != torch.float32:
+        variants += [("fast, without hairlib CPU kernels", fast, "ref"), ("fast", fast, None)]
+    if not intermediate:
+        variants = [variants[0], variants[-1]]
+    base = GANTrainConfig(arch=arch, batch=batch, r1=0.0, path_regularize=0.0, mixing=0.9, seed=0)
+    cases = [(name, ex, impl, base, "G+D step") for name, ex, impl in variants]
+    if r1:
+        with_r1 = replace(base, r1=10.0, d_reg_every=1)
+        cases += [(name + " + R1", ex, impl, with_r1, "G+D step + R1 (fp32) every step")
+                  for name, ex, impl in (variants[0], variants[-1])]
+
+    torch.manual_seed(0)
+    real = torch.rand(batch, 3, arch.size, arch.size, device=dev) * 2 - 1
+    init_g, init_d = Generator(arch).state_dict(), Discriminator(arch).state_dict()
+    runners = []
+    for name, ex, impl, cfg, what in cases:
+        G, D, G_ema = Generator(arch).to(dev), Discriminator(arch).to(dev), Generator(arch).to(dev)
+        G.load_state_dict(init_g)
+        D.load_state_dict(init_d)
+        G_ema.load_state_dict(init_g)
+        G_ema.eval().requires_grad_(False)
+        g_opt, d_opt = make_optimizers(G, D, cfg, ex)
+        runner = GANStep(G, D, g_opt, d_opt, cfg, ex, torch.Generator().manual_seed(0), dev, G_ema=G_ema)
+        runners.append((name, ex, impl, cfg, what, runner))
+
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+
+    def run(runner, impl, index):
+        with ops.use_impl(impl) if impl else contextlib.nullcontext():
+            runner.step(real, index, {})
+        sync()
+
+    try:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(runners) * (2 + repeats), desc="bench train", disable=not progress)
+    except ImportError:  # pragma: no cover
+        bar = None
+    times = {name: [] for name, *_ in runners}
+    try:
+        for name, ex, impl, cfg, what, runner in runners:  # warm-up (and the CPU kernels' first build)
+            for i in range(2):
+                run(runner, impl, i + 1)
+                if bar is not None:
+                    bar.update(1)
+        for r in range(repeats):
+            for name, ex, impl, cfg, what, runner in runners:
+                t0 = time.perf_counter()
+                run(runner, impl, r + 3)
+                times[name].append((time.perf_counter() - t0) * 1e3)
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+        torch.set_num_threads(old_threads)
+    rows = []
+    ref = {w: statistics.median(times[n]) for n, _, _, _, w, _ in runners if n.startswith("reference")}
+    for name, ex, impl, cfg, what, runner in runners:
+        ms = statistics.median(times[name])
+        rows.append({
+            "variant": name, "execution": ex.describe() + (" (ops: PyTorch reference)" if impl == "ref" else ""),
+            "what": what, "ms": ms, "ms_min": min(times[name]), "images_per_s": batch * 1e3 / ms,
+            "speedup": ref[what] / ms, "batch": batch, "repeats": repeats,
+            "threads": threads or torch.get_num_threads(),
+            "arch": f"{arch.size} px, channels {dict(sorted(arch.channels.items()))}, style {arch.style_dim}, "
+                    f"mapping {arch.n_mlp} layers",
+            "device": device_name(dev) if dev.type == "cuda" else
+            f"CPU ({platform.processor() or platform.machine()}, {threads} threads, "
+            f"AMX-BF16 {'yes' if ops.has_amx_bf16() else 'no'})",
+        })
+    return rows
+
+
+def format_train_table(rows: List[dict]) -> str:
+    """Per architecture, one line per variant: ms per step (median, min), images/s, speed-up
+    over the reference."""
+    if not rows:
+        return ""
+    r0 = rows[0]
+    out = [f"device: {r0['device']}; torch {torch.__version__}",
+           f"timed: {TRAIN_STEP_TIMED}",
+           f"median of {r0['repeats']} interleaved steps per variant (each round runs every variant once)"]
+    for arch in dict.fromkeys(r["arch"] for r in rows):
+        group = [r for r in rows if r["arch"] == arch]
+        lines = [["variant", "what", "ms/step (median)", "min", "images/s", "x reference"]]
+        for r in group:
+            lines.append([r["variant"], r["what"], f"{r['ms']:.1f}", f"{r['ms_min']:.1f}", f"{r['images_per_s']:.1f}",
+                          f"{r['speedup']:.2f}x"])
+        widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+        table = ["  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in lines]
+        table.insert(1, "  ".join("-" * w for w in widths))
+        out += ["", f"arch: {arch}; batch {group[0]['batch']}"] + table
+    out.append("")
+    described = dict.fromkeys(f"{r['variant']}: {r['execution']}" for r in rows if not r["variant"].endswith("+ R1"))
+    out += list(described)
+    out.append("Shared machines make single timings noisy: compare rows of one run, not runs.")
+    return "\n".join(out)
+
+
+def write_train_csv(rows: List[dict], path: Path) -> Path:
+    return _write_rows(rows, path, ["device", "arch", "batch", "threads", "repeats", "variant", "execution", "what",
+                                    "ms", "ms_min", "images_per_s", "speedup"], ".4g")

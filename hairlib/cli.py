@@ -2,7 +2,7 @@
 
     hairlib info                      device, ops backend, versions, which weights are present
     hairlib fetch NAME|all            download ffhq-world checkpoints into the cache (checksummed)
-    hairlib bench ops|edit [--quick]  ops backends / editing methods timed on this device
+    hairlib bench ops|edit|train [--quick]  ops backends / editing methods / a StyleGAN2 G+D step, timed here
     hairlib demo                      the mini world offline: renders, masks, ground-truth edits
     hairlib edit --text T [--image I] --method optimize|global|mapper --out O.png
     hairlib edit --method hairclip [--hairstyle T | --hairstyle-ref IMG] [--color T | --color-ref IMG]
@@ -125,6 +125,16 @@ def cmd_fetch(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.target == "train":
+        rows = bench.bench_train(args.device, quick=args.quick)
+        if not args.quick:  # the same step with 128 channels at every resolution, for scale
+            rows += bench.bench_train(args.device, arch=bench.WIDE_TRAIN_ARCH, r1=False, intermediate=False,
+                                      repeats=5, threads=rows[0]["threads"])
+        print(bench.format_train_table(rows))
+        if args.out:
+            dev = "cuda" if "cpu" not in rows[0]["device"].lower() else "cpu"
+            print(f"wrote {bench.write_train_csv(rows, Path(args.out) / f'train-{dev}.csv')}")
+        return 0
     if args.target == "edit":
         world = _load_world_or_explain(args.world, args.device or "cpu")
         rows = bench.bench_edit(world, quick=args.quick)
@@ -384,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("names", nargs="+", help="registry names, or 'all'")
     s.set_defaults(func=cmd_fetch)
     s = sub.add_parser("bench", help="benchmarks on this device")
-    s.add_argument("target", choices=["ops", "edit"], help="what to benchmark")
+    s.add_argument("target", choices=["ops", "edit", "train"], help="what to benchmark")
     s.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     s.add_argument("--quick", action="store_true", help="small shapes, few repeats")
     s.add_argument("--no-compile", action="store_true", help="skip torch.compile of the references")

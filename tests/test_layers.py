@@ -20,7 +20,7 @@ LAYERS = [
               "hairlib.mini.render", "hairlib.mini.captions", "hairlib.mini"]),
     ("nets", ["hairlib.nets", "hairlib.nets.*"]),
     ("infrastructure", ["hairlib.weights", "hairlib.metrics", "hairlib.invert", "hairlib.align", "hairlib.latents",
-                        "hairlib.mini.data", "hairlib.train", "hairlib.train.*"]),
+                        "hairlib.mini.data", "hairlib.mini.prior", "hairlib.train", "hairlib.train.*"]),
     ("methods", ["hairlib.methods", "hairlib.methods.*"]),
     ("worlds", ["hairlib.worlds", "hairlib.mini.world", "hairlib"]),
     ("tools", ["hairlib.evaluate", "hairlib.viz", "hairlib.bench", "hairlib.demo", "hairlib.results"]),

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from hairlib.mini import render as R
+from hairlib.mini.prior import params_from_z
 
 __all__ = ["RenderBatches", "PairedRenders", "stream"]
 
@@ -55,8 +56,6 @@ class PairedRenders(torch.utils.data.Dataset):
         return 2 ** 31 - 1
 
     def __getitem__(self, step: int) -> Dict:
-        from hairlib.mini.prior import params_from_z  # the prior is a recipe-side module
-
         gen = torch.Generator().manual_seed(int(self.seed) * 1_000_003 + int(step))
         z = torch.randn(self.batch, self.z_dim, generator=gen)
         images, _, labels = R.render_batch(params_from_z(z), size=self.size)

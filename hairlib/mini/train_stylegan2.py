@@ -24,18 +24,20 @@ Architecture (``ARCH``): 64 px, W+ of 10 rows of 128, 4 mapping layers, 64 chann
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from hairlib.mini.data import RenderBatches, stream
 from hairlib.mini.shipping import WEIGHTS_DIR, save_shipped
-from hairlib.mini.world import classifier_features, load_classifier
+from hairlib.mini.world import classifier_features, load_classifier, perceptual_features
 from hairlib.nets.mini_nets import Encoder, EncoderConfig
 from hairlib.nets.stylegan2 import Generator, StyleGAN2Config
 from hairlib.train import warmstart as W
 from hairlib.train.checkpoint import load_checkpoint, save_atomic, stop_on_signals
 from hairlib.train.gan import GANTrainConfig, train_gan
+from hairlib.train.paired_gan import PairedGANConfig, train_paired_gan
 from hairlib.train.warmstart import WarmStartConfig
 
 ARCH = StyleGAN2Config(size=64, style_dim=128, n_mlp=4, channel_multiplier=0.125, channel_max=64)
@@ -44,6 +46,42 @@ CONFIG = GANTrainConfig(arch=ARCH, batch=16, steps=60_000, lr=0.001, r1=0.5, ema
 WARMSTART = WarmStartConfig(seed=2026, map_steps=3000, map_lr=0.1)
 ENCODER_WIDTHS = (32, 64, 128, 128)  # the warm start's encoder (images -> w)
 DEFAULT_OUT = Path("runs") / "mini_stylegan2"
+
+# The paired recipe: G(z) = render(face(z)) (hairlib.mini.prior), sharpened by the discriminator.
+PAIRED_ARCH = StyleGAN2Config(size=64, style_dim=128, n_mlp=8, channel_multiplier=0.25, channel_max=128)
+PAIRED = PairedGANConfig(arch=PAIRED_ARCH, batch=16, steps=200_000, lr=0.002, pair_weight=10.0, adv_weight=1.0,
+                         r1=0.5, mixing=0.25, ema_kimg=5.0, seed=2030, ckpt_every=250, sample_every=1000)
+PAIR_FEATURES = 1.0  # weight of the classifier-trunk features (mini LPIPS) beside pixel L1 in the paired loss
+
+
+def pair_loss(classifier, features: float = PAIR_FEATURES):
+    """(fake, real) [N, 3, 64, 64] -> [N]: mean |fake - real| plus ``features`` x the mean squared
+    distance of the shipped classifier trunk's unit-normalised features (``perceptual_features``)."""
+    feats = perceptual_features(classifier, normalized=1.0, raw=0.0)
+
+    def loss(fake, real):
+        per = (fake - real).abs().flatten(1).mean(1)
+        if features:
+            with torch.no_grad():
+                target = feats(real)
+            for f, t in zip(feats(fake)[::2], target[::2]):
+                per = per + features * (f.float() - t.float()).pow(2).flatten(1).mean(1)
+        return per
+    return loss
+
+
+def train_paired(out: Path, cfg: PairedGANConfig = PAIRED, *, device="cpu", hours: float = None, workers: int = 0,
+                 progress: bool = True, execution=None):
+    """The paired recipe in ``out`` (resumable); returns (EMA generator, step)."""
+    from hairlib.mini.data import PairedRenders
+
+    state = load_checkpoint(out / "state.pt")
+    start = int(state["step"]) if state is not None else 0
+    pairs = stream(PairedRenders(cfg.batch, cfg.seed, cfg.arch.style_dim, cfg.arch.size), start, workers)
+    clf = load_classifier(device=device).requires_grad_(False)
+    return train_paired_gan(cfg, pairs, pair_loss(clf), out, device=device, progress=progress,
+                            max_seconds=None if hours is None else hours * 3600, execution=execution,
+                            on_sample=lambda G, step: save_samples(G, step, out))
 
 
 def render_sampler(size: int, seed: int = CONFIG.seed, start: int = 0, workers: int = 0):
@@ -92,8 +130,10 @@ def export(out_dir: Path, dest: Path = WEIGHTS_DIR, source: str = "gan", metrics
             raise FileNotFoundError(f"no training state in {out_dir}")
         G = Generator(StyleGAN2Config.from_dict(state["config"]["arch"]))
         G.load_state_dict(state["G_ema"])
-        meta = {"arch": state["config"]["arch"], "train": state["config"], "step": state["step"], "stage": "gan"}
-    meta.update({"command": f"python -m hairlib.mini.train_stylegan2 && python -m hairlib.mini.train_stylegan2 "
+        meta = {"arch": state["config"]["arch"], "train": state["config"], "step": state["step"], "stage": source,
+                "cpu_hours": round(float(state.get("seconds", 0.0)) / 3600, 2)}
+    stage = "--stage paired " if source == "paired" else ""
+    meta.update({"command": f"python -m hairlib.mini.train_stylegan2 {stage}&& python -m hairlib.mini.train_stylegan2 "
                             f"--export {source}", "metrics": metrics if metrics is not None else meta.get("metrics", {})})
     return save_shipped("stylegan2", G, meta, dest)
 
@@ -122,33 +162,37 @@ def warm_start(out: Path, device="cpu", progress: bool = True, cfg: WarmStartCon
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=str(DEFAULT_OUT), help="run folder (state.pt, log.jsonl, samples)")
-    p.add_argument("--steps", type=int, default=CONFIG.steps, help="total GAN steps (resumes count)")
+    p.add_argument("--steps", type=int, default=None, help="total steps (resumes count on)")
     p.add_argument("--hours", type=float, default=None, help="stop the GAN stage (and checkpoint) after this wall time")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--workers", type=int, default=0, help="render in this many extra processes (GPU runs)")
-    p.add_argument("--stage", choices=("warm", "all"), default="all",
-                   help="stop after the warm start, or go on to the GAN stage")
-    p.add_argument("--export", choices=("gan", "warm"), default=None,
-                   help="only export for shipping: the GAN stage's EMA generator or the warm start's")
+    p.add_argument("--stage", choices=("paired", "warm", "all"), default="paired",
+                   help="paired: G(z) = render(face(z)) sharpened by D (run folder DIR/paired); warm: the "
+                        "autoencoder warm start (the shipped generator's); all: warm start, then the plain GAN")
+    p.add_argument("--export", choices=("paired", "gan", "warm"), default=None,
+                   help="only export for shipping: the paired or GAN stage's EMA generator, or the warm start's")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
 
     stop_on_signals()  # `kill PID` checkpoints and stops
+    paired_out = out / "paired" if args.out == str(DEFAULT_OUT) else out
     if args.export:
-        print(f"wrote {export(out, source=args.export)}")
+        print(f"wrote {export(paired_out if args.export == 'paired' else out, source=args.export)}")
         return 0
-    from dataclasses import replace
-
+    if args.stage == "paired":
+        train_paired(paired_out, replace(PAIRED, steps=args.steps or PAIRED.steps), device=args.device,
+                     hours=args.hours, workers=args.workers)
+        return 0
     import time
 
     t0 = time.time()
     init = warm_start(out, args.device)
     if args.stage == "warm":
         return 0
-    cfg = replace(CONFIG, steps=args.steps)
+    cfg = replace(CONFIG, steps=args.steps or CONFIG.steps)
 
     state = load_checkpoint(out / "state.pt")
     sampler = render_sampler(ARCH.size, cfg.seed, int(state["step"]) if state else 0, args.workers)

@@ -15,7 +15,16 @@ What differs from rosinality:
     the same image); ``"random"`` and ``"none"`` are there for training and tests;
   * the channel table accepts a cap (``channel_max``) so a 64 px mini model shares the code;
   * the checkpoint's ``latent_avg`` is kept as a non-persistent buffer, so ``g_ema`` still
-    loads strictly.
+    loads strictly;
+  * a second, faster execution of the same parameters for training (``set_execution``; by
+    default chosen in training mode): modulated convolutions run split (StyleGAN2-ADA's
+    ``fused_modconv=False``: modulate the activations, one convolution for the batch,
+    demodulate in the epilogue, which also adds the noise and the bias and applies the
+    activation in one pass), the discriminator's residual sum and 1/sqrt(2) folded into its
+    second convolution's epilogue, the discriminator run once on reals and fakes
+    (``batches=2``). Under CPU autocast (bf16) the activations are bf16 and channels-last
+    between layers, styles, demodulation coefficients, the RGB image and the logits fp32.
+    Inference (eval mode) runs rosinality's operations exactly.
 
 Images are [N, 3, H, W] with values nominally in [-1, 1]; W is [N, style_dim]; W+ is
 [N, num_ws, style_dim].
@@ -32,12 +41,39 @@ import torch.nn.functional as F
 from torch import nn
 
 from hairlib.nets.loading import load_state_dict_strict, read_checkpoint
-from hairlib.ops import FusedLeakyReLU, fused_leaky_relu, upfirdn2d
+from hairlib.ops import FusedLeakyReLU, fused_leaky_relu, modulate, styled_bias_act, upfirdn2d
 
 __all__ = ["StyleGAN2Config", "Generator", "Discriminator", "StyleLayer", "infer_generator_config",
-           "load_generator", "load_state_dict_strict", "channel_table"]
+           "load_generator", "load_state_dict_strict", "channel_table", "MODCONV_IMPLS", "EXECUTIONS"]
 
 BLUR_KERNEL = (1, 3, 3, 1)
+MODCONV_IMPLS = ("auto", "grouped", "split")  # see ModulatedConv2d
+# How a network executes its parameters (see Generator.set_execution, Discriminator.set_execution):
+# "reference" = rosinality's operations exactly; "fast" = the cheaper equivalent execution;
+# "auto" = "fast" in training mode (batch > 1 for the generator), else "reference".
+EXECUTIONS = ("auto", "reference", "fast")
+_MODCONV_OF = {"auto": "auto", "reference": "grouped", "fast": "split"}
+_SQRT1_2 = 1 / math.sqrt(2)
+
+
+def _fp32(device: torch.device):
+    """A region where autocast is off (styles, demodulation coefficients, logits stay fp32)."""
+    return torch.autocast(device.type, enabled=False)
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    """channels_last if x is stored so (and not also contiguous), else contiguous_format."""
+    if x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _to_activations(x: torch.Tensor) -> torch.Tensor:
+    """A network's input in the activations' format: under CPU autocast, its dtype (bf16) and
+    channels-last (what oneDNN's bf16 convolutions run fastest on); otherwise unchanged."""
+    if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        return x.to(dtype=torch.get_autocast_dtype("cpu"), memory_format=torch.channels_last)
+    return x
 
 
 def channel_table(size: int, channel_multiplier: float = 2, channel_max: int = 512) -> Dict[int, int]:
@@ -165,7 +201,19 @@ class EqualLinear(nn.Module):
 
 
 class ModulatedConv2d(nn.Module):
-    """Style-modulated convolution: w -> s (affine ``modulation``) -> scaled, demodulated conv."""
+    """Style-modulated convolution: w -> s (affine ``modulation``) -> scaled, demodulated conv.
+
+    Two executions of the same parameters, chosen by ``impl``:
+      * "grouped" (rosinality's, StyleGAN2's ``fused_modconv``): the style and demodulation are
+        folded into one weight per sample, run as a grouped convolution with N groups;
+      * "split" (StyleGAN2-ADA's ``fused_modconv=False``): the activations are multiplied by s,
+        one convolution with the shared weight runs for the whole batch, and the output is
+        multiplied by the demodulation coefficients. Equal up to float rounding; faster for
+        training with a batch (one large convolution, and its weight gradient, instead of N
+        small ones), and the multiplications fuse into the neighbouring elementwise work;
+      * "auto" (default): "split" in training mode with a batch > 1, else "grouped", so that
+        inference computes exactly what rosinality's code does.
+    """
 
     def __init__(self, in_channel: int, out_channel: int, kernel_size: int, style_dim: int,
                  demodulate: bool = True, upsample: bool = False, downsample: bool = False,
@@ -190,13 +238,25 @@ class ModulatedConv2d(nn.Module):
         self.weight = nn.Parameter(torch.randn(1, out_channel, in_channel, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, in_channel, bias_init=1)
         self.demodulate = demodulate  # False only in ToRGB
+        self.impl = "auto"  # "auto" | "grouped" | "split" (see the class docstring)
+
+    def split(self, x: torch.Tensor) -> bool:
+        """Whether a call on ``x`` [N, in, H, W] runs split (``impl``; "auto": training, N > 1)."""
+        if self.impl not in MODCONV_IMPLS:
+            raise ValueError(f"ModulatedConv2d.impl must be one of {MODCONV_IMPLS}, got {self.impl!r}")
+        if self.impl == "auto":
+            return self.training and x.shape[0] > 1
+        return self.impl == "split"
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """x: [N, in, H, W]; w: [N, style_dim]."""
         return self.forward_s(x, self.modulation(w))
 
     def forward_s(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """x: [N, in, H, W]; s: [N, in] StyleSpace code of this layer."""
+        """x: [N, in, H, W]; s: [N, in] StyleSpace code of this layer -> [N, out, H', W']."""
+        if self.split(x):
+            out, dcoef = self.forward_split(x, s)
+            return out if dcoef is None else out * dcoef.to(out.dtype)[:, :, None, None]
         n, c, h, w = x.shape
         weight = self.scale * self.weight * s.view(n, 1, c, 1, 1)  # [N, out, in, k, k]
         if self.demodulate:
@@ -218,6 +278,30 @@ class ModulatedConv2d(nn.Module):
             out = F.conv2d(x.reshape(1, n * c, h, w), weight.view(n * self.out_channel, c, k, k),
                            padding=self.padding, groups=n)
         return out.view(n, self.out_channel, out.shape[2], out.shape[3])
+
+    def forward_split(self, x: torch.Tensor, s: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """The "split" execution, leaving the demodulation to the caller's epilogue.
+
+        x: [N, in, H, W], any float dtype and memory format (both kept: the weight is cast to
+        x's dtype); s: [N, in]. Returns the convolution of ``x * s`` with the shared weight,
+        [N, out, H', W'] (not demodulated), and the demodulation coefficients [N, out] in fp32
+        (None when ``demodulate`` is off): rsqrt(sum_{in,k,k} (scale * weight * s)^2 + eps),
+        computed as (s^2) @ (sum_{k,k} (scale * weight)^2)^T.
+        """
+        weight = self.weight.squeeze(0) * self.scale  # [out, in, k, k], fp32 (a view: no copy in backward)
+        dcoef = None
+        if self.demodulate:
+            with _fp32(x.device):
+                dcoef = torch.rsqrt(s.float().square() @ weight.square().sum([2, 3]).t() + self.eps)  # [N, out]
+        x = modulate(x, s)
+        weight = weight.to(x.dtype)
+        if self.upsample:
+            out = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
+        elif self.downsample:
+            out = F.conv2d(self.blur(x), weight, stride=2)
+        else:
+            out = F.conv2d(x, weight, padding=self.padding)
+        return out, dcoef
 
 
 class NoiseInjection(nn.Module):
@@ -256,7 +340,15 @@ class StyledConv(nn.Module):
         self.activate = FusedLeakyReLU(out_channel)
 
     def forward_s(self, x, s, noise=None):
-        return self.activate(self.noise(self.conv.forward_s(x, s), noise=noise))
+        """x: [N, in, H, W]; s: [N, in]; noise: [N or 1, 1, H', W'] or None (fresh normal noise)."""
+        if not self.conv.split(x):
+            return self.activate(self.noise(self.conv.forward_s(x, s), noise=noise))
+        # split execution: demodulation, noise, bias, leaky ReLU and gain in one epilogue
+        out, dcoef = self.conv.forward_split(x, s)
+        if noise is None:
+            noise = torch.randn(out.shape[0], 1, out.shape[2], out.shape[3], device=out.device)
+        return styled_bias_act(out, self.activate.bias, dcoef, noise, self.noise.weight,
+                               self.activate.negative_slope, self.activate.scale)
 
 
 class ToRGB(nn.Module):
@@ -270,9 +362,22 @@ class ToRGB(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
 
     def forward_s(self, x, s, skip=None):
-        out = self.conv.forward_s(x, s) + self.bias
-        if skip is not None:
-            out = out + self.upsample(skip)
+        """x: [N, in, H, W]; s: [N, in]; skip: [N, 3, H/2, W/2] or None -> [N, 3, H, W].
+
+        In the split execution the image (3 channels, cheap) is kept in fp32 whatever the
+        activations' dtype, as StyleGAN2-ADA does, so that rounding does not accumulate over
+        the resolutions, and in the activations' memory format (the skip's upsampling then
+        takes hairlib's channels-last CPU kernel on the bf16 path)."""
+        if not self.conv.split(x):
+            out = self.conv.forward_s(x, s) + self.bias
+            if skip is not None:
+                out = out + self.upsample(skip)
+            return out
+        out, _ = self.conv.forward_split(x, s)
+        with _fp32(x.device):
+            out = out.float() + self.bias  # x's memory format (channels-last on the bf16 path)
+            if skip is not None:
+                out = out + self.upsample(skip.float().contiguous(memory_format=_memory_format(out)))
         return out
 
 
@@ -358,8 +463,10 @@ class Generator(nn.Module):
     # --- latents ------------------------------------------------------------------------------
     def mapping(self, z: torch.Tensor, truncation: float = 1.0, truncation_latent: Optional[torch.Tensor] = None) -> torch.Tensor:
         """z [N, style_dim] -> w [N, style_dim], optionally truncated toward ``truncation_latent``
-        (default: the checkpoint's ``latent_avg`` or, failing that, a mean of 4096 samples)."""
-        w = self.style(z)
+        (default: the checkpoint's ``latent_avg`` or, failing that, a mean of 4096 samples).
+        Runs in fp32 under autocast too."""
+        with _fp32(z.device):
+            w = self.style(z.float())
         if truncation != 1.0:
             w = self.truncate(w, truncation, truncation_latent)
         return w
@@ -415,10 +522,12 @@ class Generator(nn.Module):
     # --- StyleSpace ---------------------------------------------------------------------------
     def styles(self, wplus: torch.Tensor) -> List[torch.Tensor]:
         """W+ [N, num_ws, style_dim] -> StyleSpace S: one [N, channels] tensor per style layer,
-        in synthesis order (see ``style_layers``; ToRGB layers included)."""
+        in synthesis order (see ``style_layers``; ToRGB layers included). Runs in fp32 under
+        autocast too."""
         if wplus.ndim != 3 or wplus.shape[1] != self.n_latent:
             raise ValueError(f"styles() expects W+ [N, {self.n_latent}, {self.style_dim}], got {tuple(wplus.shape)}")
-        return [m.modulation(wplus[:, wi]) for _, m, wi, _, _ in self._style_modules()]
+        with _fp32(wplus.device):
+            return [m.modulation(wplus[:, wi].float()) for _, m, wi, _, _ in self._style_modules()]
 
     def _noise_list(self, batch: int, noise_mode: str, noise: Optional[Sequence[torch.Tensor]]):
         if noise is not None:
@@ -433,12 +542,15 @@ class Generator(nn.Module):
 
     def synthesize_from_styles(self, styles: Sequence[torch.Tensor], noise_mode: str = "const",
                                noise: Optional[Sequence[torch.Tensor]] = None) -> torch.Tensor:
-        """StyleSpace S (as from ``styles``) -> images [N, 3, size, size] in about [-1, 1]."""
+        """StyleSpace S (as from ``styles``) -> images [N, 3, size, size] in about [-1, 1].
+
+        Under CPU autocast (bf16) the activations run in bf16 and channels-last from the
+        constant input on (see ``ModulatedConv2d`` for the execution each layer picks)."""
         if len(styles) != len(self.style_layers):
             raise ValueError(f"expected {len(self.style_layers)} style tensors, got {len(styles)}")
         n = styles[0].shape[0]
         noise = self._noise_list(n, noise_mode, noise)
-        out = self.conv1.forward_s(self.input(n), styles[0], noise=noise[0])
+        out = self.conv1.forward_s(_to_activations(self.input(n)), styles[0], noise=noise[0])
         skip = self.to_rgb1.forward_s(out, styles[1])
         k = 2
         for j in range(self.log_size - 2):
@@ -459,6 +571,18 @@ class Generator(nn.Module):
         """Generate images from z, w or W+ (``space``). Returns [N, 3, size, size]."""
         return self.synthesis(self.to_wplus(latent, space, truncation, truncation_latent),
                               noise_mode=noise_mode, noise=noise)
+
+    def set_execution(self, mode: str) -> "Generator":
+        """How the synthesis network executes (never what it computes, beyond rounding):
+        "reference" runs every modulated convolution grouped (rosinality's), "fast" split
+        (StyleGAN2-ADA's fused_modconv=False, with one epilogue pass per layer), "auto" (the
+        default) split in training mode with a batch > 1. See ``ModulatedConv2d``. Returns self."""
+        if mode not in EXECUTIONS:
+            raise ValueError(f"execution must be one of {EXECUTIONS}, got {mode!r}")
+        for m in self.modules():
+            if isinstance(m, ModulatedConv2d):
+                m.impl = _MODCONV_OF[mode]
+        return self
 
     def make_noise(self, seed: Optional[int] = None) -> List[torch.Tensor]:
         """Fresh noise maps shaped like the buffers."""
@@ -491,15 +615,29 @@ class ConvLayer(nn.Sequential):
 
 
 class ResBlock(nn.Module):
+    """(conv2(conv1(x)) + skip(x)) / sqrt(2): x [N, in, H, W] -> [N, out, H/2, W/2].
+
+    The fast execution folds the 1/sqrt(2) into conv2's activation gain and the skip
+    convolution's weight scale (both linear in it) and adds the skip in conv2's activation
+    epilogue (``styled_bias_act(..., residual=skip)``): the division's and the sum's passes
+    over the output are gone, forward and backward."""
+
     def __init__(self, in_channel, out_channel, blur_kernel=BLUR_KERNEL):
         super().__init__()
         self.conv1 = ConvLayer(in_channel, in_channel, 3, blur_kernel=blur_kernel)
         self.conv2 = ConvLayer(in_channel, out_channel, 3, downsample=True, blur_kernel=blur_kernel)
         self.skip = ConvLayer(in_channel, out_channel, 1, downsample=True, activate=False, bias=False,
                               blur_kernel=blur_kernel)
+        self.fast = False  # set by Discriminator.forward
 
     def forward(self, x):
-        return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2)
+        if not self.fast:
+            return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2)
+        skip_blur, skip_conv = self.skip
+        skip = F.conv2d(skip_blur(x), skip_conv.weight * (skip_conv.scale * _SQRT1_2), stride=skip_conv.stride)
+        blur, conv, act = self.conv2
+        return styled_bias_act(conv(blur(self.conv1(x))), act.bias, negative_slope=act.negative_slope,
+                               scale=act.scale * _SQRT1_2, residual=skip)
 
 
 class Discriminator(nn.Module):
@@ -528,18 +666,48 @@ class Discriminator(nn.Module):
         self.final_conv = ConvLayer(in_ch + 1, ch[4], 3)
         self.final_linear = nn.Sequential(EqualLinear(ch[4] * 4 * 4, ch[4], activation="fused_lrelu"),
                                           EqualLinear(ch[4], 1))
+        self.execution = "auto"  # see set_execution
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.convs(x)
+    def set_execution(self, mode: str) -> "Discriminator":
+        """How the network executes (never what it computes, beyond rounding): "reference"
+        runs rosinality's operations; "fast" folds each residual block's 1/sqrt(2) into its
+        branches and computes the minibatch standard deviation from explicit moments; "auto"
+        (the default) is "fast" in training mode. Returns self."""
+        if mode not in EXECUTIONS:
+            raise ValueError(f"execution must be one of {EXECUTIONS}, got {mode!r}")
+        self.execution = mode
+        return self
+
+    def forward(self, x: torch.Tensor, batches: int = 1) -> torch.Tensor:
+        """images [N, 3, size, size] -> logits [N, 1] (fp32).
+
+        ``batches``: x is that many equal batches concatenated, whose minibatch standard
+        deviations are computed separately, so that ``D(cat([a, b]), batches=2)`` equals
+        ``cat([D(a), D(b)])`` (one pass over reals and fakes: larger convolutions, half the
+        calls). Under CPU autocast (bf16) the convolutions run in bf16 and channels-last; the
+        minibatch standard deviation and the final linear layers run in fp32."""
+        fast = self.execution == "fast" or (self.execution == "auto" and self.training)
+        for block in self.convs:
+            if isinstance(block, ResBlock):
+                block.fast = fast
+        out = self.convs(_to_activations(x))
         n, c, h, w = out.shape
-        group = min(n, self.stddev_group)
-        if n % group:
+        if batches < 1 or n % batches:
+            raise ValueError(f"Discriminator: a batch of {n} does not split into {batches} equal batches")
+        group = min(n // batches, self.stddev_group)
+        if (n // batches) % group:
             group = 1
-        std = out.view(group, -1, self.stddev_feat, c // self.stddev_feat, h, w)
-        std = torch.sqrt(std.var(0, unbiased=False) + 1e-8).mean([2, 3, 4], keepdim=True).squeeze(2)
-        out = torch.cat([out, std.repeat(group, 1, h, w)], 1)
-        out = self.final_conv(out)
-        return self.final_linear(out.view(n, -1))
+        f = self.stddev_feat
+        y = out.float().reshape(batches, group, -1, f, c // f, h, w)  # [B, G, M, F, C/F, H, W]
+        if fast:
+            var = (y - y.mean(1, keepdim=True)).square().mean(1)
+        else:
+            var = y.var(1, unbiased=False)
+        std = torch.sqrt(var + 1e-8).mean([3, 4, 5], keepdim=True).squeeze(3)  # [B, M, F, 1, 1]
+        std = std.to(out.dtype).repeat(1, group, 1, h, w).reshape(n, f, h, w)
+        out = self.final_conv(torch.cat([out, std], 1))
+        with _fp32(x.device):
+            return self.final_linear(out.float().reshape(n, -1))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,17 +1,22 @@
-"""Just-in-time build of hairlib's CUDA extensions, and the choice of backend.
+"""Just-in-time build of hairlib's C++/CUDA extensions, and the choice of backend.
 
-Nothing here compiles at import. An extension is built the first time an op runs on a CUDA
-tensor (with ``torch.utils.cpp_extension.load`` and ninja), in a build directory keyed by a
-hash of its sources and of the torch / CUDA versions, so an edited kernel never reuses a stale
-binary. A failed build warns once, is remembered for the life of the process and the op falls
-back to its pure-PyTorch reference; it never raises unless the user demanded CUDA
-(``impl="cuda"`` or ``HAIRLIB_OPS=cuda``).
+Nothing here compiles at import. An extension is built the first time an op needs it (with
+``torch.utils.cpp_extension.load`` and ninja), in a build directory keyed by a hash of its
+sources and of the torch / CUDA versions (and, for CPU extensions, which are compiled for the
+build machine's instruction set, of the CPU's model and flags), so an edited kernel never
+reuses a stale binary. A failed build warns once, is remembered for the life of the process and
+the op falls back to its pure-PyTorch reference; it never raises unless the user demanded the
+backend (``impl="cuda"`` / ``"cpu"`` or ``HAIRLIB_OPS=cuda`` / ``cpu``).
 
 Backends:
     "ref"   pure PyTorch, any device, double backward
     "cuda"  our kernels (``hairlib/ops/*.cu``), CUDA tensors only
-    "auto"  (default) on CUDA tensors, the faster of the two as measured on first use of each
-            configuration (op, shape, dtype, arguments); "ref" elsewhere.
+    "cpu"   our CPU kernels (``hairlib/ops/*_cpu.cpp``) for the ops that have them, CPU tensors
+            only; double backward falls back to differentiating the reference
+    "auto"  (default) on CUDA tensors, the faster of "cuda" and "ref" as measured on first use
+            of each configuration (op, shape, dtype, arguments); on CPU tensors, the CPU kernel
+            where the op has one (it is faster: one pass over memory instead of several),
+            else "ref".
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ import torch
 
 __all__ = ["IMPLS", "requested_impl", "use_impl", "Extension", "load_extension", "extension_status", "build_dir", "autotune"]
 
-IMPLS = ("auto", "ref", "cuda")
+IMPLS = ("auto", "ref", "cuda", "cpu")
 _HERE = Path(__file__).resolve().parent
 _EXTENSIONS: Dict[str, object] = {}  # name -> loaded module
 _FAILED: Dict[str, str] = {}  # name -> reason (remembered: we never retry a failed build)
@@ -65,15 +70,43 @@ def _cache_root() -> Path:
     return root / "torch_extensions"
 
 
-def build_dir(name: str, sources) -> Path:
-    """Build directory for ``name``: keyed by the sources' contents and the toolchain versions."""
+def _cpu_identity() -> bytes:
+    """The CPU's model and feature flags (a CPU extension is built for this instruction set)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        import platform
+
+        return f"{platform.machine()} {platform.processor()}".encode()
+    keep = [l for l in lines if l.startswith(("model name", "flags", "Features", "CPU part"))]
+    return "\n".join(dict.fromkeys(keep)).encode()
+
+
+def build_dir(name: str, sources, *, cpu: bool = False) -> Path:
+    """Build directory for ``name``: keyed by the sources' contents and the toolchain versions
+    (and, for a CPU extension, by the CPU it is compiled for)."""
     h = hashlib.sha256()
     for src in sources:
         h.update(Path(src).name.encode())
         h.update((_HERE / src).read_bytes())
     h.update(torch.__version__.encode())
     h.update(str(torch.version.cuda).encode())
+    if cpu:
+        h.update(_cpu_identity())
     return _cache_root() / f"{name}-{h.hexdigest()[:16]}"
+
+
+def _why_not_buildable_cpu() -> Optional[str]:
+    import shutil
+
+    from torch.utils import cpp_extension
+
+    if not cpp_extension.is_ninja_available():
+        return "ninja is not installed (pip install ninja)"
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        return f"no C++ compiler ({compiler!r} not found; set CXX)"
+    return None
 
 
 def _why_not_buildable() -> Optional[str]:
@@ -96,45 +129,49 @@ def _why_not_buildable() -> Optional[str]:
     return None
 
 
-def load_extension(name: str, sources, *, required: bool = False):
+def load_extension(name: str, sources, *, required: bool = False, cpu: bool = False):
     """Return the compiled extension ``name`` built from ``sources`` (paths relative to ops/).
 
-    Returns None (after warning once) when it cannot be built, unless ``required`` is true, in
-    which case a RuntimeError says why.
+    ``cpu``: a C++-only extension, compiled with OpenMP for the build machine's instruction set
+    (``-march=native``); otherwise a CUDA one. Returns None (after warning once) when it cannot
+    be built, unless ``required`` is true, in which case a RuntimeError says why.
     """
     if name in _EXTENSIONS:
         return _EXTENSIONS[name]
+    kind = "CPU" if cpu else "CUDA"
     reason = _FAILED.get(name)
     if reason is None:
-        reason = _why_not_buildable()
+        reason = _why_not_buildable_cpu() if cpu else _why_not_buildable()
         if reason is None:
             try:
                 from torch.utils import cpp_extension
 
-                directory = build_dir(name, sources)
+                directory = build_dir(name, sources, cpu=cpu)
                 directory.mkdir(parents=True, exist_ok=True)
                 t0 = time.time()
                 module = cpp_extension.load(
                     name=f"hairlib_{name}",
                     sources=[str(_HERE / s) for s in sources],
                     build_directory=str(directory),
-                    extra_cflags=["-O3"],
-                    extra_cuda_cflags=["-O3", "--use_fast_math"],
+                    extra_cflags=["-O3", "-march=native", "-ffp-contract=off", "-fopenmp"] if cpu else ["-O3"],
+                    extra_ldflags=["-fopenmp"] if cpu else None,
+                    extra_cuda_cflags=None if cpu else ["-O3", "--use_fast_math"],
                     verbose=os.environ.get("HAIRLIB_OPS_VERBOSE") == "1",
                 )
                 _EXTENSIONS[name] = module
                 if time.time() - t0 > 5:
-                    warnings.warn(f"hairlib: built CUDA op {name!r} in {time.time() - t0:.0f} s "
+                    warnings.warn(f"hairlib: built {kind} op {name!r} in {time.time() - t0:.0f} s "
                                   f"(cached in {directory})", stacklevel=3)
                 return module
             except Exception as e:  # a failed build must never break the caller
                 reason = f"build failed: {type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
         _FAILED[name] = reason
         if not required and reason != "no CUDA device":
-            warnings.warn(f"hairlib: CUDA op {name!r} unavailable ({reason}); using the PyTorch "
+            warnings.warn(f"hairlib: {kind} op {name!r} unavailable ({reason}); using the PyTorch "
                           f"reference. Set HAIRLIB_OPS=ref to silence this.", stacklevel=3)
     if required:
-        raise RuntimeError(f"hairlib: CUDA op {name!r} was demanded (impl='cuda' or HAIRLIB_OPS=cuda) "
+        flag = kind.lower()
+        raise RuntimeError(f"hairlib: {kind} op {name!r} was demanded (impl='{flag}' or HAIRLIB_OPS={flag}) "
                            f"but is unavailable: {reason}")
     return None
 
@@ -143,24 +180,25 @@ class Extension:
     """A lazily built extension: ``available()`` builds it on first call (False, after one
     warning, if it cannot be built); ``module()`` returns it or raises saying why not."""
 
-    def __init__(self, name: str, sources):
+    def __init__(self, name: str, sources, *, cpu: bool = False):
         self.name = name  # extension name (also the key of its build directory)
         self.sources = list(sources)  # paths relative to ops/
+        self.cpu = cpu  # a C++-only extension for CPU tensors (else CUDA)
 
     def available(self, required: bool = False) -> bool:
-        return load_extension(self.name, self.sources, required=required) is not None
+        return load_extension(self.name, self.sources, required=required, cpu=self.cpu) is not None
 
     def module(self):
-        return load_extension(self.name, self.sources, required=True)
+        return load_extension(self.name, self.sources, required=True, cpu=self.cpu)
 
 
-def extension_status(name: str) -> str:
+def extension_status(name: str, *, cpu: bool = False) -> str:
     """'loaded', 'unavailable: <why>' or 'not built yet (builds on first use)' (for `hairlib info`)."""
     if name in _EXTENSIONS:
         return "loaded"
     if name in _FAILED:
         return f"unavailable: {_FAILED[name]}"
-    why = _why_not_buildable()
+    why = _why_not_buildable_cpu() if cpu else _why_not_buildable()
     return f"unavailable: {why}" if why else "not built yet (builds on first use)"
 
 

@@ -4,38 +4,28 @@ StyleGAN2's activation (slope 0.2, scale sqrt(2)); the bias is broadcast over di
 Same semantics as rosinality's ``fused_leaky_relu``, except that the negative slope argument
 is honoured on every device (rosinality's CPU path silently used 0.2).
 
-Backends (see ``hairlib.ops._build``): a pure-PyTorch reference (any device, double backward) and our
-CUDA kernel (``bias_act_kernel.cu``), chosen by ``impl=`` or ``$HAIRLIB_OPS``.
+Backends (see ``hairlib.ops._build``): a pure-PyTorch reference (any device, double backward), our
+CUDA kernel (``bias_act_kernel.cu``) and, for 4-D CPU tensors, the CPU kernel of
+``styled_bias_act`` (``styled_act_cpu.cpp``), chosen by ``impl=`` or ``$HAIRLIB_OPS``.
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from . import _build
+from ._leaky import DEFAULT_SCALE, DEFAULT_SLOPE, fused_leaky_relu_ref
+from .styled import styled_bias_act
 
 __all__ = ["fused_leaky_relu", "fused_leaky_relu_ref", "FusedLeakyReLU", "DEFAULT_SLOPE", "DEFAULT_SCALE"]
-
-DEFAULT_SLOPE = 0.2
-DEFAULT_SCALE = math.sqrt(2)
-
 
 def _check(x: torch.Tensor, bias: Optional[torch.Tensor]):
     if bias is not None:
         if x.ndim < 2 or bias.ndim != 1 or bias.shape[0] != x.shape[1]:
             raise ValueError(f"fused_leaky_relu: bias {tuple(bias.shape)} must be [C] for x {tuple(x.shape)} (C = dim 1)")
 
-
-def fused_leaky_relu_ref(x: torch.Tensor, bias: Optional[torch.Tensor] = None,
-                         negative_slope: float = DEFAULT_SLOPE, scale: float = DEFAULT_SCALE) -> torch.Tensor:
-    """Pure-PyTorch reference; differentiable to any order."""
-    if bias is not None:
-        x = x + bias.to(x.dtype).view(1, -1, *([1] * (x.ndim - 2)))
-    return F.leaky_relu(x, negative_slope) * scale
 
 
 def fused_leaky_relu(x: torch.Tensor, bias: Optional[torch.Tensor] = None,
@@ -48,12 +38,18 @@ def fused_leaky_relu(x: torch.Tensor, bias: Optional[torch.Tensor] = None,
         bias: [C] or None.
         negative_slope: slope for x + b < 0.
         scale: gain applied after the activation.
-        impl: "auto" | "ref" | "cuda"; default ``$HAIRLIB_OPS`` or "auto".
+        impl: "auto" | "ref" | "cuda" | "cpu"; default ``$HAIRLIB_OPS`` or "auto". On a 4-D CPU
+            tensor, "cpu" (and "auto" for bfloat16 or channels-last) runs ``styled_bias_act``'s CPU kernel.
 
     Returns: tensor shaped like x.
     """
     _check(x, bias)
     impl = _build.requested_impl(impl)
+    if not x.is_cuda and x.ndim == 4 and impl in ("auto", "cpu"):
+        # CPU: our one-pass kernel, shared with styled_bias_act (under "auto": bf16 or channels-last)
+        return styled_bias_act(x, bias, negative_slope=negative_slope, scale=scale, impl=impl)
+    if impl == "cpu":
+        raise RuntimeError("fused_leaky_relu: impl='cpu' needs a 4-D CPU tensor")
     if impl == "cuda":
         if not x.is_cuda:
             raise RuntimeError("fused_leaky_relu: impl='cuda' needs CUDA tensors")

@@ -4,8 +4,10 @@ The resampling primitive of StyleGAN2 (blur before strided convolutions, upsampl
 skip connections). Same arguments and semantics as rosinality/stylegan2-pytorch's ``upfirdn2d``
 so that checkpoints trained against it give identical outputs.
 
-Backends (see ``hairlib.ops._build``): a pure-PyTorch reference (any device, double backward) and our
-CUDA kernel (``upfirdn2d_kernel.cu``), chosen by ``impl=`` or ``$HAIRLIB_OPS``.
+Backends (see ``hairlib.ops._build``): a pure-PyTorch reference (any device, double backward), our
+CUDA kernel (``upfirdn2d_kernel.cu``) and our CPU kernel for channels-last tensors and separable
+filters (``upfirdn2d_cpu.cpp``; "auto" takes it for bfloat16 or channels-last tensors, i.e. on
+the fast training path), chosen by ``impl=`` or ``$HAIRLIB_OPS``.
 """
 from __future__ import annotations
 
@@ -58,6 +60,11 @@ def upfirdn2d_ref(x: torch.Tensor, kernel: torch.Tensor, up=(1, 1), down=(1, 1),
     x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
     # FIR filter: a true convolution, hence the flipped kernel (conv2d correlates). Depthwise.
     weight = kernel.to(x.dtype).flip([0, 1])[None, None].expand(c, 1, kh, kw)
+    if ux == 1 and uy == 1 and x.dtype == torch.float32:
+        # Downsample by striding the filter: only the kept samples are computed (the same sums
+        # as filtering everything and keeping every down-th sample). Not for other dtypes, whose
+        # strided depthwise backward is several times slower in oneDNN than the full one.
+        return F.conv2d(x, weight, groups=c, stride=(dy, dx))
     x = F.conv2d(x, weight, groups=c)
     # Downsample: keep every down-th sample.
     return x[:, :, ::dy, ::dx]
@@ -73,7 +80,7 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: IntPair = 1, down: IntP
         up: integer upsampling factor, or (up_x, up_y).
         down: integer downsampling factor, or (down_x, down_y).
         pad: (pad0, pad1) for both axes or (pad_x0, pad_x1, pad_y0, pad_y1); negative crops.
-        impl: "auto" | "ref" | "cuda"; default ``$HAIRLIB_OPS`` or "auto".
+        impl: "auto" | "ref" | "cuda" | "cpu" (the reference); default ``$HAIRLIB_OPS`` or "auto".
 
     Returns:
         [N, C, out_h, out_w] with out_h = (H*up_y + pad_y0 + pad_y1 - kh + down_y) // down_y.
@@ -87,6 +94,8 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: IntPair = 1, down: IntP
     choice = _choose(x, kernel, up, down, pad, impl)
     if choice == "cuda":
         return _cuda().upfirdn2d_cuda(x, kernel, up, down, pad)
+    if choice == "cpu":
+        return _cpu().upfirdn2d_cpu(x, kernel, up, down, pad, _separable(kernel))
     return upfirdn2d_ref(x, kernel, up, down, pad)
 
 
@@ -94,10 +103,46 @@ def _cuda():
     return _build._import_cuda_module("upfirdn2d_cuda")
 
 
+def _cpu():
+    return _build._import_cuda_module("upfirdn2d_cpu")
+
+
+_FACTORS: dict = {}  # kernel values -> (kx, ky) or None
+
+
+def _separable(kernel: torch.Tensor):
+    key = (tuple(kernel.shape), tuple(kernel.detach().flatten().tolist()))
+    if key not in _FACTORS:
+        _FACTORS[key] = _cpu().separable(kernel)
+    return _FACTORS[key]
+
+
+def _fast_path_tensor(x: torch.Tensor) -> bool:
+    """bfloat16, or channels-last (not also contiguous): what the fast training execution makes;
+    the reference execution and inference (float32, contiguous) keep the reference."""
+    return x.dtype == torch.bfloat16 or (
+        x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last))
+
+
+def _cpu_applies(x, kernel, up, down) -> bool:
+    return (_cpu().supports(x) and up[0] == up[1] and down[0] == down[1] and kernel.shape[0] <= 8
+            and _separable(kernel) is not None)
+
+
 def _choose(x, kernel, up, down, pad, impl) -> str:
     impl = _build.requested_impl(impl)
     if impl == "ref":
         return "ref"
+    if impl == "cpu":  # our kernel where it applies (channels-last, separable filter), else the reference
+        if x.is_cuda:
+            raise RuntimeError("upfirdn2d: impl='cpu' needs CPU tensors")
+        if _cpu_applies(x, kernel, up, down):
+            _cpu().KERNELS.available(required=True)
+            return "cpu"
+        return "ref"
+    if impl == "auto" and x.device.type == "cpu" and _fast_path_tensor(x):
+        # the fast training path's tensors: our kernel where it applies
+        return "cpu" if _cpu_applies(x, kernel, up, down) and _cpu().KERNELS.available() else "ref"
     if impl == "cuda":
         if not x.is_cuda:
             raise RuntimeError("upfirdn2d: impl='cuda' needs CUDA tensors")

@@ -6,6 +6,14 @@ path-length penalty; then the EMA generator. What differs from rosinality: the d
 ``sample_real(batch, generator) -> [N, 3, H, W] in [-1, 1]`` callable (the mini world renders
 on the fly, so the data set is infinite and needs no augmentation); training state lives in
 one atomic, resumable checkpoint; a JSON-lines log; a tqdm progress bar; no argparse.
+
+How a step executes (``StepExecution``; never what it computes, beyond bf16 rounding) is chosen
+automatically: the fast execution runs the modulated convolutions split (StyleGAN2-ADA's
+``fused_modconv=False``) with one fused epilogue per layer, the discriminator once on reals and
+fakes together, Adam's fused kernel and a foreach EMA, and, on a CPU with AMX-BF16, the loss
+passes in bf16 autocast on channels-last activations (fp32 master weights; hairlib's CPU kernels
+for the elementwise work and the blurs). The R1 and path-length penalties always run in fp32.
+``execution="reference"`` runs rosinality's execution instead (fp32, grouped convolutions).
 """
 from __future__ import annotations
 
@@ -14,16 +22,19 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional
+import contextlib
+from typing import Callable, Optional, Union
 
 import torch
 import torch.nn.functional as F
 
+from hairlib import ops
 from hairlib.nets.stylegan2 import Discriminator, Generator, StyleGAN2Config
 from hairlib.train.checkpoint import append_log, load_checkpoint, save_atomic
 
 __all__ = ["GANTrainConfig", "train_gan", "d_logistic_loss", "g_nonsaturating_loss", "r1_penalty",
-           "discriminator_step", "check_config", "snapshot_state", "restore_state", "resume"]
+           "discriminator_step", "check_config", "snapshot_state", "restore_state", "resume",
+           "StepExecution", "choose_execution", "GANStep", "make_optimizers"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,53 @@ class GANTrainConfig:
         d = dict(d)
         d["arch"] = StyleGAN2Config.from_dict(d["arch"])
         return cls(**d)
+
+
+@dataclass(frozen=True)
+class StepExecution:
+    """How a training step executes: never what it computes, beyond bf16 rounding."""
+    networks: str = "fast"  # G's and D's execution: "reference" or "fast" (see Generator.set_execution)
+    dtype: torch.dtype = torch.float32  # activations in the loss passes; bf16 = CPU autocast, channels-last
+    batched_d: bool = True  # D once on reals and fakes (D(cat, batches=2)) instead of twice
+    fused_optim: bool = True  # Adam's fused kernel and a foreach EMA instead of per-tensor loops
+
+    @classmethod
+    def reference(cls) -> "StepExecution":
+        """rosinality's execution: fp32, grouped modulated convolutions, D twice, for-loop Adam."""
+        return cls("reference", torch.float32, False, False)
+
+    @classmethod
+    def fast(cls, device="cpu") -> "StepExecution":
+        """The fast execution for ``device``: bf16 activations on a CPU with AMX-BF16, fp32
+        elsewhere (``ops.training_dtype``)."""
+        return cls("fast", ops.training_dtype(device), True, True)
+
+    def autocast(self, device: torch.device):
+        """The loss passes' autocast context (none for fp32)."""
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=self.dtype)
+
+    def describe(self) -> str:
+        if self.networks == "reference" and not self.batched_d and not self.fused_optim:
+            return "reference (fp32, grouped modconv, D twice, for-loop Adam)"
+        dtype = str(self.dtype).replace("torch.", "")
+        parts = [f"{self.networks} networks", dtype + (" autocast, channels-last" if dtype != "float32" else "")]
+        parts += ["D once on reals+fakes"] if self.batched_d else ["D twice"]
+        parts += ["fused Adam"] if self.fused_optim else ["for-loop Adam"]
+        return ", ".join(parts)
+
+
+def choose_execution(execution: Union[None, str, StepExecution] = None, device="cpu") -> StepExecution:
+    """``None`` or "fast": the fast execution for ``device``; "reference": rosinality's; a
+    ``StepExecution``: itself."""
+    if isinstance(execution, StepExecution):
+        return execution
+    if execution in (None, "fast", "auto"):
+        return StepExecution.fast(device)
+    if execution == "reference":
+        return StepExecution.reference()
+    raise ValueError(f"execution must be 'fast', 'reference' or a StepExecution, got {execution!r}")
 
 
 def d_logistic_loss(real_pred: torch.Tensor, fake_pred: torch.Tensor) -> torch.Tensor:
@@ -105,12 +163,20 @@ def resume(path, config: dict, nets: dict, gen: torch.Generator) -> Optional[dic
 
 
 def discriminator_step(D, d_opt, real: torch.Tensor, fake: torch.Tensor, step: int, r1: float,
-                       d_reg_every: int, stats: dict) -> None:
+                       d_reg_every: int, stats: dict, execution: Optional[StepExecution] = None) -> None:
     """One discriminator update on reals vs (detached) fakes, and on every ``d_reg_every``-th
-    step the lazy R1 penalty on the reals, scaled by the interval; losses go into ``stats``."""
+    step the lazy R1 penalty on the reals (fp32), scaled by the interval; losses go into
+    ``stats``. ``execution``: how the loss pass runs (default: reference)."""
+    ex = execution or StepExecution.reference()
     D.requires_grad_(True)
-    real_pred, fake_pred = D(real), D(fake.detach())
-    d_loss = d_logistic_loss(real_pred, fake_pred)
+    with ex.autocast(real.device):
+        if ex.batched_d:
+            n = real.shape[0]
+            pred = D(torch.cat([real, fake.detach().to(real.dtype)]), batches=2)
+            real_pred, fake_pred = pred[:n], pred[n:]
+        else:
+            real_pred, fake_pred = D(real), D(fake.detach())
+        d_loss = d_logistic_loss(real_pred, fake_pred)
     d_opt.zero_grad(set_to_none=True)
     d_loss.backward()
     d_opt.step()
@@ -145,52 +211,128 @@ def _sample_wplus(G: Generator, batch: int, z_dim: int, mixing: float, device, g
 
 
 @torch.no_grad()
-def _accumulate(ema: Generator, model: Generator, decay: float) -> None:
+def _accumulate(ema: Generator, model: Generator, decay: float, foreach: bool = False) -> None:
+    if foreach:  # one kernel per list instead of two per tensor; equal up to rounding
+        torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in model.parameters()], 1 - decay)
+        torch._foreach_copy_(list(ema.buffers()), list(model.buffers()))
+        return
     for pe, pm in zip(ema.parameters(), model.parameters()):
         pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
     for be, bm in zip(ema.buffers(), model.buffers()):
         be.copy_(bm)
 
 
+def make_optimizers(G: Generator, D: Discriminator, cfg: "GANTrainConfig", execution: StepExecution):
+    """rosinality's Adam pair (betas (0, 0.99), lazily corrected for the regularisation
+    intervals); the fast execution uses Adam's fused kernel."""
+    g_ratio = cfg.g_reg_every / (cfg.g_reg_every + 1)
+    d_ratio = cfg.d_reg_every / (cfg.d_reg_every + 1)
+    kw = {"fused": True} if execution.fused_optim else {}
+    g_opt = torch.optim.Adam(G.parameters(), lr=cfg.lr * g_ratio, betas=(0.0, 0.99 ** g_ratio), **kw)
+    d_opt = torch.optim.Adam(D.parameters(), lr=cfg.lr * d_ratio, betas=(0.0, 0.99 ** d_ratio), **kw)
+    return g_opt, d_opt
+
+
+def _set_adam_impl(opt: torch.optim.Optimizer, fused: bool) -> None:
+    """After loading an optimiser's state (which carries the saving run's implementation
+    flags), use the implementation this run's execution asks for."""
+    for group in opt.param_groups:
+        group["fused"] = True if fused else None
+        group["foreach"] = None
+
+
+class GANStep:
+    """One train_gan iteration without its bookkeeping, on given networks and optimisers.
+
+    ``step(real, index, stats)``: D update on ``real`` vs fresh fakes (+ the lazy R1 penalty when
+    ``index % d_reg_every == 0``), G update with style mixing (+ the lazy path-length penalty when
+    ``index % g_reg_every == 0``), then the EMA generator if one is given. Latents come from
+    ``gen``; the noise inputs from the global RNG. ``hairlib bench train`` times exactly this.
+    """
+
+    def __init__(self, G: Generator, D: Discriminator, g_opt, d_opt, cfg: "GANTrainConfig",
+                 execution: StepExecution, gen: torch.Generator, device, G_ema: Optional[Generator] = None):
+        self.G, self.D, self.g_opt, self.d_opt, self.G_ema = G, D, g_opt, d_opt, G_ema
+        self.cfg, self.ex, self.gen, self.device = cfg, execution, gen, torch.device(device)
+        self.mean_path = torch.zeros((), device=self.device)  # path-length running mean
+        self.ema_decay = 0.5 ** (cfg.batch / (cfg.ema_kimg * 1000))
+        G.set_execution(execution.networks)
+        D.set_execution(execution.networks)
+        if execution.dtype != torch.float32 and self.device.type == "cpu":
+            # channels-last master weights: the convolutions' weight gradients come back in that
+            # layout (their inputs are channels-last), so accumulating them needs no transposing copy
+            D.to(memory_format=torch.channels_last)
+
+    def step(self, real: torch.Tensor, index: int, stats: dict) -> None:
+        G, D, cfg, ex, gen, dev = self.G, self.D, self.cfg, self.ex, self.gen, self.device
+        z_dim = cfg.arch.style_dim
+        # --- discriminator
+        with torch.no_grad(), ex.autocast(dev):
+            fake = G.synthesis(_sample_wplus(G, cfg.batch, z_dim, cfg.mixing, dev, gen), noise_mode="random")
+        G.requires_grad_(False)
+        discriminator_step(D, self.d_opt, real, fake, index, cfg.r1, cfg.d_reg_every, stats, ex)
+        # --- generator
+        G.requires_grad_(True)
+        D.requires_grad_(False)
+        wplus = _sample_wplus(G, cfg.batch, z_dim, cfg.mixing, dev, gen)
+        with ex.autocast(dev):
+            g_loss = g_nonsaturating_loss(D(G.synthesis(wplus, noise_mode="random")))
+        self.g_opt.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.g_opt.step()
+        stats["g"] = g_loss.item()
+        if cfg.path_regularize > 0 and index % cfg.g_reg_every == 0:
+            pl, self.mean_path, pl_mean = _path_length_penalty(G, max(1, cfg.batch // cfg.path_batch_shrink),
+                                                               z_dim, self.mean_path, dev, gen)
+            self.g_opt.zero_grad(set_to_none=True)
+            (cfg.path_regularize * cfg.g_reg_every * pl).backward()
+            self.g_opt.step()
+            stats["path"] = pl_mean.item()
+        if self.G_ema is not None:
+            _accumulate(self.G_ema, G, self.ema_decay, foreach=ex.fused_optim)
+
+
 def train_gan(cfg: GANTrainConfig, sample_real: Callable[[int, torch.Generator], torch.Tensor], out_dir,
               *, device="cpu", progress: bool = True, max_seconds: Optional[float] = None,
               on_sample: Optional[Callable[[Generator, int], None]] = None,
-              init: Optional[dict] = None) -> Generator:
+              init: Optional[dict] = None, execution: Union[None, str, StepExecution] = None) -> Generator:
     """Train (or resume) a StyleGAN2 in ``out_dir``; return the EMA generator.
 
     ``out_dir`` holds ``state.pt`` (everything needed to resume: G, D, G_ema, optimisers,
     step, RNG state), ``config.json`` and ``log.jsonl``. Stops after ``cfg.steps`` or
     ``max_seconds`` of wall time, checkpointing first; rerunning resumes where it stopped.
+    ``execution``: "fast" (default, chosen for ``device``: see ``StepExecution.fast``),
+    "reference" (rosinality's), or a ``StepExecution``; it is not part of the run's
+    configuration, so a run may resume under another execution.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(device)
+    ex = choose_execution(execution, device)
     torch.manual_seed(cfg.seed)
     G, D = Generator(cfg.arch).to(device), Discriminator(cfg.arch).to(device)
     G_ema = Generator(cfg.arch).to(device).eval().requires_grad_(False)
     if init is not None:
         G.load_state_dict(init)
     G_ema.load_state_dict(G.state_dict())
-    g_ratio = cfg.g_reg_every / (cfg.g_reg_every + 1)
-    d_ratio = cfg.d_reg_every / (cfg.d_reg_every + 1)
-    g_opt = torch.optim.Adam(G.parameters(), lr=cfg.lr * g_ratio, betas=(0.0, 0.99 ** g_ratio))
-    d_opt = torch.optim.Adam(D.parameters(), lr=cfg.lr * d_ratio, betas=(0.0, 0.99 ** d_ratio))
+    g_opt, d_opt = make_optimizers(G, D, cfg, ex)
     gen = torch.Generator().manual_seed(cfg.seed)
-    step, mean_path = 0, torch.zeros((), device=device)
+    step = 0
+    runner = GANStep(G, D, g_opt, d_opt, cfg, ex, gen, device, G_ema=G_ema)
 
     state_path = out_dir / "state.pt"
     nets = {"G": G, "D": D, "G_ema": G_ema, "g_opt": g_opt, "d_opt": d_opt}
     state = resume(state_path, cfg.to_dict(), nets, gen)
     if state is not None:
-        step, mean_path = int(state["step"]), state["mean_path"].to(device)
+        step, runner.mean_path = int(state["step"]), state["mean_path"].to(device)
+        _set_adam_impl(g_opt, ex.fused_optim)
+        _set_adam_impl(d_opt, ex.fused_optim)
     (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 
     def checkpoint():
-        save_atomic({"config": cfg.to_dict(), **snapshot_state(nets, gen), "step": step, "mean_path": mean_path.cpu()},
-                    state_path)
+        save_atomic({"config": cfg.to_dict(), **snapshot_state(nets, gen), "step": step,
+                     "mean_path": runner.mean_path.cpu()}, state_path)
 
-    ema_decay = 0.5 ** (cfg.batch / (cfg.ema_kimg * 1000))
-    z_dim = cfg.arch.style_dim
     t_start = time.time()
     from tqdm.auto import tqdm
 
@@ -198,29 +340,7 @@ def train_gan(cfg: GANTrainConfig, sample_real: Callable[[int, torch.Generator],
     stats = {}
     try:
         while step < cfg.steps:
-            # --- discriminator
-            real = sample_real(cfg.batch, gen).to(device)
-            with torch.no_grad():
-                fake = G.synthesis(_sample_wplus(G, cfg.batch, z_dim, cfg.mixing, device, gen), noise_mode="random")
-            G.requires_grad_(False)
-            discriminator_step(D, d_opt, real, fake, step, cfg.r1, cfg.d_reg_every, stats)
-            # --- generator
-            G.requires_grad_(True)
-            D.requires_grad_(False)
-            fake = G.synthesis(_sample_wplus(G, cfg.batch, z_dim, cfg.mixing, device, gen), noise_mode="random")
-            g_loss = g_nonsaturating_loss(D(fake))
-            g_opt.zero_grad(set_to_none=True)
-            g_loss.backward()
-            g_opt.step()
-            stats["g"] = g_loss.item()
-            if cfg.path_regularize > 0 and step % cfg.g_reg_every == 0:
-                pl, mean_path, pl_mean = _path_length_penalty(G, max(1, cfg.batch // cfg.path_batch_shrink), z_dim,
-                                                             mean_path, device, gen)
-                g_opt.zero_grad(set_to_none=True)
-                (cfg.path_regularize * cfg.g_reg_every * pl).backward()
-                g_opt.step()
-                stats["path"] = pl_mean.item()
-            _accumulate(G_ema, G, ema_decay)
+            runner.step(sample_real(cfg.batch, gen).to(device), step, stats)
             step += 1
             bar.update(1)
             if step % cfg.log_every == 0:

@@ -18,19 +18,19 @@ over every session), ``log.jsonl``, a time budget.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Callable, Iterator, Optional, Tuple, Union
 
 import torch
 from tqdm.auto import tqdm
 
 from hairlib.nets.stylegan2 import Discriminator, Generator, StyleGAN2Config
 from hairlib.train.checkpoint import append_log, save_atomic
-from hairlib.train.gan import _accumulate, discriminator_step, g_nonsaturating_loss, resume, snapshot_state
+from hairlib.train.gan import (StepExecution, _accumulate, _set_adam_impl, choose_execution, discriminator_step,
+                               g_nonsaturating_loss, resume, snapshot_state)
 
 __all__ = ["PairedGANConfig", "train_paired_gan", "mixed_wplus"]
 
@@ -82,14 +82,15 @@ def mixed_wplus(G: Generator, z: torch.Tensor, mixing: float, gen: torch.Generat
 def train_paired_gan(cfg: PairedGANConfig, pairs: Iterator[dict], pair_loss: Callable, out_dir, *,
                      device="cpu", progress: bool = True, max_seconds: Optional[float] = None,
                      on_sample: Optional[Callable[[Generator, int], None]] = None,
-                     step_context: Callable = None) -> Tuple[Generator, int]:
+                     execution: Union[None, str, StepExecution] = None) -> Tuple[Generator, int]:
     """Train (or resume) in ``out_dir``; return (the EMA generator, the step reached).
 
     pairs: yields {"z": [B, z_dim], "images": [B, 3, S, S] in [-1, 1]} in step order (a resumed
     run is handed the stream from its step: ``hairlib.mini.data.stream(..., start=step)``; its
     first item is read only after the state is loaded, so build it lazily). pair_loss: (fake,
-    real) -> per-sample loss [B]. step_context: () -> a context manager around each step's
-    forward passes (e.g. bf16 autocast on a CPU with AMX; None: none).
+    real) -> per-sample loss [B]. execution: how the steps run (``hairlib.train.gan.StepExecution``;
+    default the fast one for ``device``: split modulated convolutions, bf16 autocast on a CPU with
+    AMX-BF16, R1 in fp32); it never changes what a step computes beyond bf16 rounding.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -98,14 +99,22 @@ def train_paired_gan(cfg: PairedGANConfig, pairs: Iterator[dict], pair_loss: Cal
     G, D = Generator(cfg.arch).to(device), Discriminator(cfg.arch).to(device)
     G_ema = Generator(cfg.arch).to(device).eval().requires_grad_(False)
     G_ema.load_state_dict(G.state_dict())
+    ex = choose_execution(execution, device)
+    G.set_execution(ex.networks)
+    D.set_execution(ex.networks)
+    if ex.dtype != torch.float32 and device.type == "cpu":
+        D.to(memory_format=torch.channels_last)  # weight gradients arrive channels-last: no transposing copy
     d_ratio = cfg.d_reg_every / (cfg.d_reg_every + 1)
-    g_opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.0, 0.99))
-    d_opt = torch.optim.Adam(D.parameters(), lr=cfg.lr * d_ratio, betas=(0.0, 0.99 ** d_ratio))
+    kw = {"fused": True} if ex.fused_optim else {}
+    g_opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.0, 0.99), **kw)
+    d_opt = torch.optim.Adam(D.parameters(), lr=cfg.lr * d_ratio, betas=(0.0, 0.99 ** d_ratio), **kw)
     gen = torch.Generator().manual_seed(cfg.seed)
     nets = {"G": G, "D": D, "G_ema": G_ema, "g_opt": g_opt, "d_opt": d_opt}
     state_path = out_dir / "state.pt"
     state = resume(state_path, cfg.to_dict(), nets, gen)
     step = int(state["step"]) if state is not None else 0
+    for opt in (g_opt, d_opt):
+        _set_adam_impl(opt, ex.fused_optim)
     seconds = float(state.get("seconds", 0.0)) if state is not None else 0.0  # training time over all sessions
     (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 
@@ -113,7 +122,7 @@ def train_paired_gan(cfg: PairedGANConfig, pairs: Iterator[dict], pair_loss: Cal
         save_atomic({"config": cfg.to_dict(), **snapshot_state(nets, gen), "step": step,
                      "seconds": seconds + time.time() - t_start}, state_path)
 
-    ctx = step_context or contextlib.nullcontext
+    ctx = lambda: ex.autocast(device)  # noqa: E731
     ema_decay = 0.5 ** (cfg.batch / (cfg.ema_kimg * 1000))
     t_start = time.time()
     bar = tqdm(total=cfg.steps, initial=step, desc="train stylegan2 (paired)", disable=not progress, dynamic_ncols=True)
@@ -127,8 +136,7 @@ def train_paired_gan(cfg: PairedGANConfig, pairs: Iterator[dict], pair_loss: Cal
             with torch.no_grad(), ctx():
                 w_fake, _ = mixed_wplus(G, torch.randn(z.shape, generator=gen).to(device), cfg.mixing, gen)
                 fake = G.synthesis(w_fake, noise_mode="random").float()
-            with ctx():
-                discriminator_step(D, d_opt, real, fake, step, cfg.r1, cfg.d_reg_every, stats)
+            discriminator_step(D, d_opt, real, fake, step, cfg.r1, cfg.d_reg_every, stats, ex)
             # --- generator: the pairs, and the discriminator
             G.requires_grad_(True)
             D.requires_grad_(False)
@@ -144,7 +152,7 @@ def train_paired_gan(cfg: PairedGANConfig, pairs: Iterator[dict], pair_loss: Cal
             g_loss.backward()
             g_opt.step()
             stats.update(g=adv.item(), pair=paired.item())
-            _accumulate(G_ema, G, ema_decay)
+            _accumulate(G_ema, G, ema_decay, foreach=ex.fused_optim)
             step += 1
             bar.update(1)
             if step % cfg.log_every == 0:
