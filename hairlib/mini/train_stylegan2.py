@@ -1,25 +1,25 @@
 """Recipe: the mini world's StyleGAN2, trained on renders of the mini renderer.
 
-    python -m hairlib.mini.train_stylegan2 [--hours H] [--device cuda] [--out DIR] [--threads T]
-    python -m hairlib.mini.train_stylegan2 --export warm   # ship the warm start (the shipped generator)
+    python -m hairlib.mini.train_stylegan2 [--hours H] [--device cuda] [--threads T]   # paired
+    python -m hairlib.mini.train_stylegan2 --export paired   # ship its EMA generator
+    python -m hairlib.mini.train_stylegan2 --stage warm && ... --export warm   # the shipped one's
 
-Three stages, each resumable (rerun the same command: it continues where it stopped):
-1. ``ae``: autoencoder warm start (``hairlib.train.warmstart``): an encoder maps renders to w,
-   the synthesis network decodes them; L1 + the shipped classifier's trunk features.
-   ``DIR/warmstart_ae/state.pt``.
-2. ``map``: the mapping network fitted to the encoder's codes of fresh renders (sliced
-   Wasserstein). ``DIR/warmstart_map/state.pt``. Stages 1 and 2 (``--stage warm`` stops here)
-   give ``DIR/warm_G.pt``: the shipped generator is this one (``stylegan2.json``: ``--export warm``).
-3. ``gan``: adversarial fine-tuning from there (non-saturating loss, lazy R1, path length,
-   EMA, mixing: ``hairlib.train.gan``). ``DIR/state.pt``; ``--export gan`` ships its EMA generator.
-The warm start exists because this recipe has to run on two CPU cores. ``--export`` writes the
-generator to ``hairlib/mini/weights/stylegan2.safetensors`` (+ ``stylegan2.json``, its config and
-provenance). The data set is infinite: every batch is freshly rendered from the training split
-(held-out combinations never appear).
+``--stage paired`` (the default; ``DIR/paired/``): every z stands for one face of the renderer's
+training law (``hairlib.mini.prior``), and G(z) is taught the render of that face (L1 plus the
+shipped classifier trunk's features, ``pair_loss``) beside the non-saturating loss of a
+StyleGAN2 discriminator that sharpens it (``hairlib.train.paired_gan``; ``PAIRED``: 64 px, W+ of
+10 rows of 128, 8 mapping layers, 128 channels up to 32 px and 64 at 64 px, R1 gamma 0.5,
+a quarter of the samples style-mixed and judged by D alone). The pairs cover every hairstyle and
+colour and leave nothing to collapse; the training runs on the fast CPU path (bf16 on AMX).
+Resumable: ``--hours H`` stops at an atomic checkpoint, rerunning continues; the state counts
+the training seconds of every session (``--export`` records them as ``cpu_hours``).
 
-Architecture (``ARCH``): 64 px, W+ of 10 rows of 128, 4 mapping layers, 64 channels up to
-32 px and 32 at 64 px; R1 gamma 0.5 (small images want a small gamma; StyleGAN2-ADA uses
-0.01-1 at 32-64 px).
+``--stage warm`` is how the shipped generator was made: an autoencoder (an encoder maps renders
+to w, the synthesis decodes them; ``DIR/warmstart_ae/``) and the mapping network fitted to the
+encoder's codes by sliced Wasserstein (``DIR/warmstart_map/``), giving ``DIR/warm_G.pt``
+(``ARCH``: 64 channels up to 32 px, 32 at 64 px, 4 mapping layers). ``--stage all`` adds the
+plain adversarial stage after it (``hairlib.train.gan``). ``--export`` writes
+``hairlib/mini/weights/stylegan2.safetensors`` and its ``.json``.
 """
 from __future__ import annotations
 
