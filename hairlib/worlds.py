@@ -50,6 +50,7 @@ class World:
     settings: Settings = PAPER  # every method's settings in this world (hairlib.methods.settings)
     mappers: Dict[str, Path] = field(default_factory=dict)  # StyleCLIP mapper files: prompt slug -> path
     hairclip_mapper: Optional[Path] = None  # a HairCLIP mapper file
+    references: Optional[Callable] = None  # (kind, values, rng) -> HairCLIP reference images, hair masks
     masks: Optional[Callable] = None  # images -> {"hair", "face", "background": [N, 1, H, W] in {0, 1}}
     aligner: Optional[Callable] = None  # photo -> aligned PIL image (ffhq: dlib FFHQ alignment)
 

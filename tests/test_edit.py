@@ -48,7 +48,7 @@ def test_optimize_batches_like_single_runs(world):
 
 
 def test_augmented_views_shift_and_flip_but_keep_colours():
-    from hairlib.methods.optimize import augment_views
+    from hairlib.methods.losses import augment_views
 
     x = torch.rand(3, 3, 16, 16) * 2 - 1
     v = augment_views(x, 5, torch.Generator().manual_seed(0), noise=0.0)

@@ -5,6 +5,7 @@ import torch
 
 from hairlib.methods import hairclip as H
 from hairlib.methods.losses import average_lab, avg_lab_loss, background_loss, rgb_to_lab
+from hairlib.mini.data import render_references
 from hairlib.nets.hair_mapper import HairMapper
 
 
@@ -66,17 +67,17 @@ def test_edit_kinds_follow_the_papers_probabilities():
 def test_render_references_have_the_asked_hair():
     from hairlib.mini.vocab import HAIR_COLOR_RGB, HAIR_COLORS, HAIRSTYLES
 
-    images, hair = H.render_references("hairstyle", ["afro", "bob cut"], np.random.default_rng(0))
+    images, hair = render_references("hairstyle", ["afro", "bob cut"], np.random.default_rng(0))
     assert images.shape == (2, 3, 64, 64) and hair.shape == (2, 1, 64, 64)
     assert 0 < hair.mean() < 0.6 and images.min() >= -1 and images.max() <= 1
-    colors = H.render_references("color", ["purple"] * 3, np.random.default_rng(1))
+    colors = render_references("color", ["purple"] * 3, np.random.default_rng(1))
     purple = torch.tensor(HAIR_COLOR_RGB["purple"]) / 127.5 - 1
     mean = (colors[0] * colors[1]).sum((2, 3)) / colors[1].sum((2, 3))
     assert ((mean - purple).abs().max(1).values < 0.35).all()  # the hair is purple-ish in every reference
     assert "bald" not in H.hairclip_vocab(type("W", (), {"name": "mini", "vocab": {
         "hairstyles": HAIRSTYLES, "hair_colors": HAIR_COLORS}})())[0]
     with pytest.raises(ValueError, match="kind"):
-        H.render_references("beard", ["yes"], np.random.default_rng(0))
+        render_references("beard", ["yes"], np.random.default_rng(0))
 
 
 def test_save_load_and_the_authors_checkpoint(tmp_path):
@@ -126,6 +127,28 @@ def test_training_runs_every_loss_and_resumes_exactly(tiny_weights, tmp_path):
     assert r.info["strength"] == 0.25 and half.info["strength"] == 0.125
     assert torch.allclose(half.latents - w, (r.latents - w) / 2, atol=1e-5)
 
+
+
+def test_a_world_without_a_renderer_takes_other_faces_as_references(tiny_weights, tmp_path):
+    """The paper's reference sampling on every world: without World.references (the ffhq world),
+    reference conditions are other faces' images with their hair masks, never silently dropped."""
+    import hairlib
+
+    world = hairlib.load_world("mini", weights_dir=tiny_weights)
+    world.references = None
+    refs = H.generated_references(world)
+    images, hair = refs("color", ["red", "blue", "pink"], np.random.default_rng(0))
+    again, _ = refs("color", ["red", "blue", "pink"], np.random.default_rng(0))
+    assert images.shape == (3, 3, 16, 16) and hair.shape == (3, 1, 16, 16) and torch.equal(images, again)
+    latents = world.sample(5, seed=1)
+    from_latents, _ = H.generated_references(world, latents)("hairstyle", ["afro"] * 4, np.random.default_rng(1))
+    assert any(torch.allclose(from_latents[0], x, atol=1e-5) for x in world.generate(latents).clamp(-1, 1))
+    asked = []
+    cfg = H.HairCLIPConfig(steps=6, batch=2, log_every=1, ckpt_every=100, p_hairstyle_text=0.0, p_color_text=0.0)
+    H.train_hairclip(world, cfg, tmp_path / "run", progress=False,
+                     references=lambda kind, names, rng: asked.append(kind) or refs(kind, names, rng))
+    assert asked  # reference conditions are drawn
+    H.train_hairclip(world, cfg, tmp_path / "run2", progress=False)  # and the default path runs them
 
 def test_color_weights_set_the_odds_of_each_target_colour(tiny_weights, tmp_path, monkeypatch):
     """``color_weights`` sets the odds of each target colour (zero: never drawn); bad settings are refused."""
@@ -214,7 +237,7 @@ def test_mask_reference_sets_how_training_and_editing_read_a_reference(tiny_weig
     assert len(seen) == 2 and all((x == 0).float().mean() < 0.5 for x in seen)
     back = H.load_hair_mapper(H.save_hair_mapper(m, tmp_path / "m.safetensors"))
     assert back.mask_reference is False and HairMapper(10, 16, 8).mask_reference is True
-    refs, hair = H.render_references("color", ["red", "blue"], np.random.default_rng(0))
+    refs, hair = render_references("color", ["red", "blue"], np.random.default_rng(0))
     w = world.sample(2, seed=1)
     for mapper, whole in ((back, True), (H.load_hair_mapper(H.save_hair_mapper(HairMapper(
             back.num_ws, back.dim, back.embed_dim), tmp_path / "p.safetensors")), False)):

@@ -123,7 +123,8 @@ def test_the_reading_loss_is_low_when_the_edit_has_the_references_colour(world):
     reference of its own hair colour costs less than against one of another colour."""
     import numpy as np
 
-    from hairlib.methods.hairclip import color_text, hairclip_vocab, reading_loss, render_references
+    from hairlib.methods.hairclip import color_text, hairclip_vocab, reading_loss
+    from hairlib.mini.data import render_references
 
     _, colors = hairclip_vocab(world)
     vocab = world.clip.encode_text([color_text(c) for c in colors])

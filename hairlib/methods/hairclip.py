@@ -59,9 +59,8 @@ import numpy as np
 import torch
 
 from hairlib.methods.losses import avg_lab_loss, background_loss, image_embedding_loss
-from hairlib.methods.optimize import augment_views
+from hairlib.methods.losses import augment_views
 from hairlib.methods.result import EditResult, method_settings
-from hairlib.mini import render as R
 from hairlib.nets.clip import clip_loss
 from hairlib.nets.hair_mapper import HairMapper, load_hair_mapper_state
 from hairlib.nets.loading import load_state_dict_strict, read_checkpoint, read_with_meta, save_with_meta
@@ -70,7 +69,7 @@ from hairlib.train.optim import Ranger
 from hairlib.train.simple import fit
 
 __all__ = ["condition_embedding", "reference_image", "read_reference", "hairclip_edit", "HairCLIPConfig", "train_hairclip",
-           "reading_loss", "save_hair_mapper", "load_hair_mapper", "hairclip_vocab", "render_references"]
+           "reading_loss", "save_hair_mapper", "load_hair_mapper", "hairclip_vocab", "generated_references"]
 
 Condition = Union[None, str, Path, np.ndarray, torch.Tensor, Any]
 
@@ -187,24 +186,26 @@ def color_text(color: str) -> str:
     return f"{color} hair"
 
 
-def render_references(kind: str, values: Sequence[str], rng: np.random.Generator, split: str = "train"
-                      ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Mini-world references: one fresh render per value, with that hairstyle (``kind="hairstyle"``)
-    or hair colour (``"color"``), and its exact hair mask. -> (images [N, 3, 64, 64] in [-1, 1],
-    hair masks [N, 1, 64, 64])."""
-    params = []
-    for v in values:
-        if kind == "hairstyle":
-            params.append(R.sample_params(rng, split=split, hairstyle=v))
-        elif kind == "color":
-            p = R.sample_params(rng, split=split, hair_color=v)
-            while R.HAIRSTYLES[p.hairstyle] == "bald":
-                p = R.sample_params(rng, split=split, hair_color=v)
-            params.append(p)
-        else:
-            raise ValueError(f"kind must be 'hairstyle' or 'color', not {kind!r}")
-    images, masks, _ = R.render_batch(params)
-    return R.to_tensor(images), torch.from_numpy(masks["hair"]).float()[:, None]
+def generated_references(world, latents: Optional[torch.Tensor] = None, truncation: float = 0.7) -> Callable:
+    """HairCLIP's reference images where a world has no renderer: other faces, as the authors take
+    other CelebA-HQ faces (the condition is that face's hair, whatever its hairstyle or colour
+    is called). -> ``references(kind, values, rng)`` giving (images [N, 3, R, R] in [-1, 1], hair
+    masks [N, 1, R, R]) of N = len(values) faces: generated from random rows of ``latents`` (W+)
+    when given, else from sampled z."""
+    if world.masks is None:
+        raise ValueError(f"the {world.name} world has no face parser: reference images need hair masks")
+
+    def references(kind: str, values: Sequence[str], rng: np.random.Generator):
+        n = len(values)
+        with torch.no_grad():
+            if latents is not None:
+                w = latents[torch.as_tensor(rng.integers(latents.shape[0], size=n))].to(world.device)
+            else:
+                z = torch.randn(n, world.generator.style_dim, generator=torch.Generator().manual_seed(int(rng.integers(2**31))))
+                w = world.generator.to_wplus(z.to(world.device), "z", truncation=truncation)
+            images = world.generate(w).clamp(-1, 1)
+            return images, world.masks(images)["hair"]
+    return references
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,15 +299,13 @@ def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, 
 
     ``latents``: W+ [M, num_ws, D] to draw faces from (the authors: e4e inversions of CelebA-HQ),
     else faces are sampled. ``references(kind, values, rng) -> (images, hair masks)`` gives
-    reference images of given hairstyles / colours; the mini world renders them
-    (``render_references``); a world without references trains on text conditions only."""
+    reference images: the world's (``World.references``; the mini world renders faces with the
+    given hairstyles / colours), else, as the authors, other faces (``generated_references``)."""
     cfg = replace(cfg, **overrides) if overrides else cfg
     if world.masks is None:
         raise ValueError(f"the {world.name} world has no face parser: HairCLIP's losses need hair masks")
-    if references is None and world.name == "mini":
-        references = render_references
     if references is None:
-        cfg = replace(cfg, p_hairstyle_text=1.0, p_color_text=1.0)
+        references = getattr(world, "references", None) or generated_references(world, latents, cfg.truncation)
     G, clip = world.generator, world.clip
     out_dir = Path(out_dir) if out_dir is not None else Path("runs") / "hairclip" / world.name
     torch.manual_seed(cfg.seed)

@@ -24,7 +24,7 @@ from typing import Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
-from hairlib.methods.optimize import view_clip_loss
+from hairlib.methods.losses import view_clip_loss
 from hairlib.methods.result import EditResult
 from hairlib.nets.loading import load_state_dict_strict, read_with_meta, save_with_meta
 from hairlib.nets.mappers import LevelsMapper

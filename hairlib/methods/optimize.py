@@ -22,10 +22,10 @@ from typing import List, Optional, Sequence, Union
 
 import torch
 
+from hairlib.methods.losses import view_clip_loss
 from hairlib.methods.result import EditResult, method_settings
-from hairlib.nets.clip import clip_loss
 
-__all__ = ["OptimizeConfig", "optimize", "lr_schedule", "augment_views", "view_clip_loss"]
+__all__ = ["OptimizeConfig", "optimize", "lr_schedule"]
 
 
 @dataclass(frozen=True)
@@ -41,36 +41,6 @@ class OptimizeConfig:
     augment: int = 0  # > 0: the CLIP loss is the mean over this many randomly shifted / flipped views
     clip_input: str = "raw"  # "raw": the [-1, 1] image into CLIP (the authors'); "normalized": CLIP's mean/std
     seed: int = 0  # of the views
-
-
-def augment_views(images: torch.Tensor, k: int, gen: torch.Generator, shift: float = 0.125,
-                  noise: float = 0.05) -> torch.Tensor:
-    """k random views of each image [N, 3, H, W] -> [k * N, 3, H, W] (view-major): a shift by up
-    to ``shift`` of the size (reflection padding), a horizontal flip (p 0.5) and Gaussian pixel
-    noise. Colours are untouched, so a colour edit stays a colour edit. Averaging a CLIP loss
-    over such views keeps the optimisation from the adversarial pixel patterns a small CLIP
-    rewards (VQGAN+CLIP's cutouts, CLIPDraw's augmentations)."""
-    n, _, h, wd = images.shape
-    pad = max(1, int(round(shift * h)))
-    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad), mode="reflect")
-    views = []
-    for _ in range(k):
-        dy, dx = (int(v) for v in torch.randint(0, 2 * pad + 1, (2,), generator=gen))
-        v = padded[:, :, dy:dy + h, dx:dx + wd]
-        if torch.rand((), generator=gen) < 0.5:
-            v = v.flip(-1)
-        views.append(v + noise * torch.randn(v.shape, generator=gen).to(v.device))
-    return torch.cat(views)
-
-
-def view_clip_loss(clip, images: torch.Tensor, text_emb: torch.Tensor, k: int,
-                   gen: Optional[torch.Generator], clip_input: str = "raw") -> torch.Tensor:
-    """StyleCLIP's CLIP loss per image [N]; with ``k`` > 0 its mean over ``augment_views``."""
-    if k <= 0:
-        return clip_loss(clip, images, text_emb, clip_input)
-    n = images.shape[0]
-    text_emb = text_emb.reshape(-1, text_emb.shape[-1]).expand(n, -1)
-    return clip_loss(clip, augment_views(images, k, gen), text_emb.repeat(k, 1), clip_input).view(k, n).mean(0)
 
 
 def lr_schedule(t: float, lr: float, rampdown: float = 0.25, rampup: float = 0.05) -> float:

@@ -7,7 +7,7 @@ one core renders: ~600 renders/s).
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Iterator, Optional
+from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ import torch
 from hairlib.mini import render as R
 from hairlib.mini.prior import params_from_z
 
-__all__ = ["RenderBatches", "PairedRenders", "stream"]
+__all__ = ["RenderBatches", "PairedRenders", "stream", "render_references"]
 
 
 class RenderBatches(torch.utils.data.Dataset):
@@ -72,3 +72,23 @@ def stream(dataset: torch.utils.data.Dataset, start: int, workers: int = 0) -> I
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, sampler=range(start, len(dataset)),
                                          num_workers=workers, prefetch_factor=4, persistent_workers=False)
     yield from loader
+
+
+def render_references(kind: str, values: Sequence[str], rng: np.random.Generator, split: str = "train"
+                      ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """HairCLIP's reference images in the mini world (``World.references``): one fresh render per value, with that hairstyle (``kind="hairstyle"``)
+    or hair colour (``"color"``), and its exact hair mask. -> (images [N, 3, 64, 64] in [-1, 1],
+    hair masks [N, 1, 64, 64])."""
+    params = []
+    for v in values:
+        if kind == "hairstyle":
+            params.append(R.sample_params(rng, split=split, hairstyle=v))
+        elif kind == "color":
+            p = R.sample_params(rng, split=split, hair_color=v)
+            while R.HAIRSTYLES[p.hairstyle] == "bald":
+                p = R.sample_params(rng, split=split, hair_color=v)
+            params.append(p)
+        else:
+            raise ValueError(f"kind must be 'hairstyle' or 'color', not {kind!r}")
+    images, masks, _ = R.render_batch(params)
+    return R.to_tensor(images), torch.from_numpy(masks["hair"]).float()[:, None]

@@ -20,6 +20,7 @@ from torch import nn
 
 from hairlib.invert import InvertConfig
 from hairlib.mini import vocab
+from hairlib.mini.data import render_references
 from hairlib.nets.clip import CLIP, load_clip
 from hairlib.nets.loading import load_state_dict_strict
 from hairlib.nets.mini_nets import (AttributeClassifier, ClassifierConfig, Encoder, EncoderConfig, IdentityConfig,
@@ -149,5 +150,6 @@ def load_mini(device="cpu", weights_dir_: Optional[Path] = None) -> Dict[str, An
         vocab={"hair_colors": vocab.HAIR_COLORS, "hairstyles": vocab.HAIRSTYLES, "attributes": dict(vocab.ATTRIBUTES),
                "groups": dict(vocab.GROUPS)},
         masks=masks,
+        references=render_references,
         **shipped_mappers(wdir),
     )

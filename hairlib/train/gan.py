@@ -32,13 +32,29 @@ from hairlib import ops
 from hairlib.nets.stylegan2 import Discriminator, Generator, StyleGAN2Config
 from hairlib.train.checkpoint import append_log, load_checkpoint, save_atomic
 
-__all__ = ["GANTrainConfig", "train_gan", "d_logistic_loss", "g_nonsaturating_loss", "r1_penalty",
+__all__ = ["ArchConfig", "GANTrainConfig", "train_gan", "d_logistic_loss", "g_nonsaturating_loss", "r1_penalty",
            "discriminator_step", "check_config", "snapshot_state", "restore_state", "resume",
            "StepExecution", "choose_execution", "GANStep", "make_optimizers"]
 
 
+class ArchConfig:
+    """``to_dict`` / ``from_dict`` (JSON-ready) of a training config dataclass whose ``arch`` is a
+    ``StyleGAN2Config``."""
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["arch"] = self.arch.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        d = dict(d)
+        d["arch"] = StyleGAN2Config.from_dict(d["arch"])
+        return cls(**d)
+
+
 @dataclass(frozen=True)
-class GANTrainConfig:
+class GANTrainConfig(ArchConfig):
     """Hyperparameters; defaults are rosinality's/StyleGAN2's unless noted."""
     arch: StyleGAN2Config = StyleGAN2Config()  # generator/discriminator architecture
     batch: int = 16  # images per step
@@ -55,17 +71,6 @@ class GANTrainConfig:
     ckpt_every: int = 500  # steps between checkpoints
     sample_every: int = 1000  # steps between sample grids
     log_every: int = 50  # steps between log lines
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["arch"] = self.arch.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "GANTrainConfig":
-        d = dict(d)
-        d["arch"] = StyleGAN2Config.from_dict(d["arch"])
-        return cls(**d)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Tuple, Union
 
@@ -29,14 +29,14 @@ from tqdm.auto import tqdm
 
 from hairlib.nets.stylegan2 import Discriminator, Generator, StyleGAN2Config
 from hairlib.train.checkpoint import append_log, save_atomic
-from hairlib.train.gan import (StepExecution, _accumulate, _set_adam_impl, choose_execution, discriminator_step,
+from hairlib.train.gan import (ArchConfig, StepExecution, _accumulate, _set_adam_impl, choose_execution, discriminator_step,
                                g_nonsaturating_loss, resume, snapshot_state)
 
 __all__ = ["PairedGANConfig", "train_paired_gan", "mixed_wplus"]
 
 
 @dataclass(frozen=True)
-class PairedGANConfig:
+class PairedGANConfig(ArchConfig):
     arch: StyleGAN2Config = StyleGAN2Config(size=64, style_dim=128, n_mlp=8, channel_multiplier=0.5, channel_max=128)
     batch: int = 16  # pairs per step
     steps: int = 100_000
@@ -51,17 +51,6 @@ class PairedGANConfig:
     ckpt_every: int = 250
     sample_every: int = 1000
     log_every: int = 25
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["arch"] = self.arch.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PairedGANConfig":
-        d = dict(d)
-        d["arch"] = StyleGAN2Config.from_dict(d["arch"])
-        return cls(**d)
 
 
 def mixed_wplus(G: Generator, z: torch.Tensor, mixing: float, gen: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
