@@ -8,7 +8,9 @@
 training law (``hairlib.mini.prior``), and G(z) is taught the render of that face (L1 plus the
 shipped classifier trunk's features, ``pair_loss``) beside the non-saturating loss of a
 StyleGAN2 discriminator that sharpens it (``hairlib.train.paired_gan``; ``PAIRED``: 64 px, W+ of
-10 rows of 128, 8 mapping layers, 128 channels up to 32 px and 64 at 64 px, R1 gamma 0.5,
+10 rows of 128, 8 mapping layers at a learning-rate multiplier of 0.5 (StyleGAN2's 0.01 leaves
+the mapping too slow to learn which face each z stands for: at 1 700 steps every sample was the
+same face), 128 channels up to 32 px and 64 at 64 px, R1 gamma 0.5,
 a quarter of the samples style-mixed and judged by D alone). The pairs cover every hairstyle and
 colour and leave nothing to collapse; the training runs on the fast CPU path (bf16 on AMX).
 Resumable: ``--hours H`` stops at an atomic checkpoint, rerunning continues; the state counts
@@ -48,7 +50,7 @@ ENCODER_WIDTHS = (32, 64, 128, 128)  # the warm start's encoder (images -> w)
 DEFAULT_OUT = Path("runs") / "mini_stylegan2"
 
 # The paired recipe: G(z) = render(face(z)) (hairlib.mini.prior), sharpened by the discriminator.
-PAIRED_ARCH = StyleGAN2Config(size=64, style_dim=128, n_mlp=8, channel_multiplier=0.25, channel_max=128)
+PAIRED_ARCH = StyleGAN2Config(size=64, style_dim=128, n_mlp=8, channel_multiplier=0.25, channel_max=128, lr_mlp=0.5)
 PAIRED = PairedGANConfig(arch=PAIRED_ARCH, batch=16, steps=200_000, lr=0.002, pair_weight=10.0, adv_weight=1.0,
                          r1=0.5, mixing=0.25, ema_kimg=5.0, seed=2030, ckpt_every=250, sample_every=1000)
 PAIR_FEATURES = 1.0  # weight of the classifier-trunk features (mini LPIPS) beside pixel L1 in the paired loss
