@@ -86,7 +86,7 @@ def build_dir(name: str, sources, *, cpu: bool = False) -> Path:
     """Build directory for ``name``: keyed by the sources' contents and the toolchain versions
     (and, for a CPU extension, by the CPU it is compiled for)."""
     h = hashlib.sha256()
-    for src in sources:
+    for src in [*sources, *sorted(p.name for p in _HERE.glob("*.h"))]:  # the headers they may include
         h.update(Path(src).name.encode())
         h.update((_HERE / src).read_bytes())
     h.update(torch.__version__.encode())

@@ -26,47 +26,11 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-#include <immintrin.h>
-#define HAIRLIB_AVX512 1
-#endif
+#include "cpu_simd.h"
 
 namespace hairlib_cpu {
 
 namespace {
-
-inline float load1(const float* p) { return *p; }
-inline float load1(const at::BFloat16* p) {
-  uint32_t u = static_cast<uint32_t>(*reinterpret_cast<const uint16_t*>(p)) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-inline void store1(float* p, float v) { *p = v; }
-inline void store1(at::BFloat16* p, float v) { *p = at::BFloat16(v); }
-
-#ifdef HAIRLIB_AVX512
-inline __mmask16 tail(int64_t count) { return count >= 16 ? __mmask16(0xffff) : __mmask16((1u << count) - 1u); }
-inline __m512 load16(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
-inline __m512 load16(const at::BFloat16* p, __mmask16 m) {
-  const __m256i h = _mm256_maskz_loadu_epi16(m, p);
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-inline void store16(float* p, __m512 v, __mmask16 m) { _mm512_mask_storeu_ps(p, m, v); }
-inline void store16(at::BFloat16* p, __m512 v, __mmask16 m) {
-#ifdef __AVX512BF16__
-  // one instruction: round to nearest even, NaN kept a NaN
-  _mm256_mask_storeu_epi16(p, m, (__m256i)_mm512_cvtneps_pbh(v));
-#else
-  const __m512i u = _mm512_castps_si512(v);
-  __m512i r = _mm512_add_epi32(_mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1)),
-                               _mm512_set1_epi32(0x7fff));
-  r = _mm512_srli_epi32(_mm512_add_epi32(r, u), 16);
-  r = _mm512_mask_blend_epi32(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), _mm512_set1_epi32(0x7fc0), r);
-  _mm256_mask_storeu_epi16(p, m, _mm512_cvtepi32_epi16(r));
-#endif
-}
-#endif
 
 // The taps of output index o: pairs (input index, weight), for a filter k' of length K.
 struct Tap {
