@@ -23,10 +23,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 import contextlib
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from hairlib import ops
 from hairlib.nets.stylegan2 import Discriminator, Generator, StyleGAN2Config
@@ -34,7 +35,7 @@ from hairlib.train.checkpoint import append_log, load_checkpoint, save_atomic
 
 __all__ = ["ArchConfig", "GANTrainConfig", "train_gan", "d_logistic_loss", "g_nonsaturating_loss", "r1_penalty",
            "discriminator_step", "check_config", "snapshot_state", "restore_state", "resume",
-           "StepExecution", "choose_execution", "GANStep", "make_optimizers"]
+           "StepExecution", "choose_execution", "GANStep", "make_optimizers", "run_steps"]
 
 
 class ArchConfig:
@@ -334,30 +335,45 @@ def train_gan(cfg: GANTrainConfig, sample_real: Callable[[int, torch.Generator],
         _set_adam_impl(d_opt, ex.fused_optim)
     (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 
-    def checkpoint():
+    def checkpoint(step: int, elapsed: float) -> None:
         save_atomic({"config": cfg.to_dict(), **snapshot_state(nets, gen), "step": step,
                      "mean_path": runner.mean_path.cpu()}, state_path)
 
-    t_start = time.time()
-    from tqdm.auto import tqdm
+    stats: dict = {}
+    run_steps(cfg, step, lambda i: runner.step(sample_real(cfg.batch, gen).to(device), i, stats), stats, out_dir,
+              checkpoint, desc="train stylegan2", progress=progress, log_fields=lambda s: {"time": round(s, 1)},
+              on_sample=on_sample and (lambda i: on_sample(G_ema, i)), max_seconds=max_seconds)
+    return G_ema
 
-    bar = tqdm(total=cfg.steps, initial=step, desc="train stylegan2", disable=not progress, dynamic_ncols=True)
-    stats = {}
+
+def run_steps(cfg, step: int, one_step: Callable[[int], None], stats: dict, out_dir: Path,
+              checkpoint: Callable[[int, float], None], *, desc: str, progress: bool = True,
+              postfix: Sequence[str] = ("d", "g"), log_fields: Callable[[float], dict] = lambda s: {},
+              on_sample: Optional[Callable[[int], None]] = None, max_seconds: Optional[float] = None) -> int:
+    """The bookkeeping the GAN loops share. ``one_step(i)`` runs step i (filling ``stats``) until
+    ``cfg.steps`` or ``max_seconds`` of wall time; a progress bar showing ``postfix``; every
+    ``cfg.log_every`` steps a line of ``out_dir/log.jsonl`` (the step, ``log_fields(seconds)``, the
+    stats); ``checkpoint(step, seconds)`` every ``cfg.ckpt_every`` steps and once more whatever
+    ends the loop (done, the time budget, Ctrl-C, ``kill``); ``on_sample(step)`` every
+    ``cfg.sample_every``. Returns the step reached."""
+    t_start = time.time()
+    bar = tqdm(total=cfg.steps, initial=step, desc=desc, disable=not progress, dynamic_ncols=True)
     try:
         while step < cfg.steps:
-            runner.step(sample_real(cfg.batch, gen).to(device), step, stats)
+            one_step(step)
             step += 1
             bar.update(1)
             if step % cfg.log_every == 0:
-                bar.set_postfix(d=f"{stats['d']:.3f}", g=f"{stats['g']:.3f}")
-                append_log(out_dir / "log.jsonl", {"step": step, "time": round(time.time() - t_start, 1), **{k: round(v, 5) for k, v in stats.items()}})
+                bar.set_postfix({k: f"{stats[k]:.3f}" for k in postfix})
+                append_log(out_dir / "log.jsonl", {"step": step, **log_fields(time.time() - t_start),
+                                                   **{k: round(v, 5) for k, v in stats.items()}})
             if step % cfg.ckpt_every == 0:
-                checkpoint()
+                checkpoint(step, time.time() - t_start)
             if on_sample is not None and step % cfg.sample_every == 0:
-                on_sample(G_ema, step)
+                on_sample(step)
             if max_seconds is not None and time.time() - t_start > max_seconds:
                 break
-    finally:  # interrupted (Ctrl-C, time limit) or done: nothing is lost
-        checkpoint()
+    finally:  # interrupted or done: nothing is lost
+        checkpoint(step, time.time() - t_start)
         bar.close()
-    return G_ema
+    return step

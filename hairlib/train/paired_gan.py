@@ -19,18 +19,16 @@ over every session), ``log.jsonl``, a time budget.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Tuple, Union
 
 import torch
-from tqdm.auto import tqdm
 
 from hairlib.nets.stylegan2 import Discriminator, Generator, StyleGAN2Config
-from hairlib.train.checkpoint import append_log, save_atomic
+from hairlib.train.checkpoint import save_atomic
 from hairlib.train.gan import (ArchConfig, StepExecution, _accumulate, _set_adam_impl, choose_execution, discriminator_step,
-                               g_nonsaturating_loss, resume, snapshot_state)
+                               g_nonsaturating_loss, resume, run_steps, snapshot_state)
 
 __all__ = ["PairedGANConfig", "train_paired_gan", "mixed_wplus"]
 
@@ -107,54 +105,41 @@ def train_paired_gan(cfg: PairedGANConfig, pairs: Iterator[dict], pair_loss: Cal
     seconds = float(state.get("seconds", 0.0)) if state is not None else 0.0  # training time over all sessions
     (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 
-    def checkpoint():
-        save_atomic({"config": cfg.to_dict(), **snapshot_state(nets, gen), "step": step,
-                     "seconds": seconds + time.time() - t_start}, state_path)
+    def checkpoint(step: int, elapsed: float) -> None:
+        save_atomic({"config": cfg.to_dict(), **snapshot_state(nets, gen), "step": step, "seconds": seconds + elapsed},
+                    state_path)
 
     ctx = lambda: ex.autocast(device)  # noqa: E731
     ema_decay = 0.5 ** (cfg.batch / (cfg.ema_kimg * 1000))
-    t_start = time.time()
-    bar = tqdm(total=cfg.steps, initial=step, desc="train stylegan2 (paired)", disable=not progress, dynamic_ncols=True)
     stats: dict = {}
-    try:
-        while step < cfg.steps:
-            item = next(pairs)
-            z, real = item["z"].to(device), item["images"].to(device)
-            # --- discriminator: the pairs' images against G's images of fresh latents
-            G.requires_grad_(False)
-            with torch.no_grad(), ctx():
-                w_fake, _ = mixed_wplus(G, torch.randn(z.shape, generator=gen).to(device), cfg.mixing, gen)
-                fake = G.synthesis(w_fake, noise_mode="random").float()
-            discriminator_step(D, d_opt, real, fake, step, cfg.r1, cfg.d_reg_every, stats, ex)
-            # --- generator: the pairs, and the discriminator
-            G.requires_grad_(True)
-            D.requires_grad_(False)
-            with ctx():
-                w, unmixed = mixed_wplus(G, z, cfg.mixing, gen)
-                img = G.synthesis(w, noise_mode="random").float()
-                adv = g_nonsaturating_loss(D(img))
-                per = pair_loss(img, real)  # [B]
-                keep = unmixed.to(device).float()
-                paired = (per * keep).sum() / keep.sum().clamp_min(1.0)
-                g_loss = cfg.pair_weight * paired + cfg.adv_weight * adv
-            g_opt.zero_grad(set_to_none=True)
-            g_loss.backward()
-            g_opt.step()
-            stats.update(g=adv.item(), pair=paired.item())
-            _accumulate(G_ema, G, ema_decay, foreach=ex.fused_optim)
-            step += 1
-            bar.update(1)
-            if step % cfg.log_every == 0:
-                bar.set_postfix(pair=f"{stats['pair']:.3f}", d=f"{stats['d']:.3f}", g=f"{stats['g']:.3f}")
-                append_log(out_dir / "log.jsonl", {"step": step, "seconds": round(seconds + time.time() - t_start, 1),
-                                                   **{k: round(v, 5) for k, v in stats.items()}})
-            if step % cfg.ckpt_every == 0:
-                checkpoint()
-            if on_sample is not None and step % cfg.sample_every == 0:
-                on_sample(G_ema, step)
-            if max_seconds is not None and time.time() - t_start > max_seconds:
-                break
-    finally:  # interrupted (Ctrl-C, `kill`, time limit) or done: nothing is lost
-        checkpoint()
-        bar.close()
+
+    def one_step(step: int) -> None:
+        item = next(pairs)
+        z, real = item["z"].to(device), item["images"].to(device)
+        # --- discriminator: the pairs' images against G's images of fresh latents
+        G.requires_grad_(False)
+        with torch.no_grad(), ctx():
+            w_fake, _ = mixed_wplus(G, torch.randn(z.shape, generator=gen).to(device), cfg.mixing, gen)
+            fake = G.synthesis(w_fake, noise_mode="random").float()
+        discriminator_step(D, d_opt, real, fake, step, cfg.r1, cfg.d_reg_every, stats, ex)
+        # --- generator: the pairs, and the discriminator
+        G.requires_grad_(True)
+        D.requires_grad_(False)
+        with ctx():
+            w, unmixed = mixed_wplus(G, z, cfg.mixing, gen)
+            img = G.synthesis(w, noise_mode="random").float()
+            adv = g_nonsaturating_loss(D(img))
+            per = pair_loss(img, real)  # [B]
+            keep = unmixed.to(device).float()
+            paired = (per * keep).sum() / keep.sum().clamp_min(1.0)
+            g_loss = cfg.pair_weight * paired + cfg.adv_weight * adv
+        g_opt.zero_grad(set_to_none=True)
+        g_loss.backward()
+        g_opt.step()
+        stats.update(g=adv.item(), pair=paired.item())
+        _accumulate(G_ema, G, ema_decay, foreach=ex.fused_optim)
+
+    step = run_steps(cfg, step, one_step, stats, out_dir, checkpoint, desc="train stylegan2 (paired)",
+                     progress=progress, postfix=("pair", "d", "g"), log_fields=lambda s: {"seconds": round(seconds + s, 1)},
+                     on_sample=on_sample and (lambda i: on_sample(G_ema, i)), max_seconds=max_seconds)
     return G_ema, step
