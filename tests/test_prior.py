@@ -62,3 +62,16 @@ def test_sphere_uniforms_are_uniform_and_read_z_only_through_pixel_norm():
     with pytest.raises(ValueError, match="shape"):
         sphere_uniforms(z[:, :16])
 
+
+
+def test_params_features_one_hot_every_categorical_field_and_keep_the_floats():
+    ps = R.params_from_uniforms(np.random.default_rng(2).random((200, R.PRIOR_SLOTS)))
+    f = R.params_features(ps)
+    assert f.shape == (200, R.PARAM_FEATURES) and f.dtype == np.float32
+    p = ps[0]
+    other = R.HAIRSTYLES[(p.hairstyle + 1) % len(R.HAIRSTYLES)]
+    g = R.params_features([p, p.replace(hairstyle=other), p.replace(skin_tone=0.9)])
+    assert (g[0] != g[1]).sum() == 2  # one hairstyle bit off, one on
+    assert (g[0] != g[2]).sum() == 1 and 0.9 in g[2]
+    binary = f[:, np.all((f == 0) | (f == 1), axis=0)]
+    assert binary.sum(1).min() == binary.sum(1).max()  # every row has one value per categorical field

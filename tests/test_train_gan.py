@@ -103,3 +103,37 @@ def test_fit_refuses_to_resume_a_run_of_other_settings(tmp_path):
     with pytest.raises(ValueError, match=r"other settings \(cfg.id_lambda\)"):
         fit(model, opt, steps=12, lr=0.1, loss_fn=loss_fn, out_dir=tmp_path, progress=False, meta=other)
     assert load_checkpoint(tmp_path / "state.pt")["step"] == 8
+
+
+def test_a_packed_state_unpacks_to_the_same_run_and_refuses_a_damaged_file(tmp_path):
+    from hairlib.train.checkpoint import pack_checkpoint, unpack_checkpoint
+
+    net = torch.nn.Linear(4, 3)
+    opt = torch.optim.Adam(net.parameters(), lr=0.01, betas=(0.0, 0.99))
+    for _ in range(3):
+        opt.zero_grad()
+        net(torch.randn(5, 4)).square().sum().backward()
+        opt.step()
+    state = {"config": {"lr": 0.01, "arch": {"size": 4}}, "net": net.state_dict(), "opt": opt.state_dict(), "step": 3,
+             "rng": torch.Generator().manual_seed(1).get_state(), "seconds": 1.5}
+    pack_checkpoint(state, tmp_path / "packed")
+    assert unpack_checkpoint(tmp_path / "nothing") is None
+    back = unpack_checkpoint(tmp_path / "packed")
+    assert back["step"] == 3 and back["seconds"] == 1.5 and back["config"] == state["config"]
+    assert all(torch.equal(back["net"][k], v) for k, v in state["net"].items())
+    assert torch.equal(back["rng"], state["rng"])
+    # beta1 = 0: the first moments are not kept, and the next step is the same as the run's own
+    x = torch.randn(5, 4)
+    net2 = torch.nn.Linear(4, 3)
+    net2.load_state_dict(back["net"])
+    opt2 = torch.optim.Adam(net2.parameters(), lr=0.01, betas=(0.0, 0.99))
+    opt2.load_state_dict(back["opt"])
+    for n, o in ((net, opt), (net2, opt2)):
+        o.zero_grad()
+        n(x).square().sum().backward()
+        o.step()
+    assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(net.parameters(), net2.parameters()))
+    f = tmp_path / "packed" / "net.safetensors"
+    f.write_bytes(f.read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(RuntimeError, match="sha256"):
+        unpack_checkpoint(tmp_path / "packed")

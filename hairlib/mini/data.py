@@ -44,7 +44,8 @@ class RenderBatches(torch.utils.data.Dataset):
 
 
 class PairedRenders(torch.utils.data.Dataset):
-    """Index k -> {"z": [B, z_dim] ~ N(0, I), "images": [B, 3, S, S] in [-1, 1], "labels"}: each
+    """Index k -> {"z": [B, z_dim] ~ N(0, I), "images": [B, 3, S, S] in [-1, 1], "features" (the
+    faces' ``render.params_features``), "labels"}: each
     image is the render of the face that its z stands for (``hairlib.mini.prior.params_from_z``),
     so a generator can be taught G(z) = render(face(z)). Training split: z ~ N(0, I) gives faces
     with exactly ``render.sample_params(split="train")``'s law."""
@@ -58,8 +59,10 @@ class PairedRenders(torch.utils.data.Dataset):
     def __getitem__(self, step: int) -> Dict:
         gen = torch.Generator().manual_seed(int(self.seed) * 1_000_003 + int(step))
         z = torch.randn(self.batch, self.z_dim, generator=gen)
-        images, _, labels = R.render_batch(params_from_z(z), size=self.size)
-        return {"z": z, "images": R.to_tensor(images), "labels": {k: torch.as_tensor(v) for k, v in labels.items()}}
+        params = params_from_z(z)
+        images, _, labels = R.render_batch(params, size=self.size)
+        return {"z": z, "images": R.to_tensor(images), "features": torch.from_numpy(R.params_features(params)),
+                "labels": {k: torch.as_tensor(v) for k, v in labels.items()}}
 
 
 def stream(dataset: torch.utils.data.Dataset, start: int, workers: int = 0) -> Iterator[Dict]:

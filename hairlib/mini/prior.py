@@ -24,7 +24,7 @@ import torch
 from hairlib.mini import render as R
 from hairlib.nets.stylegan2 import PixelNorm
 
-__all__ = ["sphere_uniforms", "params_from_z", "pixel_norm"]
+__all__ = ["sphere_uniforms", "params_from_z", "features_from_z", "pixel_norm"]
 
 pixel_norm = PixelNorm()  # z / rms(z) per row: the mapping network's own first layer
 
@@ -55,3 +55,8 @@ def params_from_z(z: torch.Tensor, split: Optional[str] = "train") -> list:
     """The ``FaceParams`` each row of z stands for (``render.params_from_uniforms`` of
     ``sphere_uniforms(z)``): z ~ N(0, I) gives ``render.sample_params(split=split)``'s law."""
     return R.params_from_uniforms(sphere_uniforms(z), split=split)
+
+
+def features_from_z(z: torch.Tensor, split: Optional[str] = "train") -> torch.Tensor:
+    """``render.params_features`` of the faces z stands for: float32 [n, PARAM_FEATURES]."""
+    return torch.from_numpy(R.params_features(params_from_z(z, split=split)))

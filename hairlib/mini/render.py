@@ -36,10 +36,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .vocab import (ATTRIBUTES, FEMALE_ONLY, HAIR_COLOR_RGB, HAIR_COLORS, HAIRSTYLES, HAT_STYLES, HELDOUT_COMBINATIONS,
-                    LABEL_NAMES, MALE_ONLY, NO_HAIR_COLOR, value_index, value_name)
+                    LABEL_NAMES, MALE_ONLY, NO_HAIR_COLOR, value_index, value_name, values_of)
 
 __all__ = [
     "FaceParams", "RenderResult", "sample_params", "params_from_uniforms", "PRIOR_SLOTS", "render",
+    "params_features", "PARAM_FEATURES",
     "render_batch", "to_tensor", "from_tensor", "is_heldout_combination", "heldout_combination_index", "contact_sheet", "PARTS",
     "IDENTITY_FIELDS", "HAIR_FIELDS", "BACKGROUNDS", "CLOTHES", "HAT_COLORS", "write_renders",
 ]
@@ -423,8 +424,6 @@ def _tied_tables() -> list:
     probability of each prefix (x_0 .. x_j), the later fields summed out."""
     if _TIED_TABLES:
         return _TIED_TABLES
-    from .vocab import values_of
-
     sizes = [len(values_of(k)) for k in _TIED]
     bern = lambda q: np.array([1 - q, q])  # noqa: E731
     shape = lambda *axes: [sizes[_TIED.index(k)] if k in axes else 1 for k in _TIED]  # noqa: E731
@@ -497,6 +496,39 @@ def params_from_uniforms(u, split: Optional[str] = "train") -> list:
             for d, v in zip(tied, values):
                 d[name] = int(v)
     return [FaceParams(**_draw_one(_Uniforms(row), fixed)) for row, fixed in zip(u, tied)]
+
+
+def _feature_layout():
+    layout = []
+    for f in dataclasses.fields(FaceParams):
+        if f.name in _CATEGORICAL:
+            layout.append((f.name, len(values_of(f.name))))
+        elif f.name in _NUISANCE_INT:
+            layout.append((f.name, _NUISANCE_INT[f.name]))
+        else:
+            layout.append((f.name, 0))  # a float, as it is
+    return tuple(layout)
+
+
+_FEATURE_LAYOUT = _feature_layout()
+PARAM_FEATURES = sum(max(k, 1) for _, k in _FEATURE_LAYOUT)
+
+
+def params_features(params: Sequence[FaceParams]) -> np.ndarray:
+    """Faces -> float32 [n, PARAM_FEATURES]: every field of ``FaceParams`` in order, a categorical
+    or integer field one-hot, a float as it is."""
+    out = np.zeros((len(params), PARAM_FEATURES), dtype=np.float32)
+    for i, p in enumerate(params):
+        col = 0
+        for name, k in _FEATURE_LAYOUT:
+            v = getattr(p, name)
+            if k:
+                out[i, col + int(v)] = 1.0
+                col += k
+            else:
+                out[i, col] = v
+                col += 1
+    return out
 
 
 def sample_params(rng: Union[np.random.Generator, int, None] = None, n: Optional[int] = None,

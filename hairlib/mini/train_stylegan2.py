@@ -1,6 +1,7 @@
 """Recipe: the mini world's StyleGAN2, trained on renders of the mini renderer.
 
     python -m hairlib.mini.train_stylegan2 [--hours H] [--device cuda] [--threads T]   # paired
+    python -m hairlib.mini.train_stylegan2 --pack   # keep the run's state and log in git
     python -m hairlib.mini.train_stylegan2 --export paired   # ship its EMA generator
     python -m hairlib.mini.train_stylegan2 --stage warm && ... --export warm   # the shipped one's
 
@@ -11,10 +12,16 @@ StyleGAN2 discriminator that sharpens it (``hairlib.train.paired_gan``; ``PAIRED
 10 rows of 128, 8 mapping layers at a learning-rate multiplier of 0.5 (StyleGAN2's 0.01 leaves
 the mapping too slow to learn which face each z stands for: at 1 700 steps every sample was the
 same face), 128 channels up to 32 px and 64 at 64 px, R1 gamma 0.5,
-a quarter of the samples style-mixed and judged by D alone). The pairs cover every hairstyle and
+a quarter of the samples style-mixed and judged by D alone). Anchored codes: the synthesis draws
+the pairs from a code network of each face's parameters (``render.params_features``), and the
+mapping regresses onto those codes (``anchor_layers``; without them, after 4 100 steps colours
+followed z but hairstyles did not). The pairs cover every hairstyle and
 colour and leave nothing to collapse; the training runs on the fast CPU path (bf16 on AMX).
 Resumable: ``--hours H`` stops at an atomic checkpoint, rerunning continues; the state counts
-the training seconds of every session (``--export`` records them as ``cpu_hours``).
+the training seconds of every session (``--export`` records them as ``cpu_hours``). ``--pack``
+copies the run's state (``checkpoint.pack_checkpoint``: one safetensors file per network and
+optimiser) and its log to ``PACKED``, which git keeps; a fresh checkout with no run folder
+resumes from there.
 
 ``--stage warm`` is how the shipped generator was made: an autoencoder (an encoder maps renders
 to w, the synthesis decodes them; ``DIR/warmstart_ae/``) and the mapping network fitted to the
@@ -28,16 +35,18 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 from pathlib import Path
+from typing import Optional
 
 import torch
 
 from hairlib.mini.data import RenderBatches, stream
+from hairlib.mini.prior import features_from_z
 from hairlib.mini.shipping import WEIGHTS_DIR, save_shipped
 from hairlib.mini.world import classifier_features, load_classifier, perceptual_features
 from hairlib.nets.mini_nets import Encoder, EncoderConfig
 from hairlib.nets.stylegan2 import Generator, StyleGAN2Config
 from hairlib.train import warmstart as W
-from hairlib.train.checkpoint import load_checkpoint, save_atomic, stop_on_signals
+from hairlib.train.checkpoint import load_checkpoint, pack_checkpoint, save_atomic, stop_on_signals, unpack_checkpoint
 from hairlib.train.gan import GANTrainConfig, train_gan
 from hairlib.train.paired_gan import PairedGANConfig, train_paired_gan
 from hairlib.train.warmstart import WarmStartConfig
@@ -48,11 +57,13 @@ CONFIG = GANTrainConfig(arch=ARCH, batch=16, steps=60_000, lr=0.001, r1=0.5, ema
 WARMSTART = WarmStartConfig(seed=2026, map_steps=3000, map_lr=0.1)
 ENCODER_WIDTHS = (32, 64, 128, 128)  # the warm start's encoder (images -> w)
 DEFAULT_OUT = Path("runs") / "mini_stylegan2"
+PACKED = Path("results") / "training" / "mini_stylegan2" / "paired"  # the paired run's state and log, in git
 
 # The paired recipe: G(z) = render(face(z)) (hairlib.mini.prior), sharpened by the discriminator.
 PAIRED_ARCH = StyleGAN2Config(size=64, style_dim=128, n_mlp=8, channel_multiplier=0.25, channel_max=128, lr_mlp=0.5)
 PAIRED = PairedGANConfig(arch=PAIRED_ARCH, batch=16, steps=200_000, lr=0.002, pair_weight=10.0, adv_weight=1.0,
-                         r1=0.5, mixing=0.25, ema_kimg=5.0, seed=2030, ckpt_every=250, sample_every=1000)
+                         r1=0.5, mixing=0.25, ema_kimg=5.0, seed=2030, ckpt_every=250, sample_every=1000,
+                         anchor_layers=4, anchor_batch=128)
 PAIR_FEATURES = 1.0  # weight of the classifier-trunk features (mini LPIPS) beside pixel L1 in the paired loss
 
 
@@ -72,17 +83,54 @@ def pair_loss(classifier, features: float = PAIR_FEATURES):
     return loss
 
 
+def pack(out: Path, packed: Path = PACKED) -> Path:
+    """The run's state and log (and its latest samples) -> ``packed``, for git."""
+    import shutil
+
+    state = load_checkpoint(out / "state.pt")
+    if state is None:
+        raise FileNotFoundError(f"no training state in {out}")
+    packed.mkdir(parents=True, exist_ok=True)
+    pack_checkpoint(state, packed / "state")
+    shutil.copyfile(out / "log.jsonl", packed / "log.jsonl")
+    samples = sorted(out.glob("samples_*.png"))
+    if samples:
+        shutil.copyfile(samples[-1], packed / "samples.png")
+    return packed
+
+
+def unpack(out: Path, packed: Path = PACKED) -> bool:
+    """A run folder without a state starts from the packed one, if any (True if it did)."""
+    import shutil
+
+    if (out / "state.pt").exists():
+        return False
+    state = unpack_checkpoint(packed / "state")
+    if state is None:
+        return False
+    out.mkdir(parents=True, exist_ok=True)
+    save_atomic(state, out / "state.pt")
+    if (packed / "log.jsonl").exists() and not (out / "log.jsonl").exists():
+        shutil.copyfile(packed / "log.jsonl", out / "log.jsonl")
+    print(f"resuming from the packed state in {packed} (step {state['step']})")
+    return True
+
+
 def train_paired(out: Path, cfg: PairedGANConfig = PAIRED, *, device="cpu", hours: float = None, workers: int = 0,
-                 progress: bool = True, execution=None):
-    """The paired recipe in ``out`` (resumable); returns (EMA generator, step)."""
+                 progress: bool = True, execution=None, packed: Optional[Path] = None):
+    """The paired recipe in ``out`` (resumable; a fresh ``out`` starts from ``packed``'s state if
+    given); returns (EMA generator, step)."""
     from hairlib.mini.data import PairedRenders
 
+    if packed is not None:
+        unpack(out, packed)
     state = load_checkpoint(out / "state.pt")
     start = int(state["step"]) if state is not None else 0
     pairs = stream(PairedRenders(cfg.batch, cfg.seed, cfg.arch.style_dim, cfg.arch.size), start, workers)
     clf = load_classifier(device=device).requires_grad_(False)
     return train_paired_gan(cfg, pairs, pair_loss(clf), out, device=device, progress=progress,
                             max_seconds=None if hours is None else hours * 3600, execution=execution,
+                            features=features_from_z,
                             on_sample=lambda G, step: save_samples(G, step, out))
 
 
@@ -172,6 +220,7 @@ def main(argv=None) -> int:
     p.add_argument("--stage", choices=("paired", "warm", "all"), default="paired",
                    help="paired: G(z) = render(face(z)) sharpened by D (run folder DIR/paired); warm: the "
                         "autoencoder warm start (the shipped generator's); all: warm start, then the plain GAN")
+    p.add_argument("--pack", action="store_true", help=f"only copy the paired run's state and log to {PACKED} (git)")
     p.add_argument("--export", choices=("paired", "gan", "warm"), default=None,
                    help="only export for shipping: the paired or GAN stage's EMA generator, or the warm start's")
     args = p.parse_args(argv)
@@ -181,12 +230,15 @@ def main(argv=None) -> int:
 
     stop_on_signals()  # `kill PID` checkpoints and stops
     paired_out = out / "paired" if args.out == str(DEFAULT_OUT) else out
+    if args.pack:
+        print(f"packed into {pack(paired_out)}")
+        return 0
     if args.export:
         print(f"wrote {export(paired_out if args.export == 'paired' else out, source=args.export)}")
         return 0
     if args.stage == "paired":
         train_paired(paired_out, replace(PAIRED, steps=args.steps or PAIRED.steps), device=args.device,
-                     hours=args.hours, workers=args.workers)
+                     hours=args.hours, workers=args.workers, packed=PACKED if paired_out == DEFAULT_OUT / "paired" else None)
         return 0
     import time
 

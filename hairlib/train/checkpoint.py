@@ -16,7 +16,8 @@ import torch
 
 from hairlib.atomic import atomic_path
 
-__all__ = ["save_atomic", "load_checkpoint", "append_log", "read_log", "stop_on_signals"]
+__all__ = ["save_atomic", "load_checkpoint", "pack_checkpoint", "unpack_checkpoint", "append_log", "read_log",
+           "stop_on_signals"]
 
 
 def save_atomic(obj: Dict[str, Any], path) -> Path:
@@ -46,6 +47,101 @@ def load_checkpoint(path, map_location="cpu") -> Optional[Dict[str, Any]]:
     if path.exists():
         raise RuntimeError(f"{path}: checkpoint unreadable ({last})")
     return None
+
+
+def _flatten(obj, prefix: str, tensors: Dict[str, torch.Tensor]):
+    """obj with its tensors moved into ``tensors`` (keys ``prefix/...``), each replaced by
+    {"__tensor__": key}; tuples become lists."""
+    if torch.is_tensor(obj):
+        tensors[prefix] = obj.detach().cpu().contiguous()
+        return {"__tensor__": prefix}
+    if isinstance(obj, dict):
+        if not all(isinstance(k, (str, int)) for k in obj):
+            raise TypeError(f"{prefix}: only str or int keys can be packed")
+        return {"__dict__": [[k, _flatten(v, f"{prefix}/{k}", tensors)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return [_flatten(v, f"{prefix}/{i}", tensors) for i, v in enumerate(obj)]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"{prefix}: cannot pack a {type(obj).__name__}")
+
+
+def _unflatten(obj, tensors: Dict[str, torch.Tensor]):
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            return tensors[obj["__tensor__"]]
+        return {k: _unflatten(v, tensors) for k, v in obj["__dict__"]}
+    if isinstance(obj, list):
+        return [_unflatten(v, tensors) for v in obj]
+    return obj
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def pack_checkpoint(state: Dict[str, Any], folder) -> Path:
+    """A training state (``save_atomic``'s kind) as a folder to keep in git: one safetensors file
+    per top-level entry (a network, an optimiser: each far smaller than the whole), and
+    ``state.json`` with everything else and each file's sha256. Adam's first moments are left
+    out where beta1 is 0 (each step overwrites them with the gradient), so the packed state
+    resumes as the run would have gone on, to float rounding. Written beside the folder and
+    renamed into place."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    tree, files = {}, {}
+    for key, value in state.items():
+        if isinstance(value, dict) and "param_groups" in value and all(g["betas"][0] == 0 for g in value["param_groups"]):
+            value = {**value, "state": {i: {k: v for k, v in st.items() if k != "exp_avg"} for i, st in value["state"].items()}}
+        tensors: Dict[str, torch.Tensor] = {}
+        tree[key] = _flatten(value, key, tensors)
+        if tensors:
+            save_file(tensors, str(tmp / f"{key}.safetensors"))
+            files[f"{key}.safetensors"] = _sha256(tmp / f"{key}.safetensors")
+    (tmp / "state.json").write_text(json.dumps({"tree": tree, "files": files}, indent=1))
+    old = folder.with_name(folder.name + ".prev")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def unpack_checkpoint(folder) -> Optional[Dict[str, Any]]:
+    """The state ``pack_checkpoint`` wrote (None if there is none), each file checked against its
+    sha256; Adam's dropped first moments come back as zeros."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if not (folder / "state.json").exists():
+        return None
+    meta = json.loads((folder / "state.json").read_text())
+    tensors: Dict[str, torch.Tensor] = {}
+    for name, digest in meta["files"].items():
+        if _sha256(folder / name) != digest:
+            raise RuntimeError(f"{folder / name}: sha256 mismatch (damaged or partly checked out)")
+        tensors.update(load_file(str(folder / name)))
+    state = {k: _unflatten(v, tensors) for k, v in meta["tree"].items()}
+    for value in state.values():
+        if isinstance(value, dict) and "param_groups" in value:
+            value["state"] = {int(i): st for i, st in value["state"].items()}
+            for st in value["state"].values():
+                if "exp_avg_sq" in st and "exp_avg" not in st:
+                    st["exp_avg"] = torch.zeros_like(st["exp_avg_sq"])
+    return state
 
 
 def append_log(path, record: Dict[str, Any]) -> None:

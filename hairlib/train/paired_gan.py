@@ -13,6 +13,16 @@ Per step (the order of ``hairlib.train.gan``):
 * the EMA generator.
 
 The path-length regulariser is left out: the pairs fix G's Jacobian far more than it would.
+
+Anchored codes (``anchor_layers > 0``): where each pair also carries the face's parameters as a
+feature vector, a small code network ``A`` (``anchor_layers`` equalised linear layers with leaky
+ReLU, as the mapping's) turns them into w, and the synthesis draws the pairs from A's codes (the
+losses above, D's fakes too); the mapping, which then gets no other gradient, is fitted to A's
+codes by regression: ``anchor_steps`` Adam steps per step on the mean squared distance of
+mapping(z) to A(features(z)) (A held fixed), over ``anchor_batch`` fresh latents each (the
+first also over the pairs' own), whose features cost no render. Learning which face each
+z stands for through the synthesis's pixels is slow for a field that is a step function of z
+(a hairstyle); regressing onto codes is direct. Sampling is unchanged: G(z) = synthesis(mapping(z)).
 Atomic, resumable ``state.pt`` (``hairlib.train.gan``'s format, plus the training seconds summed
 over every session), ``log.jsonl``, a time budget.
 """
@@ -25,12 +35,12 @@ from typing import Callable, Iterator, Optional, Tuple, Union
 
 import torch
 
-from hairlib.nets.stylegan2 import Discriminator, Generator, StyleGAN2Config
+from hairlib.nets.stylegan2 import Discriminator, EqualLinear, Generator, StyleGAN2Config
 from hairlib.train.checkpoint import save_atomic
 from hairlib.train.gan import (ArchConfig, StepExecution, _accumulate, _set_adam_impl, choose_execution, discriminator_step,
                                g_nonsaturating_loss, resume, run_steps, snapshot_state)
 
-__all__ = ["PairedGANConfig", "train_paired_gan", "mixed_wplus"]
+__all__ = ["PairedGANConfig", "CodeNetwork", "train_paired_gan", "mixed_wplus", "mixed_codes"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,22 @@ class PairedGANConfig(ArchConfig):
     ckpt_every: int = 250
     sample_every: int = 1000
     log_every: int = 25
+    anchor_layers: int = 0  # > 0: the synthesis draws from a code network of the face's features (see above)
+    anchor_batch: int = 128  # latents per regression step of the mapping onto the codes
+    anchor_steps: int = 4  # regression steps of the mapping per step
+
+
+class CodeNetwork(torch.nn.Module):
+    """Face features [N, F] -> w [N, style_dim]: ``layers`` equalised linear layers with fused
+    leaky ReLU, as StyleGAN2's mapping network."""
+
+    def __init__(self, features: int, style_dim: int, layers: int):
+        super().__init__()
+        dims = [features] + [style_dim] * layers
+        self.net = torch.nn.Sequential(*[EqualLinear(a, b, activation="fused_lrelu") for a, b in zip(dims, dims[1:])])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
 
 
 def mixed_wplus(G: Generator, z: torch.Tensor, mixing: float, gen: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -66,10 +92,25 @@ def mixed_wplus(G: Generator, z: torch.Tensor, mixing: float, gen: torch.Generat
     return torch.where(take, other, w), ~mixed
 
 
+def mixed_codes(G: Generator, codes: torch.Tensor, mixing: float, gen: torch.Generator
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``mixed_wplus`` for given codes [N, D]: the mixed rows take the code of the next sample in
+    the batch from a random W+ row on."""
+    w = G.broadcast(codes)
+    n = codes.shape[0]
+    mixed = torch.rand(n, generator=gen) < mixing
+    if not mixed.any() or n < 2:
+        return w, torch.ones(n, dtype=torch.bool)
+    cut = torch.randint(1, G.num_ws, (n,), generator=gen)
+    take = ((torch.arange(G.num_ws)[None, :] >= cut[:, None]) & mixed[:, None]).to(w.device)[:, :, None]
+    return torch.where(take, w.roll(1, 0), w), ~mixed
+
+
 def train_paired_gan(cfg: PairedGANConfig, pairs: Iterator[dict], pair_loss: Callable, out_dir, *,
                      device="cpu", progress: bool = True, max_seconds: Optional[float] = None,
                      on_sample: Optional[Callable[[Generator, int], None]] = None,
-                     execution: Union[None, str, StepExecution] = None) -> Tuple[Generator, int]:
+                     execution: Union[None, str, StepExecution] = None,
+                     features: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> Tuple[Generator, int]:
     """Train (or resume) in ``out_dir``; return (the EMA generator, the step reached).
 
     pairs: yields {"z": [B, z_dim], "images": [B, 3, S, S] in [-1, 1]} in step order (a resumed
@@ -78,7 +119,12 @@ def train_paired_gan(cfg: PairedGANConfig, pairs: Iterator[dict], pair_loss: Cal
     real) -> per-sample loss [B]. execution: how the steps run (``hairlib.train.gan.StepExecution``;
     default the fast one for ``device``: split modulated convolutions, bf16 autocast on a CPU with
     AMX-BF16, R1 in fp32); it never changes what a step computes beyond bf16 rounding.
+    With ``cfg.anchor_layers``: the pairs also carry "features" [B, F], and ``features(z)`` gives
+    those of any latents (the anchor batch).
     """
+    anchored = cfg.anchor_layers > 0
+    if anchored and features is None:
+        raise ValueError("anchor_layers > 0 needs features(z), the face features of any latents")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(device)
@@ -93,14 +139,22 @@ def train_paired_gan(cfg: PairedGANConfig, pairs: Iterator[dict], pair_loss: Cal
         D.to(memory_format=torch.channels_last)  # weight gradients arrive channels-last: no transposing copy
     d_ratio = cfg.d_reg_every / (cfg.d_reg_every + 1)
     kw = {"fused": True} if ex.fused_optim else {}
-    g_opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.0, 0.99), **kw)
+    mapping = list(G.style.parameters()) if anchored else []  # anchored: fitted by regression alone
+    g_opt = torch.optim.Adam([p for p in G.parameters() if all(p is not q for q in mapping)], lr=cfg.lr,
+                             betas=(0.0, 0.99), **kw)
     d_opt = torch.optim.Adam(D.parameters(), lr=cfg.lr * d_ratio, betas=(0.0, 0.99 ** d_ratio), **kw)
     gen = torch.Generator().manual_seed(cfg.seed)
     nets = {"G": G, "D": D, "G_ema": G_ema, "g_opt": g_opt, "d_opt": d_opt}
+    if anchored:
+        n_feat = features(torch.zeros(1, cfg.arch.style_dim)).shape[1]
+        A = CodeNetwork(n_feat, cfg.arch.style_dim, cfg.anchor_layers).to(device)
+        a_opt = torch.optim.Adam(A.parameters(), lr=cfg.lr, betas=(0.0, 0.99), **kw)
+        m_opt = torch.optim.Adam(mapping, lr=cfg.lr, betas=(0.0, 0.99), **kw)
+        nets.update(A=A, a_opt=a_opt, m_opt=m_opt)
     state_path = out_dir / "state.pt"
     state = resume(state_path, cfg.to_dict(), nets, gen)
     step = int(state["step"]) if state is not None else 0
-    for opt in (g_opt, d_opt):
+    for opt in (g_opt, d_opt) + ((a_opt, m_opt) if anchored else ()):
         _set_adam_impl(opt, ex.fused_optim)
     seconds = float(state.get("seconds", 0.0)) if state is not None else 0.0  # training time over all sessions
     (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
@@ -116,30 +170,55 @@ def train_paired_gan(cfg: PairedGANConfig, pairs: Iterator[dict], pair_loss: Cal
     def one_step(step: int) -> None:
         item = next(pairs)
         z, real = item["z"].to(device), item["images"].to(device)
-        # --- discriminator: the pairs' images against G's images of fresh latents
+        feats = item["features"].to(device) if anchored else None
+        # --- discriminator: the pairs' images against G's images of fresh latents (anchored: of
+        # the pairs' codes)
         G.requires_grad_(False)
         with torch.no_grad(), ctx():
-            w_fake, _ = mixed_wplus(G, torch.randn(z.shape, generator=gen).to(device), cfg.mixing, gen)
+            if anchored:
+                w_fake, _ = mixed_codes(G, A(feats).float(), cfg.mixing, gen)
+            else:
+                w_fake, _ = mixed_wplus(G, torch.randn(z.shape, generator=gen).to(device), cfg.mixing, gen)
             fake = G.synthesis(w_fake, noise_mode="random").float()
         discriminator_step(D, d_opt, real, fake, step, cfg.r1, cfg.d_reg_every, stats, ex)
         # --- generator: the pairs, and the discriminator
         G.requires_grad_(True)
         D.requires_grad_(False)
         with ctx():
-            w, unmixed = mixed_wplus(G, z, cfg.mixing, gen)
+            if anchored:
+                codes = A(feats).float()
+                w, unmixed = mixed_codes(G, codes, cfg.mixing, gen)
+            else:
+                w, unmixed = mixed_wplus(G, z, cfg.mixing, gen)
             img = G.synthesis(w, noise_mode="random").float()
             adv = g_nonsaturating_loss(D(img))
             per = pair_loss(img, real)  # [B]
             keep = unmixed.to(device).float()
             paired = (per * keep).sum() / keep.sum().clamp_min(1.0)
             g_loss = cfg.pair_weight * paired + cfg.adv_weight * adv
+        if anchored:
+            a_opt.zero_grad(set_to_none=True)
         g_opt.zero_grad(set_to_none=True)
         g_loss.backward()
         g_opt.step()
+        if anchored:
+            a_opt.step()
+            # the mapping learns the codes (fp32: G.mapping runs outside autocast)
+            for k in range(cfg.anchor_steps):
+                zk = torch.randn(cfg.anchor_batch, z.shape[1], generator=gen)
+                with torch.no_grad():
+                    target = A(features(zk).to(device)).float()
+                    if k == 0:
+                        zk, target = torch.cat([z.cpu(), zk]), torch.cat([A(feats).float(), target])
+                anchor = (G.mapping(zk.to(device)) - target).pow(2).mean()
+                m_opt.zero_grad(set_to_none=True)
+                anchor.backward()
+                m_opt.step()
+            stats["anchor"] = anchor.item()
         stats.update(g=adv.item(), pair=paired.item())
         _accumulate(G_ema, G, ema_decay, foreach=ex.fused_optim)
 
     step = run_steps(cfg, step, one_step, stats, out_dir, checkpoint, desc="train stylegan2 (paired)",
-                     progress=progress, postfix=("pair", "d", "g"), log_fields=lambda s: {"seconds": round(seconds + s, 1)},
+                     progress=progress, postfix=("pair", "d", "g") + (("anchor",) if anchored else ()), log_fields=lambda s: {"seconds": round(seconds + s, 1)},
                      on_sample=on_sample and (lambda i: on_sample(G_ema, i)), max_seconds=max_seconds)
     return G_ema, step
