@@ -24,12 +24,14 @@ import importlib.util
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-__all__ = ["NoFaceError", "Alignment", "landmarks", "align", "align_with_info", "align_landmarks",
+from hairlib.images import read_image
+
+__all__ = ["NoFaceError", "WrongWorldError", "MultipleFacesWarning", "detect", "Alignment", "landmarks", "align", "align_with_info", "align_landmarks",
            "predictor_path", "output_position", "input_position"]
 
 INSTALL_HINT = 'pip install "hairlib[align]"  (dlib-bin and face_recognition_models)'
@@ -39,11 +41,22 @@ class NoFaceError(ValueError):
     """No face was found in the image."""
 
 
+class MultipleFacesWarning(UserWarning):
+    """A photo holds several faces; the message says which one was taken."""
+
+
+class WrongWorldError(ValueError):
+    """The image is not something this world can edit (a photo in the mini world)."""
+
+
 @dataclass
 class Alignment:
     image: Image.Image  # the aligned face, size x size
     quad: np.ndarray  # [4, 2] corners in the input photo: top-left, bottom-left, bottom-right, top-right
     landmarks: np.ndarray  # [68, 2] (x, y) in the input photo
+    faces_found: int = 1  # faces in the photo (align_with_info)
+    score: float = 0.0  # the detector's score of this face
+    box: Tuple[int, int, int, int] = (0, 0, 0, 0)  # the detector's box (x, y, w, h) in the photo
 
     def to_output(self, points) -> np.ndarray:
         """Points [K, 2] of the input photo -> where they land in ``image``."""
@@ -78,15 +91,8 @@ def _dlib():
 
 def _to_pil(image) -> Image.Image:
     """A path, PIL image or array [H, W] / [H, W, 3|4] (uint8, or float in [0, 1]) -> RGB PIL."""
-    if isinstance(image, (str, Path)):
-        try:
-            with Image.open(image) as f:
-                image = ImageOps.exif_transpose(f)  # phone photos: upright, as viewers show them
-                image.load()
-        except Exception as e:
-            raise ValueError(f"cannot read image {image}: {e}") from None
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
+    if isinstance(image, (str, Path, Image.Image)):
+        return read_image(image)  # upright (EXIF), 8-bit RGB whatever the file stores
     arr = np.asarray(image)
     if arr.ndim == 2:
         arr = np.stack([arr] * 3, -1)
@@ -95,6 +101,19 @@ def _to_pil(image) -> Image.Image:
     if arr.dtype != np.uint8:
         arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).round().astype(np.uint8)
     return Image.fromarray(np.ascontiguousarray(arr[..., :3]), "RGB")
+
+
+def detect(image, *, upsample: Optional[int] = 1, min_score: float = 0.0) -> List[Tuple[np.ndarray, float, Tuple[int, int, int, int]]]:
+    """Every face dlib finds: (68 landmarks [68, 2] (x, y), detector score, box (x, y, w, h)),
+    largest first. ``upsample`` and ``min_score`` as in ``landmarks``."""
+    detector, predictor = _dlib()
+    arr = np.asarray(_to_pil(image))  # [H, W, 3] uint8
+    rects, scores, _ = detector.run(arr, 0 if upsample is None else int(upsample), float(min_score))
+    if upsample is None and len(rects) == 0:
+        rects, scores, _ = detector.run(arr, 1, float(min_score))
+    found = sorted(zip(rects, scores), key=lambda rs: rs[0].width() * rs[0].height(), reverse=True)
+    return [(np.array([[p.x, p.y] for p in predictor(arr, r).parts()], np.float64), float(sc),
+             (r.left(), r.top(), r.width(), r.height())) for r, sc in found]
 
 
 def landmarks(image, *, upsample: Optional[int] = 1, min_score: float = 0.0) -> List[np.ndarray]:
@@ -106,13 +125,7 @@ def landmarks(image, *, upsample: Optional[int] = 1, min_score: float = 0.0) -> 
     if that finds nothing. The landmarks follow the detector's box, so the two can differ by a few
     pixels. ``min_score`` raises the detector's threshold (0) to drop weak detections: on
     skimage's astronaut, upsampling once also "finds" the flag on her sleeve, at score 0.1."""
-    detector, predictor = _dlib()
-    arr = np.asarray(_to_pil(image))  # [H, W, 3] uint8
-    rects = detector.run(arr, 0 if upsample is None else int(upsample), float(min_score))[0]
-    if upsample is None and len(rects) == 0:
-        rects = detector.run(arr, 1, float(min_score))[0]
-    rects = sorted(rects, key=lambda r: r.width() * r.height(), reverse=True)
-    return [np.array([[p.x, p.y] for p in predictor(arr, r).parts()], np.float64) for r in rects]
+    return [lm for lm, _, _ in detect(image, upsample=upsample, min_score=min_score)]
 
 
 def _quad(lm: np.ndarray) -> np.ndarray:
@@ -212,30 +225,45 @@ def align_landmarks(image, lm: np.ndarray, size: int = 1024, *, transform_size: 
     return Alignment(img, quad, lm)
 
 
-def align_with_info(image, size: int = 1024, *, faces: str = "largest", transform_size: int = 4096,
+# Faces after the largest are kept only from this detector score up: on skimage's astronaut the
+# flag on her sleeve scores 0.12, her face 1.16.
+OTHER_FACE_SCORE = 0.3
+
+
+def align_with_info(image, size: int = 1024, *, faces: Union[str, int] = "largest", transform_size: int = 4096,
                     enable_padding: bool = True, upsample: Optional[int] = 1,
                     min_score: float = 0.0) -> Union[Alignment, List[Alignment]]:
-    """Align the largest face (``faces="largest"``) or every face (``"all"``, largest first);
-    each ``Alignment`` holds the aligned image, its quad and landmarks in the input photo.
-    ``upsample`` and ``min_score`` go to the face detector (see ``landmarks``)."""
-    if faces not in ("largest", "all"):
-        raise ValueError(f"faces must be 'largest' or 'all', got {faces!r}")
+    """Align the largest face (``faces="largest"``), the N-th largest (``faces=N``, from 0) or
+    every face (``"all"``, largest first); each ``Alignment`` holds the aligned image, its quad
+    and landmarks in the input photo. Faces after the largest count only from a detector score of
+    ``OTHER_FACE_SCORE``. ``upsample`` and ``min_score`` go to the face detector (``landmarks``)."""
+    if not (faces in ("largest", "all") or (isinstance(faces, int) and not isinstance(faces, bool) and faces >= 0)):
+        raise ValueError(f"faces must be 'largest', 'all' or a face's index (0 = the largest), got {faces!r}")
     if int(size) < 1:
         raise ValueError(f"size must be a positive number of pixels, got {size}")
     img = _to_pil(image)
-    found = landmarks(img, upsample=upsample, min_score=min_score)
+    found = detect(img, upsample=upsample, min_score=min_score)
+    found = found[:1] + [f for f in found[1:] if f[1] >= OTHER_FACE_SCORE]
+    name = str(image) if isinstance(image, (str, Path)) else f"the {img.size[0]}x{img.size[1]} image"
     if not found:
-        name = str(image) if isinstance(image, (str, Path)) else f"the {img.size[0]}x{img.size[1]} image"
         raise NoFaceError(f"no face found in {name}: use a photo with a frontal, unoccluded face with the eyes "
                           f"at least ~100 px apart (dlib's detector misses faces under ~40 px wide, "
                           f"and small faces come out blurry)")
-    picked = found if faces == "all" else found[:1]
+    if isinstance(faces, int):
+        if faces >= len(found):
+            raise NoFaceError(f"{name} has {len(found)} face(s); face {faces + 1} was asked for "
+                              f"(faces are numbered from the largest)")
+        picked = [found[faces]]
+    else:
+        picked = found if faces == "all" else found[:1]
     out = [align_landmarks(img, lm, size, transform_size=transform_size, enable_padding=enable_padding)
-           for lm in picked]
+           for lm, _, _ in picked]
+    for a, (_, score, box) in zip(out, picked):
+        a.faces_found, a.score, a.box = len(found), score, box
     return out if faces == "all" else out[0]
 
 
-def align(image, size: int = 1024, *, faces: str = "largest", **kw) -> Union[Image.Image, List[Image.Image]]:
+def align(image, size: int = 1024, *, faces: Union[str, int] = "largest", **kw) -> Union[Image.Image, List[Image.Image]]:
     """A photo (path, PIL image, or uint8 RGB array) -> the FFHQ-aligned face (PIL, ``size`` px),
     or a list of them with ``faces="all"``. Raises ``NoFaceError`` when there is no face.
     Keywords: ``transform_size``, ``enable_padding``, ``upsample``, ``min_score`` (see

@@ -27,6 +27,8 @@ import hairlib
 from hairlib import bench, ops, viz, weights
 from hairlib.atomic import atomic_path, write_text
 from hairlib.demo import run_demo
+from hairlib.images import read_image
+from hairlib.ops.cpu import has_amx_bf16
 from hairlib.evaluate import (EDIT_TASKS, HAIR_TASKS, evaluate, evaluate_hairclip_grid, evaluate_references,
                               format_changes, format_table, summarize, summarize_grid)
 from hairlib.methods import METHODS
@@ -75,6 +77,8 @@ def cmd_info(args) -> int:
     print(f"ops:      HAIRLIB_OPS={rep['requested']} -> {chosen}")
     for op in ("upfirdn2d", "bias_act"):
         print(f"          {op}: {rep[op]}")
+    amx = "AMX-BF16: bf16 training path" if has_amx_bf16() else "no AMX-BF16: training runs in fp32"
+    print(f"          CPU kernels (training): {rep['cpu_ops']}; {amx}")
     _print_weights()
     _print_mini()
     _print_align()
@@ -196,14 +200,21 @@ def cmd_edit(args) -> int:
             _check_image(image)
     if args.mapper is not None and not Path(args.mapper).is_file():
         raise UserError(f"no mapper file at {args.mapper}")
-    if args.invert_steps is not None and args.invert_steps < 0:
-        raise UserError(f"--invert-steps must be >= 0, got {args.invert_steps}")
     world = _load_world_or_explain(args.world, args.device, args.resolution)
+    if args.face is not None and args.image is None:
+        raise UserError("--face picks a face of --image; without --image the faces are sampled")
+    x = None
     if args.image is not None:
+        import warnings
+
         try:
-            x = world.align(args.image)
-        except ValueError as e:  # unreadable, or no face found (hairlib.align.NoFaceError)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                x = world.align(args.image, face=args.face)
+        except ValueError as e:  # unreadable, no face, not this world's kind of picture (hairlib.align)
             raise UserError(str(e)) from None
+        for warning in caught:  # several faces, transparency: say what was done
+            print(f"hairlib: note: {warning.message}", file=sys.stderr)
         w = world.invert(x, steps=args.invert_steps, progress=True)
     else:
         w = world.sample(args.n, seed=args.seed, truncation=args.truncation)
@@ -223,13 +234,16 @@ def cmd_edit(args) -> int:
         r = hairlib.edit(world, w, args.text, method=args.method, settings=args.settings, progress=True, **kw)
     except ValueError as e:
         raise UserError(str(e)) from None
-    rows = [r.source_images, r.images]
-    if rows[0].shape[-1] > 256:
-        rows = [F.interpolate(x, size=(256, 256), mode="area") for x in rows]
-    scale = max(1, 128 // rows[0].shape[-1])
     label = args.text or " + ".join([t for t in (args.hairstyle, args.color) if t] +
                                     [Path(r).name for r in (args.hairstyle_ref, args.color_ref) if r])
-    _save_picture(viz.grid(rows, labels=["input", label[:24]], scale=scale), out)
+    # an image: what was given, what the generator makes of it, the edit; sampled faces: before, after
+    rows, labels = [r.source_images, r.images], ["generated", label[:24]]
+    if x is not None:
+        rows, labels = [x.to(r.images.device), r.source_images, r.images], ["input", "reconstruction", label[:24]]
+    if rows[0].shape[-1] > 256:
+        rows = [F.interpolate(im, size=(256, 256), mode="area") for im in rows]
+    scale = max(1, 128 // rows[0].shape[-1])
+    _save_picture(viz.grid(rows, labels=labels, scale=scale), out)
     info = ", ".join(f"{k}={v}" for k, v in r.info.items() if k in ("channels_touched", "alpha", "beta", "steps", "groups"))
     print(f"{args.method}: {len(r)} image(s) in {r.seconds:.2f} s{' (' + info + ')' if info else ''}")
     print(f"wrote {out}")
@@ -241,13 +255,15 @@ def cmd_edit(args) -> int:
 
 
 def _check_image(path) -> None:
-    from PIL import Image
+    """Refuse, before any work, a file that is not a readable image."""
+    import warnings
 
     try:
-        with Image.open(path) as im:
-            im.verify()
-    except Exception as e:
-        raise UserError(f"cannot read image {path}: {e}") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # transparency is reported when the image is used
+            read_image(path)
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 def _hairclip_conditions(args) -> dict:
@@ -399,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quick", action="store_true", help="small shapes, few repeats")
     s.add_argument("--no-compile", action="store_true", help="skip torch.compile of the references")
     s.add_argument("--no-backward", action="store_true", help="forward only")
-    s.add_argument("--out", default="results/bench", help="folder for the CSV ('' to skip)")
+    s.add_argument("--out", default="runs/bench", help="folder for the CSV ('' to skip; the tracked tables: results/bench)")
     s.add_argument("--world", default="mini", choices=["mini", "ffhq"], help="bench edit: which world")
     s.set_defaults(func=cmd_bench)
     s = sub.add_parser("demo", help="offline demo on the mini world: pictures in results/demo/")
@@ -410,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--world", default="mini", choices=["mini", "ffhq"])
     s.add_argument("--resolution", type=int, default=None, help="ffhq world: 1024 (default) or 256")
     s.add_argument("--image", default=None, help="photo (ffhq: aligned first) or render (mini); none: sampled faces")
+    s.add_argument("--face", type=int, default=None, help="--image with several faces: which (1 = the largest)")
     s.add_argument("--text", default=None, help='what to change, e.g. "curly red hair"')
     s.add_argument("--method", default="optimize", help="optimize | global | mapper | hairclip")
     s.add_argument("--hairstyle", default=None, help='hairclip: hairstyle text, e.g. "afro hairstyle"')
@@ -422,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--invert-steps", type=int, default=None,
                    help="--image: optimisation steps after the encoder (default: the world's; mini: 200, the most "
                         "faithful; 0: the encoder alone, blurrier but the most editable)")
-    s.add_argument("--out", default="results/edit.png", help="before/after picture (.png/.jpg)")
+    s.add_argument("--out", default="runs/edit.png", help="before/after picture (.png/.jpg)")
     s.add_argument("--n", type=int, default=4, help="sampled faces when no image is given")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--truncation", type=float, default=0.7)
@@ -460,23 +477,94 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hair-only", action="store_true", help="only the hair edits (HairCLIP's comparison)")
     s.add_argument("--grid", action=argparse.BooleanOptionalAction, default=True,
                    help="hairclip (mini): also every hairstyle x colour pair at once (a few minutes)")
-    s.add_argument("--out", default="results/eval", help="folder for the table ('' to skip); an interrupted run "
-                   "keeps its finished tasks there (.eval-*.partial.json) and a rerun resumes from them")
+    s.add_argument("--out", default="runs/eval", help="folder for the table ('' to skip; the tracked tables: "
+                   "results/eval); an interrupted run keeps its finished tasks there (.eval-*.partial.json) and a "
+                   "rerun resumes from them")
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=cmd_eval)
     return p
+
+
+def _check_writable(path: Path, folder: bool) -> None:
+    """Refuse, before any work, an output that cannot be written (a missing parent is made)."""
+    import os
+    import tempfile
+
+    target = path if folder else path.parent
+    if not folder and path.is_dir():
+        raise UserError(f"--out {path} is a folder; give a file name, e.g. {path / 'edit.png'}")
+    if folder and path.exists() and not path.is_dir():
+        raise UserError(f"--out {path} is a file; give a folder")
+    probe = target
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent  # the deepest folder that exists: a file must be creatable in it
+    try:
+        if not probe.is_dir():
+            raise NotADirectoryError(f"{probe} is not a folder")
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".hairlib-probe-"):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e} in {probe}; choose another --out") from None
+    if not folder and path.exists() and not os.access(path, os.W_OK):
+        raise UserError(f"cannot overwrite {path} (read-only); choose another --out")
+
+
+def validate(args) -> None:
+    """Every argument checked before any work: counts >= 1, finite numbers in range, an existing
+    device, outputs that can be written. Raises UserError naming the argument and the fix."""
+    import math
+
+    import torch
+
+    def count(name, minimum=1):
+        v = getattr(args, name, None)
+        if v is not None and v < minimum:
+            raise UserError(f"--{name.replace('_', '-')} must be at least {minimum}, got {v}")
+
+    for name in ("n", "steps", "batch", "face"):
+        count(name)
+    count("invert_steps", 0)
+    for name, lo, hi, note in (("truncation", 0.0, 1.0, "1 samples without truncation; the papers use 0.7"),
+                               ("alpha", -math.inf, math.inf, "the paper's strength is 4.1; negative reverses the edit"),
+                               ("beta", 0.0, 1.0, "the paper uses 0.15")):
+        v = getattr(args, name, None)
+        if v is not None and not (math.isfinite(v) and lo <= v <= hi):
+            span = "a finite number" if math.isinf(lo) else f"a number from {lo:g} to {hi:g}"
+            raise UserError(f"--{name} must be {span} ({note}), got {v}")
+    if getattr(args, "resolution", None) is not None and args.resolution not in (256, 1024):
+        raise UserError(f"--resolution must be 256 or 1024 (the ffhq generators), got {args.resolution}")
+    device = getattr(args, "device", None)
+    if device is not None:
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, ValueError):
+            raise UserError(f"--device {device!r} is not a device; use cpu or cuda (cuda:N for the N-th GPU)") from None
+        if dev.type == "cuda":
+            if not torch.cuda.is_available():
+                raise UserError(f"--device {device}: no CUDA GPU is available here (torch "
+                                f"{'has no CUDA support' if torch.version.cuda is None else 'sees no GPU'}); use --device cpu")
+            if dev.index is not None and dev.index >= torch.cuda.device_count():
+                raise UserError(f"--device {device}: only {torch.cuda.device_count()} GPU(s) here")
+        elif dev.type != "cpu":
+            raise UserError(f"--device {device}: hairlib runs on cpu or cuda")
+    out = getattr(args, "out", None)
+    if out and args.command in ("edit", "eval", "bench", "demo", "train"):
+        _check_writable(Path(out), folder=args.command != "edit")
+    if getattr(args, "save_latents", None):
+        _check_writable(Path(args.save_latents), folder=False)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        validate(args)
         return args.func(args)
     except UserError as e:
         print(f"hairlib: {e}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as e:
-        if type(e).__name__ in ("WeightsMissingError", "ChecksumError"):  # hairlib.weights, user-fixable
+        if type(e).__name__ in ("WeightsMissingError", "ChecksumError", "DamagedWeightsError"):  # user-fixable
             print(f"hairlib: {e}", file=sys.stderr)
             return EXIT_USAGE
         raise

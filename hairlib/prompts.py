@@ -8,9 +8,10 @@ StyleCLIP's global directions average a prompt's text embedding over: its copy o
 """
 from __future__ import annotations
 
-from typing import Tuple
+import re
+from typing import FrozenSet, Tuple
 
-__all__ = ["IMAGENET_TEMPLATES", "STYLECLIP_TEMPLATES", "HAIRCLIP_HAIRSTYLES", "HAIRCLIP_COLORS"]
+__all__ = ["IMAGENET_TEMPLATES", "STYLECLIP_TEMPLATES", "HAIRCLIP_HAIRSTYLES", "HAIRCLIP_COLORS", "content_words"]
 
 IMAGENET_TEMPLATES: Tuple[str, ...] = (
     "a bad photo of a {}.",
@@ -111,3 +112,25 @@ HAIRCLIP_HAIRSTYLES: Tuple[str, ...] = (
 )
 HAIRCLIP_COLORS: Tuple[str, ...] = ("purple", "red", "orange", "yellow", "green", "blue", "gray", "brown", "black",
                                    "white", "blond", "pink")
+
+
+# Words that say what a prompt is a picture of rather than what changes ("a photo of a person with
+# red hair" and "red hair" ask for the same edit).
+_FILLER = frozenset("a an the photo picture image portrait of person man woman someone face with has having "
+                    "is who that and in wearing hair hairstyle hairdo haircut style".split())
+
+
+def content_words(text: str) -> FrozenSet[str]:
+    """The words of a prompt that name the edit, lower-cased, without filler and crudely stemmed
+    ("A photo of a person with a smile." and "smiling" -> {"smil"}; "afro hairstyle" -> {"afro"})."""
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    out = set()
+    for w in words:
+        if w in _FILLER:
+            continue
+        for suffix in ("ing", "es", "e", "s"):
+            if w.endswith(suffix) and len(w) - len(suffix) >= 3:
+                w = w[: -len(suffix)]
+                break
+        out.add(w)
+    return frozenset(out)

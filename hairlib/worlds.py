@@ -13,6 +13,7 @@ Two worlds share the class: ``mini`` (the shipped networks, ``hairlib.mini.world
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
@@ -23,7 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hairlib import prompts, weights
-from hairlib.align import align
+from hairlib.align import MultipleFacesWarning, align_with_info
+from hairlib.images import read_image
 from hairlib.invert import InversionResult, InvertConfig, invert
 from hairlib.methods.settings import MINI, PAPER, Settings
 from hairlib.mini.world import load_mini
@@ -94,19 +96,24 @@ class World:
         """W+ -> images [N, 3, R, R] in [-1, 1] (differentiable)."""
         return self.generator.synthesis(wplus.to(self.device), noise_mode=noise_mode)
 
-    def align(self, image) -> torch.Tensor:
+    def align(self, image, face: Optional[int] = None) -> torch.Tensor:
         """An image (path, PIL image, uint8 [H, W, 3] or [N, H, W, 3], or a tensor in [-1, 1]) ->
         [N, 3, R, R] in [-1, 1]. The mini world's renders are already aligned: only resized. The
-        ffhq world aligns photos as FFHQ was (dlib landmarks; tensors are taken as aligned)."""
+        ffhq world aligns photos as FFHQ was (dlib landmarks); the mini world refuses what is not
+        one of its renders (``hairlib.mini.world.render_aligner``). Files are read upright, in 8-bit
+        RGB (``hairlib.images.read_image``); tensors are taken as aligned. ``face``: which face of a
+        photo with several (1 = the largest, the default; a ``MultipleFacesWarning`` says which
+        was taken when there are more)."""
+        if face is not None and (isinstance(face, bool) or not isinstance(face, int) or face < 1):
+            raise ValueError(f"face must be 1 (the largest face) or more, got {face!r}")
+        name = str(image) if isinstance(image, (str, Path)) else None
         if isinstance(image, (str, Path)):
-            from PIL import Image
-
-            try:
-                image = Image.open(image).convert("RGB")
-            except Exception as e:
-                raise ValueError(f"cannot read image {image}: {e}") from None
+            image = read_image(image)
         if self.aligner is not None and not isinstance(image, torch.Tensor):
-            image = self.aligner(image)
+            try:
+                image = self.aligner(image, face=face)
+            except ValueError as e:
+                raise type(e)(f"{name}: {e}" if name else str(e)) from None
         if not isinstance(image, torch.Tensor):
             arr = np.asarray(image)
             if arr.ndim == 3:
@@ -206,8 +213,15 @@ def _load_ffhq(device, resolution: int = 1024, download: Optional[bool] = None) 
     arcface = load_arcface(files["arcface-ir-se50"], device)
     parser = FaceParser(load_parser(files["face-parser"], device))
 
-    def aligner(image):
-        return align(image, size=resolution)
+    def aligner(image, face: Optional[int] = None):
+        a = align_with_info(image, size=resolution, faces=(face or 1) - 1)
+        if a.faces_found > 1:
+            x, y, w, h = a.box
+            warnings.warn(MultipleFacesWarning(
+                f"{a.faces_found} faces found; editing face {face or 1} ({'the largest, ' if not face or face == 1 else ''}"
+                f"{w}x{h} px at ({x}, {y})); --face N (face=N in Python) picks another, 1 being the largest"),
+                stacklevel=3)
+        return a.image
 
     feature_net = _lpips_features(device)
     return World(

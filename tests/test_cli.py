@@ -75,7 +75,7 @@ def test_edit_and_train_on_a_tiny_world(tiny_weights, tmp_path, monkeypatch, cap
                      "--out", str(out)]) == 0 and asked == [0]  # the encoder alone
     capsys.readouterr()
     assert cli.main(["edit", "--image", str(render), "--text", "afro", "--invert-steps", "-1", "--out", str(out)]) == 2
-    assert "--invert-steps must be >= 0" in capsys.readouterr().err
+    assert "--invert-steps must be at least 0" in capsys.readouterr().err
     assert cli.main(["edit", "--text", "afro", "--method", "mapper", "--out", str(out)]) == 2
     assert "no mapper for 'afro'" in capsys.readouterr().err
     assert cli.main(["train", "mapper", "--text", "afro", "--steps", "3", "--batch", "2", "--out", str(tmp_path / "runs")]) == 0

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1] / "hairlib"
 # Lowest first. A module may import from its own layer or any lower one. Patterns ending in ".*"
 # match a package's modules; the most specific pattern wins.
 LAYERS = [
-    ("base", ["hairlib._version", "hairlib.atomic", "hairlib.ops", "hairlib.ops.*", "hairlib.prompts", "hairlib.mini.vocab",
+    ("base", ["hairlib._version", "hairlib.atomic", "hairlib.images", "hairlib.ops", "hairlib.ops.*", "hairlib.prompts", "hairlib.mini.vocab",
               "hairlib.mini.render", "hairlib.mini.captions", "hairlib.mini"]),
     ("nets", ["hairlib.nets", "hairlib.nets.*"]),
     ("infrastructure", ["hairlib.weights", "hairlib.metrics", "hairlib.invert", "hairlib.align", "hairlib.latents",

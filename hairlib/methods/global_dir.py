@@ -94,7 +94,10 @@ class GlobalDirections:
         gen = torch.Generator().manual_seed(cfg.seed)
         # 1. statistics of S
         sums, sqs = None, None
-        for i in range(0, cfg.n_stats, 4096):
+        from tqdm.auto import tqdm
+
+        for i in tqdm(range(0, cfg.n_stats, 4096), desc="global directions: style statistics", disable=not progress,
+                      unit="batch", leave=False):
             z = torch.randn(min(4096, cfg.n_stats - i), G.style_dim, generator=gen).to(dev)
             s = G.styles(G.broadcast(G.mapping(z)))
             if sums is None:
@@ -116,8 +119,6 @@ class GlobalDirections:
         offsets = [0]
         for c in channels:
             offsets.append(offsets[-1] + c)
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=len(pairs), desc="global directions: relevance", disable=not progress, unit="pair")
         for i in range(0, len(pairs), cfg.batch):
             chunk = pairs[i:i + cfg.batch]
@@ -182,6 +183,12 @@ class GlobalDirections:
         path = Path(cache_dir()) / "global_directions" / f"{world.name}-{key}.safetensors"
         if cache and path.exists():
             return cls.load(path)
+        if progress:
+            import sys
+
+            where = f"; cached in {path}, so later edits start at once" if cache else ""
+            print(f"global directions: pre-processing the {world.name} world once (CLIP's response to every style "
+                  f"channel over {cfg.n_images} images; minutes on a CPU){where}", file=sys.stderr, flush=True)
         gd = cls.compute(world, cfg, progress=progress)
         if cache:
             gd.save(path)

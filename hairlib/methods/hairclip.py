@@ -142,7 +142,8 @@ def hairclip_edit(world, latents: torch.Tensor, *, hairstyle: Condition = None, 
         mapper = getattr(world, "hairclip_mapper", None)
         if mapper is None:
             raise ValueError(f"the {world.name} world has no trained HairCLIP mapper yet; train one with "
-                             f"`hairlib train hairclip --world {world.name}` or pass mapper=PATH")
+                             f"`hairlib train hairclip --world {world.name}`, or give a mapper file (`--mapper PATH` on the "
+                             f"command line, mapper=PATH in Python)")
     if not isinstance(mapper, HairMapper):
         mapper = load_hair_mapper(mapper, world.device, num_ws=world.generator.num_ws)
     if (mapper.num_ws, mapper.dim) != (world.generator.num_ws, world.generator.style_dim):

@@ -28,10 +28,12 @@ from hairlib.methods.losses import view_clip_loss
 from hairlib.methods.result import EditResult
 from hairlib.nets.loading import load_state_dict_strict, read_with_meta, save_with_meta
 from hairlib.nets.mappers import LevelsMapper
+from hairlib.prompts import content_words
 from hairlib.train.optim import Ranger
 from hairlib.train.simple import fit
 
-__all__ = ["MapperConfig", "train_mapper", "save_mapper", "load_mapper", "mapper_edit", "slug"]
+__all__ = ["MapperConfig", "train_mapper", "save_mapper", "load_mapper", "mapper_edit", "slug", "find_mapper",
+           "mapper_prompts"]
 
 
 @dataclass(frozen=True)
@@ -175,21 +177,34 @@ def load_mapper(path, device="cpu", num_ws: Optional[int] = None) -> LevelsMappe
     return mapper.to(device).eval().requires_grad_(False)
 
 
-def find_mapper(world, text: str) -> Optional[Path]:
-    """The world's mapper file for ``text``: by name ("afro"), by slug, or by the prompt it was
-    trained on (kept in the file's metadata), else None."""
-    known = getattr(world, "mappers", None) or {}
-    path = known.get(text) or known.get(slug(text))
-    if path is not None:
-        return Path(path)
-    for p in known.values():
+def mapper_prompts(world) -> dict:
+    """{name: the prompt it was trained on} of the world's shipped mappers (from the files' metadata)."""
+    out = {}
+    for name, p in (getattr(world, "mappers", None) or {}).items():
+        prompt = None
         if str(p).endswith(".safetensors") and Path(p).exists():
             from safetensors import safe_open
 
             with safe_open(str(p), "pt") as f:
                 prompt = json.loads((f.metadata() or {}).get("hairlib", "{}")).get("text")
-            if prompt is not None and prompt.strip().lower() == text.strip().lower():
-                return Path(p)
+        out[name] = prompt
+    return out
+
+
+def find_mapper(world, text: str) -> Optional[Path]:
+    """The world's mapper file for ``text``: by name ("afro"), by slug, or by the prompt it was
+    trained on in any phrasing with the same content words ("afro hairstyle", "a photo of a person
+    with an afro."; ``prompts.content_words``), else None."""
+    known = getattr(world, "mappers", None) or {}
+    path = known.get(text) or known.get(slug(text))
+    if path is not None:
+        return Path(path)
+    want = content_words(text)
+    if not want:
+        return None
+    for name, prompt in mapper_prompts(world).items():
+        if want == content_words(name) or (prompt is not None and want == content_words(prompt)):
+            return Path(known[name])
     return None
 
 
@@ -199,12 +214,12 @@ def mapper_edit(world, latents: torch.Tensor, text: str, *, mapper: Union[None, 
     mapper for ``text`` (``world.mappers``: prompt -> file)."""
     t0 = time.time()
     if mapper is None:
-        known = getattr(world, "mappers", None) or {}
         path = find_mapper(world, text)
         if path is None:
-            raise ValueError(f"no mapper for {text!r} in the {world.name} world (it has: "
-                             f"{', '.join(sorted(known)) or 'none'}); train one with "
-                             f"`hairlib train mapper --world {world.name} --text \"{text}\"` or pass mapper=PATH")
+            have = "; ".join(f"{n} ({p!r})" if p else n for n, p in sorted(mapper_prompts(world).items()))
+            raise ValueError(f"no mapper for {text!r} in the {world.name} world (it has: {have or 'none'}); train "
+                             f"one with `hairlib train mapper --world {world.name} --text \"{text}\"`, or give a "
+                             f"mapper file (`--mapper PATH` on the command line, mapper=PATH in Python)")
         mapper = path
     if not isinstance(mapper, LevelsMapper):
         mapper = load_mapper(mapper, world.device, num_ws=world.generator.num_ws)

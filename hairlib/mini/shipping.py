@@ -14,22 +14,34 @@ from torch import nn
 
 from hairlib.atomic import atomic_path, write_text
 from hairlib.mini.world import WEIGHTS_DIR
+from hairlib.nets.loading import sha256_of
 from hairlib.train.checkpoint import append_log, stop_on_signals
 
-__all__ = ["WEIGHTS_DIR", "save_shipped"]
+__all__ = ["WEIGHTS_DIR", "save_shipped", "record_sha256"]
 
 
 def save_shipped(name: str, model: nn.Module, meta: Dict[str, Any], dest: Path = WEIGHTS_DIR) -> Path:
-    """Write ``model``'s state dict (atomically) and ``meta`` (+ export time) as ``name``."""
+    """Write ``model``'s state dict (atomically) and ``meta`` (+ export time and the file's
+    sha256, which loading checks) as ``name``."""
     from safetensors.torch import save_file
 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     with atomic_path(dest / f"{name}.safetensors") as tmp:
         save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    meta = dict(meta, exported=time.strftime("%Y-%m-%d %H:%M"))
+    meta = dict(meta, exported=time.strftime("%Y-%m-%d %H:%M"), sha256=sha256_of(dest / f"{name}.safetensors"))
     write_text(dest / f"{name}.json", json.dumps(meta, indent=2))
     return dest / f"{name}.safetensors"
+
+
+def record_sha256(path: Path) -> Path:
+    """Record a shipped file's sha256 in the ``.json`` beside it (created if absent), which
+    ``load_safetensors`` checks at load; for files exported by ``save_with_meta`` (mappers)."""
+    sidecar = Path(path).with_suffix(".json")
+    meta = json.loads(sidecar.read_text()) if sidecar.exists() else {}
+    meta["sha256"] = sha256_of(path)
+    write_text(sidecar, json.dumps(meta, indent=2))
+    return sidecar
 
 
 def _format_metrics(metrics: Dict[str, Any], prefix: str = "") -> str:

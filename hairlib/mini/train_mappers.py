@@ -58,7 +58,7 @@ from hairlib.evaluate import EDIT_TASKS, HAIR_TASKS, color_task, evaluate, evalu
 from hairlib.methods.hairclip import HairCLIPConfig, load_hair_mapper, save_hair_mapper, train_hairclip
 from hairlib.methods.mapper import MapperConfig, load_mapper, save_mapper, train_mapper
 from hairlib.mini import render as R
-from hairlib.mini.shipping import WEIGHTS_DIR
+from hairlib.mini.shipping import WEIGHTS_DIR, record_sha256
 from hairlib.mini.vocab import HAIR_COLORS, PHRASES
 from hairlib.nets.loading import read_with_meta
 from hairlib.train.checkpoint import stop_on_signals
@@ -149,7 +149,7 @@ def train_styleclip(world, only=None, augment: int = 0, weights: Path = WEIGHTS_
                 continue
             print(f"{name}: success {before.get('success')} -> {scores[name]['success']}")
             meta["scores_before"] = {name: before}
-        save_mapper(m, dest, text=text, extra=meta)
+        record_sha256(save_mapper(m, dest, text=text, extra=meta))
         print(f"wrote {dest}: {scores}")
 
 
@@ -160,6 +160,7 @@ def train_hair(world, steps=None, weights: Path = WEIGHTS_DIR) -> None:
     dest = save_hair_mapper(copy.deepcopy(m).half(), Path(weights) / "hairclip.safetensors",  # fp16: half the size
                             extra={"recipe": asdict(cfg), "scores": scores, "scores_seed": VAL_SEED, "dtype": "float16",
                                    "command": "python -m hairlib.mini.train_mappers hairclip"})
+    record_sha256(dest)
     print(f"wrote {dest}: {scores}")
 
 
@@ -214,6 +215,7 @@ def _fine_tune_hair(world, dest: Path, meta: dict, base, cfg, run: str, score, e
     save_hair_mapper(copy.deepcopy(m).half(), dest, extra={
         "recipe": asdict(cfg), "init_recipe": meta.get("recipe"), "init_stage": meta.get("stage"), "scores": after,
         "scores_seed": VAL_SEED, "scores_before": before, "dtype": "float16", **extra})
+    record_sha256(dest)
     print(f"wrote {dest}: {after}")
     return True
 
@@ -386,6 +388,7 @@ def train_styleclip_retower(world, only=None, steps=None, weights: Path = WEIGHT
                 "scores_before": {name: before},
                 "command": (f"{meta.get('command', '')} && python -m hairlib.mini.train_mappers styleclip-retower "
                             f"--only {name}" + flags).lstrip(" &")})
+            record_sha256(path)
     return report
 
 

@@ -15,21 +15,22 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from safetensors.torch import load_file
 from torch import nn
 
+from hairlib.align import NoFaceError, WrongWorldError
 from hairlib.invert import InvertConfig
+from hairlib.mini import render as R
 from hairlib.mini import vocab
 from hairlib.mini.data import render_references
 from hairlib.nets.clip import CLIP, load_clip
-from hairlib.nets.loading import load_state_dict_strict
+from hairlib.nets.loading import load_safetensors, load_state_dict_strict
 from hairlib.nets.mini_nets import (AttributeClassifier, ClassifierConfig, Encoder, EncoderConfig, IdentityConfig,
                                     IdentityNet, MiniParser, ParserConfig)
 from hairlib.nets.stylegan2 import Generator, StyleGAN2Config
 
 __all__ = ["WEIGHTS_DIR", "REQUIRED", "INVERT", "load_net", "load_generator", "load_clip_net", "load_identity",
            "load_classifier", "load_encoder", "load_parser", "classifier_features", "perceptual_features",
-           "weights_dir", "shipped_mappers"]
+           "weights_dir", "shipped_mappers", "render_aligner", "flatness"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 REQUIRED = ("stylegan2", "clip", "identity", "classifier", "encoder")  # the parser and mappers are optional
@@ -46,15 +47,17 @@ def weights_dir(path=None) -> Path:
 
 def load_net(name: str, build: Callable[[Dict[str, Any]], nn.Module], dest: Path = WEIGHTS_DIR,
              device="cpu") -> Tuple[nn.Module, Dict[str, Any]]:
-    """Rebuild ``name`` with ``build(meta)`` and load its weights strictly; eval mode, frozen."""
+    """Rebuild ``name`` with ``build(meta)`` and load its weights strictly (checked against the
+    sha256 in ``name.json``: ``load_safetensors``); eval mode, frozen."""
     dest = Path(dest)
     path = dest / f"{name}.safetensors"
     if not path.exists():
-        raise FileNotFoundError(f"mini-world weights {path} are missing; rebuild them with "
-                                f"`python -m hairlib.mini.build {name}` or reinstall hairlib")
+        raise FileNotFoundError(f"mini-world weights {path} are missing; reinstall hairlib (`pip install "
+                                f"--force-reinstall hairlib`), or rebuild them with their recipe (hairlib/mini/README.md)")
+    sd = load_safetensors(path)[0]
     meta = json.loads((dest / f"{name}.json").read_text())
     model = build(meta)
-    load_state_dict_strict(model, load_file(str(path)), what=str(path))
+    load_state_dict_strict(model, sd, what=str(path))
     return model.to(device).eval().requires_grad_(False), meta
 
 
@@ -117,6 +120,120 @@ def perceptual_features(classifier: AttributeClassifier, normalized: float = 0.0
     return feats
 
 
+RENDER_CHECK = {"seed": 4242, "n": 64, "margin_db": 1.0}  # calibration of render_aligner's threshold
+MIN_RENDER_SIDE = 32  # px: smaller pictures cannot be told from anything else
+MIN_RENDER_CONTRAST = 8.0  # std of the grey levels at 64 px: renders >= 15.7 (256 renders), a blank page ~0
+# Fraction of pixels within 2 levels of their right and lower neighbours, at the picture's own size:
+# renders are drawn in flat colours (>= 0.69 as 64 px PNGs, >= 0.34 as 64 px JPEGs at quality 90),
+# photos are not (skimage's astronaut 0.19, coffee 0.20, cat 0.08).
+MIN_RENDER_FLAT = 0.3
+
+
+def flatness(image) -> float:
+    """``MIN_RENDER_FLAT``'s measure of a PIL image."""
+    import numpy as np
+
+    a = np.asarray(image.convert("RGB"), dtype=np.int16)
+    if min(a.shape[:2]) < 2:
+        return 1.0
+    right = np.abs(a[:-1, 1:] - a[:-1, :-1]).max(-1)
+    down = np.abs(a[1:, :-1] - a[:-1, :-1]).max(-1)
+    return float((np.maximum(right, down) <= 2).mean())
+
+
+def render_aligner(generator: Generator, encoder: Encoder) -> Callable:
+    """The mini world's ``World.aligner``: accepts what the world can represent, its own renders
+    at any size (square, as renders are), and refuses the rest.
+
+    A picture is taken for a render when it is square, at least ``MIN_RENDER_SIDE`` px, not blank
+    (``MIN_RENDER_CONTRAST``), drawn in flat colours (``MIN_RENDER_FLAT``), and the encoder reconstructs it (G(E(x)) at 64 px) to within
+    ``margin_db`` of the worst of ``n`` fresh renders (calibrated on first use, so it follows the
+    shipped weights). Otherwise: a picture in which dlib (where installed) finds a face raises
+    ``WrongWorldError`` (the mini world draws cartoons; ``--world ffhq`` edits photos); anything
+    else ``NoFaceError``. Numbers measured on the shipped nets: renders >= 17.8 dB, skimage's
+    photos (astronaut, coffee, cat, camera, ...) <= 16.1 dB."""
+    import math
+
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    size = generator.size
+    state: Dict[str, float] = {}
+
+    def to_tensor(arrays) -> torch.Tensor:
+        x = torch.from_numpy(np.stack([np.asarray(a, dtype=np.uint8) for a in arrays])).permute(0, 3, 1, 2).float()
+        x = x / 127.5 - 1
+        if x.shape[-1] != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        return x.to(generator.input.input.device)
+
+    def reconstruction_db(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            y = generator.synthesis(encoder(x)).clamp(-1, 1)
+        mse = (x - y).pow(2).flatten(1).mean(1) / 4  # images in [0, 1]
+        return -10 * torch.log10(mse.clamp_min(1e-10))
+
+    def threshold() -> float:
+        if "db" not in state:
+            ps = R.sample_params(RENDER_CHECK["seed"], n=RENDER_CHECK["n"], split=None)
+            images = R.render_batch(ps, size=size)[0]
+            state["db"] = float(reconstruction_db(to_tensor(images)).min()) - RENDER_CHECK["margin_db"]
+        return state["db"]
+
+    def real_faces(image: Image.Image) -> int:
+        try:
+            from hairlib.align import landmarks
+
+            return len(landmarks(image, min_score=0.3))
+        except ImportError:  # no dlib: the message cannot tell a photo from any other picture
+            return 0
+
+    def aligner(image, face: Optional[int] = None):
+        """A PIL image or uint8 array [H, W, 3] / [N, H, W, 3] -> itself, once each picture passed."""
+        if face not in (None, 1):
+            raise ValueError(f"a mini-world render holds one face; face {face} was asked for")
+        arr = np.asarray(image) if not isinstance(image, Image.Image) else None
+        if arr is not None and (arr.dtype != np.uint8 or arr.ndim not in (3, 4) or arr.shape[-1] != 3):
+            return image  # not a picture: World.align says what it expects
+        if arr is not None and arr.ndim == 4:
+            for a in arr:
+                check(Image.fromarray(np.ascontiguousarray(a)))
+        else:
+            check(image if arr is None else Image.fromarray(np.ascontiguousarray(arr)))
+        return image
+
+    def check(image: Image.Image) -> None:
+        w, h = image.size
+        small = (image.convert("RGB").resize((size, size), Image.BILINEAR) if min(w, h) >= MIN_RENDER_SIDE else None)
+        contrast = float(np.asarray(small.convert("L"), dtype=np.float64).std()) if small is not None else 0.0
+        db = math.nan
+        if abs(w - h) > 0.02 * max(w, h):
+            why = f"it is {w}x{h}, and renders are square"
+        elif small is None:
+            why = f"it is {w}x{h} px, and renders are at least {MIN_RENDER_SIDE} px"
+        elif contrast < MIN_RENDER_CONTRAST:
+            why = f"it is nearly blank (grey-level spread {contrast:.1f}; renders: >= {MIN_RENDER_CONTRAST:g})"
+        elif (flat := flatness(image)) < MIN_RENDER_FLAT:
+            why = (f"it is not drawn in flat colours as renders are ({flat:.0%} of its pixels match their neighbours; "
+                   f"renders: >= {MIN_RENDER_FLAT:.0%})")
+        else:
+            db = float(reconstruction_db(to_tensor([small]))[0])
+            if db >= threshold():
+                return
+            why = f"the mini world reconstructs it to {db:.1f} dB, its renders to >= {threshold():.1f} dB"
+        faces = real_faces(image) if min(w, h) >= MIN_RENDER_SIDE else 0
+        if faces:
+            raise WrongWorldError(
+                f"not a mini-world render ({why}), and dlib finds {faces} face{'s' if faces > 1 else ''} in it: if it "
+                f"is a photo, the mini world draws cartoon faces and edits only its own renders; edit photos with "
+                f"--world ffhq (a GPU helps). `hairlib demo` writes mini-world renders to try")
+        raise NoFaceError(f"no mini-world face found: {why}. The mini world edits its own renders (square, any size "
+                          f"from {MIN_RENDER_SIDE} px; `hairlib demo` writes some); photos of people: --world ffhq")
+    return aligner
+
+
 def shipped_mappers(wdir: Path) -> Dict[str, Any]:
     """The trained mappers shipped beside a world's weights: StyleCLIP mappers in ``mappers/``
     (prompt slug -> file) and HairCLIP's ``hairclip.safetensors`` (None when absent)."""
@@ -132,19 +249,21 @@ def load_mini(device="cpu", weights_dir_: Optional[Path] = None) -> Dict[str, An
     if missing:
         raise FileNotFoundError(
             f"the mini world is incomplete: {', '.join(missing)} missing in {wdir}. Each is made by "
-            f"`python -m hairlib.mini.build NAME` (see hairlib/mini/README.md); a released hairlib ships them all.")
+            f"its recipe (hairlib/mini/README.md); a released hairlib ships them all.")
     classifier = load_classifier(wdir, device)
+    generator, encoder = load_generator(wdir, device), load_encoder(wdir, device)
     masks = None
     if (wdir / "parser.safetensors").exists():
         parser = load_parser(wdir, device)
         masks = parser.masks
     return dict(
         name="mini",
-        generator=load_generator(wdir, device),
+        generator=generator,
         clip=load_clip_net(wdir, device),
         identity=load_identity(wdir, device),
         classifier=classifier,
-        encoder=load_encoder(wdir, device),
+        encoder=encoder,
+        aligner=render_aligner(generator, encoder),
         feature_net=perceptual_features(classifier),
         invert_config=INVERT,
         vocab={"hair_colors": vocab.HAIR_COLORS, "hairstyles": vocab.HAIRSTYLES, "attributes": dict(vocab.ATTRIBUTES),

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hairlib.nets import mini_towers
-from hairlib.nets.loading import load_state_dict_strict
+from hairlib.nets.loading import load_safetensors, load_state_dict_strict
 from hairlib.prompts import IMAGENET_TEMPLATES, STYLECLIP_TEMPLATES
 
 __all__ = ["CLIP", "IMAGENET_TEMPLATES", "OPENAI_MEAN", "OPENAI_STD", "OPENAI_MODELS", "load_clip", "build_model",
@@ -372,8 +372,7 @@ def _read_state_dict(source: Union[str, os.PathLike, Mapping[str, Tensor]]) -> D
     if isinstance(source, Mapping):
         sd, path = source, "state_dict"
     elif (path := Path(source)).suffix == ".safetensors":
-        from safetensors.torch import load_file
-        sd = load_file(str(path))
+        sd = load_safetensors(path)[0]
     elif _is_torchscript(path):
         with warnings.catch_warnings():  # torch.jit is deprecated, but it is OpenAI's format
             warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit")

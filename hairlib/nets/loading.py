@@ -9,7 +9,57 @@ from torch import nn
 
 from hairlib.atomic import atomic_path
 
-__all__ = ["load_state_dict_strict", "read_checkpoint", "fill_num_batches_tracked", "save_with_meta", "read_with_meta"]
+__all__ = ["load_state_dict_strict", "read_checkpoint", "fill_num_batches_tracked", "save_with_meta", "read_with_meta",
+           "load_safetensors", "sha256_of", "DamagedWeightsError"]
+
+
+class DamagedWeightsError(ValueError):
+    """A weights file that cannot be read, or whose sha256 is not the one recorded beside it."""
+
+
+def sha256_of(path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fix(path) -> str:
+    return (f"if it is one of hairlib's own files, reinstall hairlib (`pip install --force-reinstall hairlib`, or "
+            f"`git checkout -- {path}` in a clone); if you trained it, train or export it again")
+
+
+def load_safetensors(path) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
+    """(tensors, header metadata) of a safetensors file, checked first against the sha256 that
+    its ``.json`` beside it records (hairlib's shipped weights all have one). A damaged,
+    truncated or unreadable file raises ``DamagedWeightsError`` naming it and the fix."""
+    import json
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    path = Path(path)
+    sidecar = path.with_suffix(".json")
+    if sidecar.exists():
+        try:
+            expected = json.loads(sidecar.read_text()).get("sha256")
+        except (OSError, ValueError) as e:
+            raise DamagedWeightsError(f"{sidecar} is unreadable ({e}); {_fix(sidecar)}") from None
+        if expected:
+            actual = sha256_of(path)
+            if actual != expected:
+                raise DamagedWeightsError(f"{path} is damaged: its sha256 is {actual[:16]}..., {sidecar.name} records "
+                                          f"{expected[:16]}... ({path.stat().st_size} bytes); {_fix(path)}")
+    try:
+        with safe_open(str(path), "pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except Exception as e:  # safetensors' own errors name neither the file nor a fix
+        raise DamagedWeightsError(f"{path} is not a readable safetensors file ({type(e).__name__}: {e}); "
+                                  f"{_fix(path)}") from None
 
 
 def load_state_dict_strict(module: nn.Module, state_dict: Dict[str, torch.Tensor], what: str = "checkpoint") -> None:
@@ -78,11 +128,8 @@ def save_with_meta(module: nn.Module, path, meta: Dict[str, Any]):
 
 
 def read_with_meta(path) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
-    """(state dict, meta) of a file written by ``save_with_meta``."""
+    """(state dict, meta) of a file written by ``save_with_meta`` (checked as ``load_safetensors``)."""
     import json
 
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        meta = json.loads((f.metadata() or {}).get("hairlib", "{}"))
-        return {k: f.get_tensor(k) for k in f.keys()}, meta
+    sd, header = load_safetensors(path)
+    return sd, json.loads(header.get("hairlib", "{}"))
