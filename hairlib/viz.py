@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw
 
 from hairlib.methods.global_dir import GlobalDirections, global_edit
 
-__all__ = ["to_uint8", "grid", "overlay_mask", "global_sliders"]
+__all__ = ["to_uint8", "grid", "overlay_mask", "global_sliders", "plot_losses"]
 
 ImageBatch = Union[torch.Tensor, np.ndarray]
 
@@ -60,6 +60,30 @@ def grid(rows: Sequence[ImageBatch], labels: Optional[Sequence[str]] = None, sca
             tile = Image.fromarray(img).resize((w, h), Image.NEAREST)
             canvas.paste(tile, (label_width + pad + j * (w + pad), y))
     return canvas
+
+
+def plot_losses(log: Sequence[dict], panels: dict, window: int = 5):
+    """Training curves from a JSON-lines log (``hairlib.train.checkpoint.read_log``): one panel per
+    ``{title: [loss names]}``, each loss as a running mean over ``window`` of its logged values
+    (a loss logged only on the steps its condition was drawn is averaged over those), with its
+    first and last running means in the legend. Returns the matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3), squeeze=False)
+    for ax, (title, names) in zip(axes[0], panels.items()):
+        for name in names:
+            pts = [(e["step"], e[name]) for e in log if isinstance(e.get(name), (int, float))]
+            if not pts:
+                continue
+            steps, values = map(np.asarray, zip(*pts))
+            k = max(1, min(window, len(values)))
+            smooth = np.convolve(values, np.ones(k) / k, mode="valid")
+            ax.plot(steps[k - 1:], smooth, label=f"{name}: {smooth[0]:.3g} -> {smooth[-1]:.3g}")
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 
 def global_sliders(world, latents: torch.Tensor, text: str, directions=None, *, neutral: Optional[str] = None,
