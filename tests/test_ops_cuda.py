@@ -385,3 +385,29 @@ def test_fused_leaky_relu_autograd_wiring_cpu(monkeypatch, shape, has_bias):
     rx = torch.autograd.grad((yr ** 3).sum(), x, create_graph=True)[0]
     rxx = torch.autograd.grad((rx ** 3).sum(), x, create_graph=True)[0]
     assert torch.allclose(gxxx, torch.autograd.grad(rxx.sum(), x)[0])
+
+
+# ---- the kernels build with this machine's nvcc (no GPU needed) --------------------------------
+
+def _nvcc_with_headers() -> bool:
+    import shutil
+    from pathlib import Path
+
+    from torch.utils import cpp_extension
+
+    if shutil.which("nvcc") is None or torch.version.cuda is None:
+        return False
+    return any((Path(h) / "include" / "cuda_runtime.h").exists()
+               for h in (cpp_extension.CUDA_HOME or "", "/usr/local/cuda") if h)
+
+
+@pytest.mark.skipif(not _nvcc_with_headers(), reason="no nvcc with CUDA headers, or a CPU-only torch")
+@pytest.mark.parametrize("name, sources, function", [
+    ("upfirdn2d", ["upfirdn2d.cpp", "upfirdn2d_kernel.cu"], "upfirdn2d"),
+    ("bias_act", ["bias_act.cpp", "bias_act_kernel.cu"], "fused_bias_act"),
+])
+def test_the_cuda_kernels_compile_with_nvcc(tmp_path, name, sources, function):
+    from hairlib.ops import _build
+
+    module = _build.compile_cuda(name, sources, tmp_path, arch="8.0")
+    assert callable(getattr(module, function))

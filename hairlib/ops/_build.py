@@ -112,6 +112,11 @@ def _why_not_buildable_cpu() -> Optional[str]:
 def _why_not_buildable() -> Optional[str]:
     if not torch.cuda.is_available():
         return "no CUDA device"
+    return _why_no_toolkit()
+
+
+def _why_no_toolkit() -> Optional[str]:
+    """None when nvcc, its headers and ninja are at hand (fixing torch's guess of CUDA_HOME)."""
     from torch.utils import cpp_extension
 
     if cpp_extension.CUDA_HOME is None:
@@ -127,6 +132,28 @@ def _why_not_buildable() -> Optional[str]:
     if not cpp_extension.is_ninja_available():
         return "ninja is not installed (pip install ninja)"
     return None
+
+
+def compile_cuda(name: str, sources, directory, arch: str = "8.0"):
+    """Compile and import the CUDA extension ``name`` from ``sources`` into ``directory`` for GPU
+    architecture ``arch``, with or without a GPU here (CI checks that the kernels still build
+    with the machine's nvcc). Raises RuntimeError saying why when there is no toolkit."""
+    from torch.utils import cpp_extension
+
+    why = _why_no_toolkit()
+    if why is not None:
+        raise RuntimeError(why)
+    old = os.environ.get("TORCH_CUDA_ARCH_LIST")
+    os.environ["TORCH_CUDA_ARCH_LIST"] = arch
+    try:
+        return cpp_extension.load(name=f"hairlib_{name}_check", sources=[str(_HERE / s) for s in sources],
+                                  build_directory=str(directory), extra_cflags=["-O3"],
+                                  extra_cuda_cflags=["-O3", "--use_fast_math"], verbose=False)
+    finally:
+        if old is None:
+            os.environ.pop("TORCH_CUDA_ARCH_LIST", None)
+        else:
+            os.environ["TORCH_CUDA_ARCH_LIST"] = old
 
 
 def load_extension(name: str, sources, *, required: bool = False, cpu: bool = False):
