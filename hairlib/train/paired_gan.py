@@ -62,6 +62,7 @@ class PairedGANConfig(ArchConfig):
     anchor_layers: int = 0  # > 0: the synthesis draws from a code network of the face's features (see above)
     anchor_batch: int = 128  # latents per regression step of the mapping onto the codes
     anchor_steps: int = 4  # regression steps of the mapping per step
+    anchor_lr: float = 0.01  # the mapping's Adam learning rate in the regression (betas 0.9, 0.99)
 
 
 class CodeNetwork(torch.nn.Module):
@@ -149,7 +150,7 @@ def train_paired_gan(cfg: PairedGANConfig, pairs: Iterator[dict], pair_loss: Cal
         n_feat = features(torch.zeros(1, cfg.arch.style_dim)).shape[1]
         A = CodeNetwork(n_feat, cfg.arch.style_dim, cfg.anchor_layers).to(device)
         a_opt = torch.optim.Adam(A.parameters(), lr=cfg.lr, betas=(0.0, 0.99), **kw)
-        m_opt = torch.optim.Adam(mapping, lr=cfg.lr, betas=(0.0, 0.99), **kw)
+        m_opt = torch.optim.Adam(mapping, lr=cfg.anchor_lr, betas=(0.9, 0.99), **kw)
         nets.update(A=A, a_opt=a_opt, m_opt=m_opt)
     state_path = out_dir / "state.pt"
     state = resume(state_path, cfg.to_dict(), nets, gen)
