@@ -498,9 +498,9 @@ def _check_writable(path: Path, folder: bool) -> None:
     probe = target
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent  # the deepest folder that exists: a file must be creatable in it
+    if not probe.is_dir():
+        raise UserError(f"cannot write {path}: {probe} is a file, not a folder; choose another --out")
     try:
-        if not probe.is_dir():
-            raise NotADirectoryError(f"{probe} is not a folder")
         with tempfile.NamedTemporaryFile(dir=probe, prefix=".hairlib-probe-"):
             pass
     except OSError as e:

@@ -84,3 +84,16 @@ def test_anchored_codes_teach_the_mapping_which_face_z_stands_for(tmp_path):
     assert {"A", "a_opt", "m_opt"} <= set(state)
     with pytest.raises(ValueError, match="features"):
         train_paired_gan(cfg, anchored_pairs(), l1, tmp_path / "other", progress=False)
+
+
+def test_fit_mapping_regresses_onto_frozen_codes():
+    from hairlib.nets.stylegan2 import Generator
+    from hairlib.train.paired_gan import CodeNetwork, fit_mapping
+
+    torch.manual_seed(0)
+    G = Generator(replace(TINY.arch, n_mlp=2, lr_mlp=1.0))
+    A = CodeNetwork(2, 16, 2)
+    before = fit_mapping(G, A, toy_features, steps=1, batch=64, bank=4096, progress=False)
+    fit = fit_mapping(G, A, toy_features, steps=2000, batch=256, bank=4096, progress=False)
+    assert fit["r2"] > 0.85 > 0.5 > before["r2"], (before, fit)  # a step in z[:, 0]: sharp, so slow to fit
+    assert all(not p.requires_grad for p in G.parameters())

@@ -40,6 +40,7 @@ from typing import Optional
 import torch
 
 from hairlib.mini.data import RenderBatches, stream
+from hairlib.mini import render as R
 from hairlib.mini.prior import features_from_z
 from hairlib.mini.shipping import WEIGHTS_DIR, save_shipped
 from hairlib.mini.world import classifier_features, load_classifier, perceptual_features
@@ -48,7 +49,7 @@ from hairlib.nets.stylegan2 import Generator, StyleGAN2Config
 from hairlib.train import warmstart as W
 from hairlib.train.checkpoint import load_checkpoint, pack_checkpoint, save_atomic, stop_on_signals, unpack_checkpoint
 from hairlib.train.gan import GANTrainConfig, train_gan
-from hairlib.train.paired_gan import PairedGANConfig, train_paired_gan
+from hairlib.train.paired_gan import CodeNetwork, PairedGANConfig, fit_mapping, train_paired_gan
 from hairlib.train.warmstart import WarmStartConfig
 
 ARCH = StyleGAN2Config(size=64, style_dim=128, n_mlp=4, channel_multiplier=0.125, channel_max=64)
@@ -182,10 +183,26 @@ def export(out_dir: Path, dest: Path = WEIGHTS_DIR, source: str = "gan", metrics
         G.load_state_dict(state["G_ema"])
         meta = {"arch": state["config"]["arch"], "train": state["config"], "step": state["step"], "stage": source,
                 "cpu_hours": round(float(state.get("seconds", 0.0)) / 3600, 2)}
+        if "A" in state:  # anchored: the mapping is fitted to the final codes before it ships
+            meta["mapping_fit"] = fit_final_mapping(G, state)
     stage = "--stage paired " if source == "paired" else ""
     meta.update({"command": f"python -m hairlib.mini.train_stylegan2 {stage}&& python -m hairlib.mini.train_stylegan2 "
                             f"--export {source}", "metrics": metrics if metrics is not None else meta.get("metrics", {})})
     return save_shipped("stylegan2", G, meta, dest)
+
+
+MAPPING_FIT = {"steps": 20_000, "batch": 512, "lr": 0.01, "bank": 200_000, "seed": 2032}
+
+
+def fit_final_mapping(G: Generator, state: dict, progress: bool = True) -> dict:
+    """The anchored run's mapping fitted (in ``G``) to its code network's final codes
+    (``paired_gan.fit_mapping`` with ``MAPPING_FIT``); returns the fit's numbers (R2 ...)."""
+    cfg = PairedGANConfig.from_dict(state["config"])
+    A = CodeNetwork(R.PARAM_FEATURES, cfg.arch.style_dim, cfg.anchor_layers)
+    A.load_state_dict(state["A"])
+    fit = fit_mapping(G, A, features_from_z, progress=progress, **MAPPING_FIT)
+    print(f"mapping fitted to the codes: R2 {fit['r2']:.3f}")
+    return fit
 
 
 def warm_start(out: Path, device="cpu", progress: bool = True, cfg: WarmStartConfig = WARMSTART):
