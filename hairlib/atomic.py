@@ -3,16 +3,18 @@ into place with ``os.replace`` (atomic on one file system), so a crash or an int
 either the old file or the new one, never half of one; a failed write leaves no temporary file.
 
 Training checkpoints (``hairlib.train.checkpoint.save_atomic``) build on ``atomic_path`` and also
-fsync and keep the previous file; downloads verify their bytes first (``hairlib.weights``).
+fsync and keep the previous file; downloads verify their bytes first (``hairlib.weights``), and
+every weights file is checked against its recorded sha256 (``sha256_file``).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Union
 
-__all__ = ["atomic_path", "write_text"]
+__all__ = ["atomic_path", "write_text", "sha256_file"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -38,3 +40,12 @@ def write_text(path: PathLike, text: str, encoding: str = "utf-8") -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding=encoding)
     return Path(path)
+
+
+def sha256_file(path: PathLike) -> str:
+    """Lowercase hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -17,7 +17,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
+import os
 import sys
+import tempfile
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
@@ -205,8 +209,6 @@ def cmd_edit(args) -> int:
         raise UserError("--face picks a face of --image; without --image the faces are sampled")
     x = None
     if args.image is not None:
-        import warnings
-
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -256,8 +258,6 @@ def cmd_edit(args) -> int:
 
 def _check_image(path) -> None:
     """Refuse, before any work, a file that is not a readable image."""
-    import warnings
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # transparency is reported when the image is used
@@ -487,9 +487,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_writable(path: Path, folder: bool) -> None:
     """Refuse, before any work, an output that cannot be written (a missing parent is made)."""
-    import os
-    import tempfile
-
     target = path if folder else path.parent
     if not folder and path.is_dir():
         raise UserError(f"--out {path} is a folder; give a file name, e.g. {path / 'edit.png'}")
@@ -512,8 +509,6 @@ def _check_writable(path: Path, folder: bool) -> None:
 def validate(args) -> None:
     """Every argument checked before any work: counts >= 1, finite numbers in range, an existing
     device, outputs that can be written. Raises UserError naming the argument and the fix."""
-    import math
-
     import torch
 
     def count(name, minimum=1):

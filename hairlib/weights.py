@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 from hairlib._version import __version__
-from .atomic import write_text
+from .atomic import sha256_file, write_text
 
 __all__ = [
     "WeightSpec",
@@ -412,15 +412,6 @@ def is_present(name: str) -> bool:
     if not path.is_file():
         return False
     return spec.size is None or path.stat().st_size == spec.size
-
-
-def sha256_file(path: Union[str, Path]) -> str:
-    """Lowercase hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _write_record(path: Path, digest: str, verified: str) -> None:

@@ -15,6 +15,7 @@ s' = s + alpha * delta_s * sigma_s. The number of channels touched is reported.
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from hairlib.atomic import atomic_path
 from hairlib.methods.result import EditResult, method_settings
@@ -94,8 +96,6 @@ class GlobalDirections:
         gen = torch.Generator().manual_seed(cfg.seed)
         # 1. statistics of S
         sums, sqs = None, None
-        from tqdm.auto import tqdm
-
         for i in tqdm(range(0, cfg.n_stats, 4096), desc="global directions: style statistics", disable=not progress,
                       unit="batch", leave=False):
             z = torch.randn(min(4096, cfg.n_stats - i), G.style_dim, generator=gen).to(dev)
@@ -184,8 +184,6 @@ class GlobalDirections:
         if cache and path.exists():
             return cls.load(path)
         if progress:
-            import sys
-
             where = f"; cached in {path}, so later edits start at once" if cache else ""
             print(f"global directions: pre-processing the {world.name} world once (CLIP's response to every style "
                   f"channel over {cfg.n_images} images; minutes on a CPU){where}", file=sys.stderr, flush=True)

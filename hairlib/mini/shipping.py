@@ -12,9 +12,8 @@ from typing import Any, Callable, Dict, Optional
 
 from torch import nn
 
-from hairlib.atomic import atomic_path, write_text
+from hairlib.atomic import atomic_path, sha256_file, write_text
 from hairlib.mini.world import WEIGHTS_DIR
-from hairlib.nets.loading import sha256_of
 from hairlib.train.checkpoint import append_log, stop_on_signals
 
 __all__ = ["WEIGHTS_DIR", "save_shipped", "record_sha256"]
@@ -29,7 +28,7 @@ def save_shipped(name: str, model: nn.Module, meta: Dict[str, Any], dest: Path =
     dest.mkdir(parents=True, exist_ok=True)
     with atomic_path(dest / f"{name}.safetensors") as tmp:
         save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    meta = dict(meta, exported=time.strftime("%Y-%m-%d %H:%M"), sha256=sha256_of(dest / f"{name}.safetensors"))
+    meta = dict(meta, exported=time.strftime("%Y-%m-%d %H:%M"), sha256=sha256_file(dest / f"{name}.safetensors"))
     write_text(dest / f"{name}.json", json.dumps(meta, indent=2))
     return dest / f"{name}.safetensors"
 
@@ -39,7 +38,7 @@ def record_sha256(path: Path) -> Path:
     ``load_safetensors`` checks at load; for files exported by ``save_with_meta`` (mappers)."""
     sidecar = Path(path).with_suffix(".json")
     meta = json.loads(sidecar.read_text()) if sidecar.exists() else {}
-    meta["sha256"] = sha256_of(path)
+    meta["sha256"] = sha256_file(path)
     write_text(sidecar, json.dumps(meta, indent=2))
     return sidecar
 

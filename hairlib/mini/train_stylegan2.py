@@ -33,6 +33,7 @@ plain adversarial stage after it (``hairlib.train.gan``). ``--export`` writes
 from __future__ import annotations
 
 import argparse
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Optional
@@ -86,8 +87,6 @@ def pair_loss(classifier, features: float = PAIR_FEATURES):
 
 def pack(out: Path, packed: Path = PACKED) -> Path:
     """The run's state and log (and its latest samples) -> ``packed``, for git."""
-    import shutil
-
     state = load_checkpoint(out / "state.pt")
     if state is None:
         raise FileNotFoundError(f"no training state in {out}")
@@ -102,8 +101,6 @@ def pack(out: Path, packed: Path = PACKED) -> Path:
 
 def unpack(out: Path, packed: Path = PACKED) -> bool:
     """A run folder without a state starts from the packed one, if any (True if it did)."""
-    import shutil
-
     if (out / "state.pt").exists():
         return False
     state = unpack_checkpoint(packed / "state")

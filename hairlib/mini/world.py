@@ -2,7 +2,7 @@
 
 Each network is ``<name>.safetensors`` (its state dict) beside ``<name>.json`` (the config that
 rebuilds it, its recipe and lineage, its measured quality). This module reads them; recipes
-(``hairlib.mini.build`` and the ``train_*`` modules) write them. Nothing here imports a recipe.
+(the ``train_*`` modules) write them. Nothing here imports a recipe.
 
     from hairlib.mini.world import load_generator, load_mini
     G = load_generator()          # the shipped StyleGAN2, eval mode, frozen
@@ -11,13 +11,17 @@ rebuilds it, its recipe and lineage, its measured quality). This module reads th
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
+import numpy as np
+import torch
+from PIL import Image
 from torch import nn
 
-from hairlib.align import NoFaceError, WrongWorldError
+from hairlib.align import NoFaceError, WrongWorldError, landmarks
 from hairlib.invert import InvertConfig
 from hairlib.mini import render as R
 from hairlib.mini import vocab
@@ -131,8 +135,6 @@ MIN_RENDER_FLAT = 0.3
 
 def flatness(image) -> float:
     """``MIN_RENDER_FLAT``'s measure of a PIL image."""
-    import numpy as np
-
     a = np.asarray(image.convert("RGB"), dtype=np.int16)
     if min(a.shape[:2]) < 2:
         return 1.0
@@ -152,24 +154,12 @@ def render_aligner(generator: Generator, encoder: Encoder) -> Callable:
     ``WrongWorldError`` (the mini world draws cartoons; ``--world ffhq`` edits photos); anything
     else ``NoFaceError``. Numbers measured on the shipped nets: renders >= 17.8 dB, skimage's
     photos (astronaut, coffee, cat, camera, ...) <= 16.1 dB."""
-    import math
-
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-    from PIL import Image
-
     size = generator.size
     state: Dict[str, float] = {}
 
-    def to_tensor(arrays) -> torch.Tensor:
-        x = torch.from_numpy(np.stack([np.asarray(a, dtype=np.uint8) for a in arrays])).permute(0, 3, 1, 2).float()
-        x = x / 127.5 - 1
-        if x.shape[-1] != size:
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        return x.to(generator.input.input.device)
-
-    def reconstruction_db(x: torch.Tensor) -> torch.Tensor:
+    def reconstruction_db(images) -> torch.Tensor:
+        """uint8 pictures [N, size, size, 3] -> dB of G(E(x)) against x."""
+        x = R.to_tensor(images).to(generator.input.input.device)
         with torch.no_grad():
             y = generator.synthesis(encoder(x)).clamp(-1, 1)
         mse = (x - y).pow(2).flatten(1).mean(1) / 4  # images in [0, 1]
@@ -179,13 +169,11 @@ def render_aligner(generator: Generator, encoder: Encoder) -> Callable:
         if "db" not in state:
             ps = R.sample_params(RENDER_CHECK["seed"], n=RENDER_CHECK["n"], split=None)
             images = R.render_batch(ps, size=size)[0]
-            state["db"] = float(reconstruction_db(to_tensor(images)).min()) - RENDER_CHECK["margin_db"]
+            state["db"] = float(reconstruction_db(images).min()) - RENDER_CHECK["margin_db"]
         return state["db"]
 
     def real_faces(image: Image.Image) -> int:
         try:
-            from hairlib.align import landmarks
-
             return len(landmarks(image, min_score=0.3))
         except ImportError:  # no dlib: the message cannot tell a photo from any other picture
             return 0
@@ -219,7 +207,7 @@ def render_aligner(generator: Generator, encoder: Encoder) -> Callable:
             why = (f"it is not drawn in flat colours as renders are ({flat:.0%} of its pixels match their neighbours; "
                    f"renders: >= {MIN_RENDER_FLAT:.0%})")
         else:
-            db = float(reconstruction_db(to_tensor([small]))[0])
+            db = float(reconstruction_db(np.asarray(small))[0])
             if db >= threshold():
                 return
             why = f"the mini world reconstructs it to {db:.1f} dB, its renders to >= {threshold():.1f} dB"

@@ -7,25 +7,14 @@ from typing import Any, Dict, Tuple, Union
 import torch
 from torch import nn
 
-from hairlib.atomic import atomic_path
+from hairlib.atomic import atomic_path, sha256_file
 
 __all__ = ["load_state_dict_strict", "read_checkpoint", "fill_num_batches_tracked", "save_with_meta", "read_with_meta",
-           "load_safetensors", "sha256_of", "DamagedWeightsError"]
+           "load_safetensors", "DamagedWeightsError"]
 
 
 class DamagedWeightsError(ValueError):
     """A weights file that cannot be read, or whose sha256 is not the one recorded beside it."""
-
-
-def sha256_of(path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _fix(path) -> str:
@@ -50,7 +39,7 @@ def load_safetensors(path) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
         except (OSError, ValueError) as e:
             raise DamagedWeightsError(f"{sidecar} is unreadable ({e}); {_fix(sidecar)}") from None
         if expected:
-            actual = sha256_of(path)
+            actual = sha256_file(path)
             if actual != expected:
                 raise DamagedWeightsError(f"{path} is damaged: its sha256 is {actual[:16]}..., {sidecar.name} records "
                                           f"{expected[:16]}... ({path.stat().st_size} bytes); {_fix(path)}")

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 import torch
+from safetensors.torch import load_file, save_file
 
-from hairlib.atomic import atomic_path
+from hairlib.atomic import atomic_path, sha256_file
 
 __all__ = ["save_atomic", "load_checkpoint", "pack_checkpoint", "unpack_checkpoint", "append_log", "read_log",
            "stop_on_signals"]
@@ -76,16 +78,6 @@ def _unflatten(obj, tensors: Dict[str, torch.Tensor]):
     return obj
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def pack_checkpoint(state: Dict[str, Any], folder) -> Path:
     """A training state (``save_atomic``'s kind) as a folder to keep in git: one safetensors file
     per top-level entry (a network, an optimiser: each far smaller than the whole), and
@@ -93,10 +85,6 @@ def pack_checkpoint(state: Dict[str, Any], folder) -> Path:
     out where beta1 is 0 (each step overwrites them with the gradient), so the packed state
     resumes as the run would have gone on, to float rounding. Written beside the folder and
     renamed into place."""
-    import shutil
-
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".part")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -109,7 +97,7 @@ def pack_checkpoint(state: Dict[str, Any], folder) -> Path:
         tree[key] = _flatten(value, key, tensors)
         if tensors:
             save_file(tensors, str(tmp / f"{key}.safetensors"))
-            files[f"{key}.safetensors"] = _sha256(tmp / f"{key}.safetensors")
+            files[f"{key}.safetensors"] = sha256_file(tmp / f"{key}.safetensors")
     (tmp / "state.json").write_text(json.dumps({"tree": tree, "files": files}, indent=1))
     old = folder.with_name(folder.name + ".prev")
     shutil.rmtree(old, ignore_errors=True)
@@ -123,15 +111,13 @@ def pack_checkpoint(state: Dict[str, Any], folder) -> Path:
 def unpack_checkpoint(folder) -> Optional[Dict[str, Any]]:
     """The state ``pack_checkpoint`` wrote (None if there is none), each file checked against its
     sha256; Adam's dropped first moments come back as zeros."""
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     if not (folder / "state.json").exists():
         return None
     meta = json.loads((folder / "state.json").read_text())
     tensors: Dict[str, torch.Tensor] = {}
     for name, digest in meta["files"].items():
-        if _sha256(folder / name) != digest:
+        if sha256_file(folder / name) != digest:
             raise RuntimeError(f"{folder / name}: sha256 mismatch (damaged or partly checked out)")
         tensors.update(load_file(str(folder / name)))
     state = {k: _unflatten(v, tensors) for k, v in meta["tree"].items()}

@@ -29,11 +29,13 @@ over every session), ``log.jsonl``, a time budget.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Tuple, Union
 
 import torch
+from tqdm.auto import tqdm
 
 from hairlib.nets.stylegan2 import Discriminator, EqualLinear, Generator, StyleGAN2Config
 from hairlib.train.checkpoint import save_atomic
@@ -78,19 +80,28 @@ class CodeNetwork(torch.nn.Module):
         return self.net(x)
 
 
-def mixed_wplus(G: Generator, z: torch.Tensor, mixing: float, gen: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
-    """W+ [N, num_ws, D] of ``z`` [N, z_dim], a fraction ``mixing`` of the rows crossed at a random
-    W+ row with the w of another random latent; and the mask [N] of rows left unmixed."""
-    w = G.broadcast(G.mapping(z))
-    n = z.shape[0]
+def _cross(G: Generator, w: torch.Tensor, other_of: Callable[[], Optional[torch.Tensor]], mixing: float,
+           gen: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
+    """W+ ``w`` with a fraction ``mixing`` of its samples taking ``other_of()``'s rows from a random
+    W+ row (>= 1) on; and the mask [N] of samples left unmixed (all of them when ``other_of``
+    gives None)."""
+    n = w.shape[0]
     mixed = torch.rand(n, generator=gen) < mixing
     if not mixed.any():
         return w, ~mixed
-    other = G.broadcast(G.mapping(torch.randn(n, z.shape[1], generator=gen).to(z.device)))
+    other = other_of()
+    if other is None:
+        return w, torch.ones(n, dtype=torch.bool)
     cut = torch.randint(1, G.num_ws, (n,), generator=gen)
-    rows = torch.arange(G.num_ws)[None, :] >= cut[:, None]  # [N, num_ws]: True where the other w takes over
-    take = (rows & mixed[:, None]).to(w.device)[:, :, None]
+    take = ((torch.arange(G.num_ws)[None, :] >= cut[:, None]) & mixed[:, None]).to(w.device)[:, :, None]
     return torch.where(take, other, w), ~mixed
+
+
+def mixed_wplus(G: Generator, z: torch.Tensor, mixing: float, gen: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
+    """W+ [N, num_ws, D] of ``z`` [N, z_dim], a fraction ``mixing`` of the rows crossed at a random
+    W+ row with the w of another random latent; and the mask [N] of rows left unmixed."""
+    other = lambda: G.broadcast(G.mapping(torch.randn(z.shape[0], z.shape[1], generator=gen).to(z.device)))  # noqa: E731
+    return _cross(G, G.broadcast(G.mapping(z)), other, mixing, gen)
 
 
 def mixed_codes(G: Generator, codes: torch.Tensor, mixing: float, gen: torch.Generator
@@ -98,13 +109,7 @@ def mixed_codes(G: Generator, codes: torch.Tensor, mixing: float, gen: torch.Gen
     """``mixed_wplus`` for given codes [N, D]: the mixed rows take the code of the next sample in
     the batch from a random W+ row on."""
     w = G.broadcast(codes)
-    n = codes.shape[0]
-    mixed = torch.rand(n, generator=gen) < mixing
-    if not mixed.any() or n < 2:
-        return w, torch.ones(n, dtype=torch.bool)
-    cut = torch.randint(1, G.num_ws, (n,), generator=gen)
-    take = ((torch.arange(G.num_ws)[None, :] >= cut[:, None]) & mixed[:, None]).to(w.device)[:, :, None]
-    return torch.where(take, w.roll(1, 0), w), ~mixed
+    return _cross(G, w, lambda: w.roll(1, 0) if codes.shape[0] > 1 else None, mixing, gen)
 
 
 def train_paired_gan(cfg: PairedGANConfig, pairs: Iterator[dict], pair_loss: Callable, out_dir, *,
@@ -232,10 +237,6 @@ def fit_mapping(G: Generator, A: CodeNetwork, features: Callable[[torch.Tensor],
     bank of ``bank`` latents (their features computed once). The codes stand still, unlike during
     training, so this ends what the training's regression steps began. Returns {"r2": the share
     of the codes' variance the mapping explains on 4 096 latents outside the bank, "mse", ...}."""
-    import math
-
-    from tqdm.auto import tqdm
-
     device = next(G.parameters()).device
     gen = torch.Generator().manual_seed(seed)
     A = A.eval().requires_grad_(False)
