@@ -6,8 +6,10 @@
     hairlib demo                      the mini world offline: renders, masks, ground-truth edits
     hairlib edit --text T [--image I] --method optimize|global|mapper --out O.png
     hairlib edit --method hairclip [--hairstyle T | --hairstyle-ref IMG] [--color T | --color-ref IMG]
+    hairlib edit --method maniclip --text "she has red hair, eyeglasses"   several attributes at once
     hairlib train mapper --text T     a StyleCLIP mapper for one prompt (resumable)
     hairlib train hairclip            HairCLIP's conditional hair mapper (resumable)
+    hairlib train maniclip            ManiCLIP's sentence editor (resumable)
     hairlib eval [--method all] [--n 64]  success / preservation / identity / PSNR table per method
 
 Errors the user can fix (missing weights, bad input) print one paragraph and exit with code 2;
@@ -33,10 +35,12 @@ from hairlib.atomic import atomic_path, write_text
 from hairlib.demo import run_demo
 from hairlib.images import read_image
 from hairlib.ops.cpu import has_amx_bf16
-from hairlib.evaluate import (EDIT_TASKS, HAIR_TASKS, evaluate, evaluate_hairclip_grid, evaluate_references,
-                              format_changes, format_table, summarize, summarize_grid)
+from hairlib.evaluate import (EDIT_TASKS, HAIR_TASKS, SENTENCE_METHODS, evaluate, evaluate_hairclip_grid,
+                              evaluate_references, evaluate_sentences, format_changes, format_table, summarize,
+                              summarize_grid)
 from hairlib.methods import METHODS
 from hairlib.methods.hairclip import save_hair_mapper, train_hairclip
+from hairlib.methods.maniclip import save_maniclip, train_maniclip
 from hairlib.methods.mapper import save_mapper, slug, train_mapper
 from hairlib.methods.settings import resolve
 from hairlib.train.parallel import Parallel
@@ -204,6 +208,10 @@ def cmd_edit(args) -> int:
             _check_image(image)
     if args.mapper is not None and not Path(args.mapper).is_file():
         raise UserError(f"no mapper file at {args.mapper}")
+    if args.editor is not None and args.method != "maniclip":
+        raise UserError("--editor is for --method maniclip (the other methods: --mapper)")
+    if args.editor is not None and not Path(args.editor).is_file():
+        raise UserError(f"no ManiCLIP editor file at {args.editor}")
     world = _load_world_or_explain(args.world, args.device, args.resolution)
     if args.face is not None and args.image is None:
         raise UserError("--face picks a face of --image; without --image the faces are sampled")
@@ -227,6 +235,9 @@ def cmd_edit(args) -> int:
         kw.update({k: v for k, v in (("alpha", args.alpha), ("beta", args.beta)) if v is not None})
     if args.method in ("mapper", "hairclip") and args.mapper:
         kw["mapper"] = args.mapper
+    if args.method == "maniclip":  # the editor reads the untruncated w: say how the latents were drawn
+        kw.update(truncation=1.0 if x is not None else args.truncation,
+                  **({"editor": args.editor} if args.editor else {}))
     if args.reference is not None:
         if args.method != "hairclip" or not (args.hairstyle_ref or args.color_ref):
             raise UserError("--reference is for --method hairclip with --hairstyle-ref or --color-ref")
@@ -281,9 +292,11 @@ def _hairclip_conditions(args) -> dict:
 
 
 def cmd_train(args) -> int:
-    """hairlib train mapper --text ... | hairlib train hairclip: resumable training runs."""
+    """hairlib train mapper --text ... | hairlib train hairclip | maniclip: resumable training runs."""
     if args.what == "hairclip":
         return _train_hairclip(args)
+    if args.what == "maniclip":
+        return _train_maniclip(args)
 
     if not (args.text or "").strip():
         raise UserError("--text is required, e.g. hairlib train mapper --world mini --text \"afro hairstyle\"")
@@ -337,6 +350,24 @@ def _train_hairclip(args) -> int:
     return 0
 
 
+def _train_maniclip(args) -> int:
+    if args.text or args.latents or args.no_fine:
+        raise UserError("hairlib train maniclip takes no --text, --latents or --no-fine: it samples faces and "
+                        "group-sampled sentences (the authors' training)")
+    par = _parallel()
+    world = _load_world_or_explain(args.world, par.device(args.device), args.resolution)
+    cfg = replace(resolve(world, args.settings).maniclip, **({"steps": args.steps} if args.steps else {}),
+                  **({"batch": args.batch} if args.batch else {}))
+    out_dir = Path(args.out if args.out != "runs/mappers" else "runs/maniclip") / world.name
+    try:
+        editor = train_maniclip(world, cfg, out_dir, progress=par.is_main, parallel=par)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if par.is_main:
+        print(f"wrote {save_maniclip(editor, out_dir / 'maniclip.safetensors')}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     import time
 
@@ -350,6 +381,10 @@ def cmd_demo(args) -> int:
 
 def cmd_eval(args) -> int:
     """Each method on the same sampled faces and hair/face edits: a markdown table and a CSV."""
+    if args.sentences:
+        return _eval_sentences(args)
+    if args.method == "maniclip" or args.editor or args.name:
+        raise UserError("--method maniclip, --editor and --name go with --sentences (ManiCLIP edits by sentence)")
     methods = ["hairclip", "global", "mapper", "optimize"] if args.method == "all" else [args.method]
     tasks = HAIR_TASKS if args.hair_only else EDIT_TASKS
     if args.n < 1:
@@ -401,6 +436,41 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _eval_sentences(args) -> int:
+    """hairlib eval --sentences: the sentence methods on held-out sentences of 1-4 attributes."""
+    if args.method in ("hairclip", "mapper") or args.hair_only:
+        raise UserError(f"--sentences runs {', '.join(SENTENCE_METHODS)} (whole sentences); not "
+                        f"{'--hair-only' if args.hair_only else args.method}")
+    if args.editor is not None and not Path(args.editor).is_file():
+        raise UserError(f"no ManiCLIP editor file at {args.editor}")
+    methods = list(SENTENCE_METHODS) if args.method == "all" else [args.method]
+    world = _load_world_or_explain(args.world, args.device, args.resolution)
+    if world.classifier is None:
+        raise UserError(f"the {world.name} world has no attribute classifier: sentences are scored by one (mini world)")
+    out = Path(args.out) if args.out else None
+    rows = []
+    for m in methods:
+        kw = {"steps": args.steps} if m == "optimize" and args.steps else {}
+        kw.update({"editor": args.editor} if m == "maniclip" and args.editor else {})
+        name = args.name if args.name and len(methods) == 1 else m
+        resume = out / f".sentences-{world.name}-{name}.partial.json" if out is not None else None
+        try:
+            mine = evaluate_sentences(world, m, n=args.n, seed=args.seed, progress=True, resume=resume, **kw)
+        except ValueError as e:
+            raise UserError(f"{m}: {e}") from None
+        rows += [{**r, "method": name} for r in mine]
+    cols = ["method", "attributes", "n", "reached", "kept", "identity", "psnr_bg", "seconds"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |" for r in rows]
+    print("\n".join(lines))
+    if out is not None:
+        stem = f"sentences-{world.name}" + (f"-{rows[0]['method']}" if len(methods) == 1 else "")
+        print(f"wrote {bench._write_rows(rows, out / f'{stem}.csv', cols, '.4f')}")
+        for m in methods:
+            (out / f".sentences-{world.name}-{args.name if args.name and len(methods) == 1 else m}.partial.json").unlink(missing_ok=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hairlib", description="Edit faces and hair with CLIP and StyleGAN2.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -428,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--image", default=None, help="photo (ffhq: aligned first) or render (mini); none: sampled faces")
     s.add_argument("--face", type=int, default=None, help="--image with several faces: which (1 = the largest)")
     s.add_argument("--text", default=None, help='what to change, e.g. "curly red hair"')
-    s.add_argument("--method", default="optimize", help="optimize | global | mapper | hairclip")
+    s.add_argument("--method", default="optimize", help="optimize | global | mapper | hairclip | maniclip")
     s.add_argument("--hairstyle", default=None, help='hairclip: hairstyle text, e.g. "afro hairstyle"')
     s.add_argument("--hairstyle-ref", default=None, help="hairclip: hairstyle from this reference image")
     s.add_argument("--color", default=None, help='hairclip: colour text, e.g. "purple hair"')
@@ -447,30 +517,36 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--alpha", type=float, default=None, help="global: strength (paper: 4.1)")
     s.add_argument("--beta", type=float, default=None, help="global: disentanglement threshold (paper: 0.15)")
     s.add_argument("--mapper", default=None, help="mapper/hairclip: checkpoint (ours .safetensors or the authors' .pt)")
+    s.add_argument("--editor", default=None,
+                   help="maniclip: editor (ours .safetensors or the authors' pretrained_edit_model.pth.tar, ffhq 256 px)")
     s.add_argument("--settings", default="world", choices=["world", "paper"],
                    help="the world's settings (default) or exactly the authors' (README, Settings)")
     s.add_argument("--save-latents", default=None, help="also save the edited latents (torch file)")
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=cmd_edit)
-    s = sub.add_parser("train", help="train a StyleCLIP mapper for a prompt, or HairCLIP's hair mapper")
-    s.add_argument("what", choices=["mapper", "hairclip"], help="what to train")
+    s = sub.add_parser("train", help="train a StyleCLIP mapper for a prompt, HairCLIP's hair mapper or ManiCLIP's editor")
+    s.add_argument("what", choices=["mapper", "hairclip", "maniclip"], help="what to train")
     s.add_argument("--world", default="mini", choices=["mini", "ffhq"])
     s.add_argument("--resolution", type=int, default=None)
     s.add_argument("--text", default=None, help="mapper: the prompt")
     s.add_argument("--latents", default=None, help="W+ latents to train on (e.g. train_faces.pt); default: sampled")
-    s.add_argument("--steps", type=int, default=None, help="paper: 50000 (mapper), 500000 (hairclip)")
-    s.add_argument("--batch", type=int, default=None, help="paper: 2 (mapper), 1 (hairclip)")
+    s.add_argument("--steps", type=int, default=None, help="paper: 50000 (mapper), 500000 (hairclip), 46860 (maniclip)")
+    s.add_argument("--batch", type=int, default=None, help="paper: 2 (mapper), 1 (hairclip), 16 (maniclip)")
     s.add_argument("--no-fine", action="store_true", help="no fine mapper (hair and expression edits, as the paper)")
     s.add_argument("--settings", default="world", choices=["world", "paper"],
                    help="the world's settings (default) or exactly the authors' (README, Settings)")
-    s.add_argument("--out", default="runs/mappers", help="run folder (resumable; hairclip: runs/hairclip)")
+    s.add_argument("--out", default="runs/mappers", help="run folder (resumable; hairclip: runs/hairclip; maniclip: runs/maniclip)")
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=cmd_train)
     s = sub.add_parser("eval", help="score editing methods on the same faces (success, preservation, identity)")
     s.add_argument("--world", default="mini", choices=["mini", "ffhq"])
     s.add_argument("--resolution", type=int, default=None)
-    s.add_argument("--method", default="all", choices=["all", "hairclip", "global", "mapper", "optimize"])
+    s.add_argument("--method", default="all", choices=["all", "hairclip", "global", "mapper", "optimize", "maniclip"])
     s.add_argument("--n", type=int, default=64, help="sampled faces (issue: >= 64)")
+    s.add_argument("--sentences", action="store_true",
+                   help="held-out sentences of 1-4 attributes (ManiCLIP's task) through maniclip, optimize, global")
+    s.add_argument("--editor", default=None, help="--sentences: a ManiCLIP editor file (default: the world's)")
+    s.add_argument("--name", default=None, help="--sentences: the method's name in the table (e.g. an ablation)")
     s.add_argument("--seed", type=int, default=1234)
     s.add_argument("--steps", type=int, default=None, help="optimize: steps")
     s.add_argument("--alpha", type=float, default=None, help="global: strength")

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 
 import hairlib
@@ -49,11 +50,12 @@ from hairlib.methods.hairclip import color_text, hairclip_vocab, style_text
 from hairlib.methods.mapper import find_mapper
 from hairlib.metrics import psnr, ssim
 from hairlib.mini import render as R
-from hairlib.mini.vocab import HAIRSTYLES, value_index
+from hairlib.mini.captions import group_sampled_sentence
+from hairlib.mini.vocab import HAIRSTYLES, LABEL_NAMES, value_index
 
 __all__ = ["EditTask", "EDIT_TASKS", "HAIR_TASKS", "color_task", "evaluate", "score_edit", "run_key", "evaluate_references", "evaluate_hairclip_grid",
            "summarize_grid", "summarize", "format_table", "format_changes",
-           "predict_labels"]
+           "predict_labels", "eval_sentences", "evaluate_sentences", "SENTENCE_METHODS"]
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,7 @@ def run_key(world, method: str, n: int, seed: int, batch: int, kw: dict) -> str:
         h.update(repr(part).encode())
     nets = {"identity": world.identity, "classifier": world.classifier,
             "masks": getattr(world.masks, "__self__", None), "mappers": world.mappers,
-            "hairclip_mapper": world.hairclip_mapper}
+            "hairclip_mapper": world.hairclip_mapper, "maniclip_editor": getattr(world, "maniclip_editor", None)}
     _digest(h, {k: v for k, v in nets.items() if v is not None})
     _digest(h, kw)
     return h.hexdigest()[:20]
@@ -437,3 +439,86 @@ def format_table(rows: Sequence[dict]) -> str:
             cells.append(fmt[c].format(v) if c in fmt and isinstance(v, float) and v == v else str(v if v == v else "-"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# sentences of several attributes (ManiCLIP)
+
+SENTENCE_METHODS = ("maniclip", "optimize", "global")  # the methods that take a whole sentence
+
+
+def eval_sentences(k: int, count: int, seed: int = 4321) -> List[tuple]:
+    """``count`` held-out sentences stating ``k`` attributes of ``k`` different groups (phrasings
+    no training sentence uses, ``captions.group_sampled_sentence(split="heldout")``) -> [(sentence,
+    {label: value index})]; a gendered subject ("she has ...") states the gender too."""
+    rng = np.random.default_rng([seed, k])
+    return [group_sampled_sentence(rng, k=k, split="heldout", distinct_groups=True) for _ in range(count)]
+
+
+def _sentence_scores(world, before: Dict[str, torch.Tensor], after: Dict[str, torch.Tensor],
+                     stated: List[Dict[str, int]]) -> dict:
+    """reached: the share of (face, stated attribute) pairs the classifier reads as stated after
+    the edit; kept: the share of (face, unstated attribute) pairs it reads as before (a hat may
+    change with a stated hairstyle; a bald head has no hair colour to keep)."""
+    reached, kept = [], []
+    bald = HAIRSTYLES.index("bald")
+    for i, lab in enumerate(stated):
+        for name in LABEL_NAMES:
+            if name in lab:
+                reached.append(int(after[name][i]) == lab[name])
+            elif name == "hat" and "hairstyle" in lab:
+                continue
+            elif name == "hair_color" and bald in (int(before["hairstyle"][i]), int(after["hairstyle"][i])):
+                continue
+            else:
+                kept.append(int(after[name][i]) == int(before[name][i]))
+    return {"reached": float(np.mean(reached)), "kept": float(np.mean(kept))}
+
+
+def evaluate_sentences(world, method: str, n: int = 64, ks: Sequence[int] = (1, 2, 3, 4), per_k: int = 8,
+                       seed: int = 1234, progress: bool = False, resume: Optional[os.PathLike] = None,
+                       **kw) -> List[dict]:
+    """Edit ``n`` sampled faces toward held-out sentences of ``k`` attributes, for each ``k`` in
+    ``ks``: ``per_k`` sentences (``eval_sentences``), each on n / per_k faces. One row per k: the
+    stated attributes reached, the unstated ones kept (``_sentence_scores``), identity, PSNR
+    outside the hair and face of both images, seconds per face. ``kw`` go to the method;
+    ``resume``: as ``evaluate``'s."""
+    from tqdm.auto import tqdm
+
+    if method not in SENTENCE_METHODS:
+        raise ValueError(f"sentences are edited by {', '.join(SENTENCE_METHODS)}, not {method!r}")
+    if n % per_k:
+        raise ValueError(f"n ({n}) must be a multiple of per_k ({per_k}): each sentence edits n / per_k faces")
+    if method == "global" and "directions" not in kw:
+        kw = {**kw, "directions": GlobalDirections.for_world(world, progress=progress)}
+    key = run_key(world, f"sentences-{method}", n, seed, per_k, {**kw, "ks": list(ks)}) if resume is not None else ""
+    saved = _read_partial(Path(resume), key) if resume is not None else {}
+    w, src = _sources(world, n, seed, 64)
+    before = predict_labels(world, src)
+    src_masks = world.masks(src)
+    rows = []
+    per = n // per_k
+    for k in tqdm(ks, desc=f"sentences {method}", disable=not progress):
+        if str(k) in saved:
+            rows.append(saved[str(k)])
+            continue
+        images, stated, seconds = [], [], 0.0
+        for j, (text, lab) in enumerate(eval_sentences(k, per_k)):
+            t0 = time.time()
+            r = hairlib.edit(world, w[j * per:(j + 1) * per], text, method=method, **kw)
+            seconds += time.time() - t0
+            images.append(r.images.detach().clamp(-1, 1))
+            stated += [lab] * per
+        edit = torch.cat(images)
+        with torch.no_grad():
+            masks = world.masks(edit)
+            ident = world.identity_similarity(src, edit)
+        keep = (1 - src_masks["hair"]) * (1 - src_masks["face"]) * (1 - masks["hair"]) * (1 - masks["face"])
+        row = {"method": method, "attributes": k, "n": n,
+               **_sentence_scores(world, before, predict_labels(world, edit), stated),
+               "identity": ident.mean().item(), "psnr_bg": psnr(edit, src, keep).mean().item(), "seconds": seconds / n}
+        rows.append(row)
+        if resume is not None:
+            saved[str(k)] = row
+            _write_partial(Path(resume), key, saved)
+    return rows

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import FrozenSet, Tuple
 
-__all__ = ["IMAGENET_TEMPLATES", "STYLECLIP_TEMPLATES", "HAIRCLIP_HAIRSTYLES", "HAIRCLIP_COLORS", "content_words"]
+__all__ = ["IMAGENET_TEMPLATES", "STYLECLIP_TEMPLATES", "HAIRCLIP_HAIRSTYLES", "HAIRCLIP_COLORS", "MANICLIP_GROUPS", "content_words"]
 
 IMAGENET_TEMPLATES: Tuple[str, ...] = (
     "a bad photo of a {}.",
@@ -113,6 +113,21 @@ HAIRCLIP_HAIRSTYLES: Tuple[str, ...] = (
 HAIRCLIP_COLORS: Tuple[str, ...] = ("purple", "red", "orange", "yellow", "green", "blue", "gray", "brown", "black",
                                    "white", "blond", "pink")
 
+
+# ManiCLIP's decoupling groups (hwang1996/ManiCLIP, train.py ``PartTextDataset``): CelebA's 40
+# attributes as lower-case phrases ("5_o_Clock_Shadow" -> "5 o clock shadow"), "male" left out
+# (the sentence's pronoun says it), in five groups; a training sentence joins up to three of one
+# group after "she has" / "he has" / "the person has".
+MANICLIP_GROUPS = {
+    "hair": ("bald", "bangs", "black hair", "blond hair", "brown hair", "gray hair", "receding hairline",
+             "straight hair", "wavy hair"),
+    "eye": ("arched eyebrows", "bags under eyes", "bushy eyebrows", "eyeglasses", "narrow eyes"),
+    "fashion": ("attractive", "heavy makeup", "high cheekbones", "rosy cheeks", "wearing earrings", "wearing hat",
+                "wearing lipstick", "wearing necklace", "wearing necktie"),
+    "others": ("5 o clock shadow", "big nose", "blurry", "chubby", "double chin", "no beard", "oval face", "pale skin",
+               "pointy nose", "young"),
+    "mouth": ("big lips", "mouth slightly open", "smiling", "goatee", "mustache", "sideburns"),
+}
 
 # Words that say what a prompt is a picture of rather than what changes ("a photo of a person with
 # red hair" and "red hair" ask for the same edit).

@@ -52,6 +52,8 @@ class World:
     settings: Settings = PAPER  # every method's settings in this world (hairlib.methods.settings)
     mappers: Dict[str, Path] = field(default_factory=dict)  # StyleCLIP mapper files: prompt slug -> path
     hairclip_mapper: Optional[Path] = None  # a HairCLIP mapper file
+    maniclip_editor: Optional[Path] = None  # a ManiCLIP editor file
+    sentences: Optional[Callable] = None  # (rng, k, decouple) -> (sentence, labels): ManiCLIP's training text
     references: Optional[Callable] = None  # (kind, values, rng) -> HairCLIP reference images, hair masks
     masks: Optional[Callable] = None  # images -> {"hair", "face", "background": [N, 1, H, W] in {0, 1}}
     aligner: Optional[Callable] = None  # photo -> aligned PIL image (ffhq: dlib FFHQ alignment)
@@ -74,6 +76,8 @@ class World:
         parts.append(("settings", self.settings.name))
         parts.append(("hairclip", "shipped mapper" if self.hairclip_mapper is not None
                       else "no mapper here (train one, or fetch the authors')"))
+        parts.append(("maniclip", "shipped editor" if self.maniclip_editor is not None
+                      else "no editor here (train one, or give the authors' with editor=)"))
         width = max(len(k) for k, _ in parts)
         return "\n".join([f"World({self.name!r}, device {self.device})"] + [f"  {k:<{width}}  {v}" for k, v in parts])
 

@@ -138,3 +138,31 @@ def test_paper_settings_give_styleclips_clip_loss(ffhq_home):
 
     r3 = hairlib.edit(world, w, "curly hair", method="optimize", settings=MINI, steps=1, augment=0, progress=False)
     assert abs(r3.losses[0] - r.losses[0]) > 1e-4
+
+
+def test_maniclip_runs_the_authors_checkpoint_format_on_the_256px_world(ffhq_home, tmp_path, monkeypatch):
+    """The ffhq code path of ``hairlib.edit(method="maniclip")``: the 256 px generator (14 rows) and
+    an editor file as the authors' train.py saves it (``state_dict`` with their CLIP inside,
+    ``epoch``, ``optimizer``); stand-ins 32 wide, as the generator here, instead of 512."""
+    from hairlib import worlds
+    from hairlib.methods.maniclip import load_maniclip_editor
+    from hairlib.nets import clip as clip_mod
+    from hairlib.nets.maniclip import ManiCLIPConfig, ManiCLIPEditor
+    from tests.conftest import TINY_CLIP
+
+    wide = {**TINY_CLIP, "embed_dim": 32}
+    tiny = clip_mod.build_model(wide)[0]
+    real_load = clip_mod.load_clip
+    monkeypatch.setattr(worlds, "load_clip", lambda name, device="cpu", **kw: real_load(
+        "tiny", device, config=wide, state_dict=tiny.state_dict()))
+    world = hairlib.load_world("ffhq", resolution=256)
+    config = ManiCLIPConfig(num_ws=14, style_dim=32, d_model=32, clip_dim=32, ff=128)
+    theirs = {**ManiCLIPEditor(config).state_dict(), "clip_model.logit_scale": torch.tensor(4.6)}
+    path = tmp_path / "pretrained_edit_model.pth.tar"
+    torch.save({"state_dict": theirs, "epoch": 30, "optimizer": {}}, path)
+    editor = load_maniclip_editor(path, config=config)
+    assert editor.truncation == 0.7  # the authors' generator truncates the edited W+ at 0.7
+    w = world.sample(2, seed=0)
+    r = hairlib.edit(world, w, "this person has grey hair. he has mustache.", method="maniclip", editor=editor)
+    assert r.images.shape == (2, 3, 256, 256) and r.latents.shape == (2, 14, 32)
+    assert not torch.allclose(r.latents, w)

@@ -17,6 +17,7 @@ from typing import Dict, Optional, Union
 
 from hairlib.methods.global_dir import GlobalConfig, GlobalEditConfig
 from hairlib.methods.hairclip import HairCLIPConfig
+from hairlib.methods.maniclip import ManiCLIPTrainConfig
 from hairlib.methods.mapper import MapperConfig
 from hairlib.methods.optimize import OptimizeConfig
 
@@ -34,6 +35,7 @@ class Settings:
     global_preprocess: GlobalConfig = field(default_factory=GlobalConfig)
     mapper: MapperConfig = field(default_factory=MapperConfig)
     hairclip: HairCLIPConfig = field(default_factory=HairCLIPConfig)
+    maniclip: ManiCLIPTrainConfig = field(default_factory=ManiCLIPTrainConfig)
     hairclip_reference: str = "image"
 
     def __post_init__(self):
@@ -51,6 +53,7 @@ MINI = Settings(
     global_preprocess=replace(PAPER.global_preprocess, n_stats=20_000, n_images=16, max_resolution=64, batch=128),
     mapper=replace(PAPER.mapper, steps=2000, batch=8, clip_input="normalized"),
     hairclip=replace(PAPER.hairclip, steps=12000, batch=4, clip_input="normalized"),
+    maniclip=replace(PAPER.maniclip, steps=3000, clip_input="normalized"),
     hairclip_reference="text",
 )
 
@@ -69,6 +72,7 @@ MINI_REASONS: Dict[str, str] = {
     "mapper.batch": "the CPU budget: fewer steps, more faces each",
     "hairclip.steps": "the CPU budget (12 000 steps x 4 faces, not 500 000 x 1)",
     "hairclip.batch": "the CPU budget: fewer steps, more faces each",
+    "maniclip.steps": "the CPU budget (3 000 steps x 16 faces, not 46 860 x 16)",
     "hairclip_reference": "the mini CLIP's image embeddings lie far from its text embeddings: colour from a "
                           "reference render reached on 89 % read as text",
 }

@@ -23,8 +23,8 @@ from torch import nn
 
 from hairlib.align import NoFaceError, WrongWorldError, landmarks
 from hairlib.invert import InvertConfig
+from hairlib.mini import captions, vocab
 from hairlib.mini import render as R
-from hairlib.mini import vocab
 from hairlib.mini.data import render_references
 from hairlib.nets.clip import CLIP, load_clip
 from hairlib.nets.loading import load_safetensors, load_state_dict_strict
@@ -34,7 +34,7 @@ from hairlib.nets.stylegan2 import Generator, StyleGAN2Config
 
 __all__ = ["WEIGHTS_DIR", "REQUIRED", "INVERT", "load_net", "load_generator", "load_clip_net", "load_identity",
            "load_classifier", "load_encoder", "load_parser", "classifier_features", "perceptual_features",
-           "weights_dir", "shipped_mappers", "render_aligner", "flatness"]
+           "weights_dir", "shipped_mappers", "render_aligner", "flatness", "maniclip_sentences"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 REQUIRED = ("stylegan2", "clip", "identity", "classifier", "encoder")  # the parser and mappers are optional
@@ -224,10 +224,23 @@ def render_aligner(generator: Generator, encoder: Encoder) -> Callable:
 
 def shipped_mappers(wdir: Path) -> Dict[str, Any]:
     """The trained mappers shipped beside a world's weights: StyleCLIP mappers in ``mappers/``
-    (prompt slug -> file) and HairCLIP's ``hairclip.safetensors`` (None when absent)."""
-    hairclip = wdir / "hairclip.safetensors"
+    (prompt slug -> file), HairCLIP's ``hairclip.safetensors`` and ManiCLIP's
+    ``maniclip.safetensors`` (None when absent)."""
+    hairclip, maniclip = wdir / "hairclip.safetensors", wdir / "maniclip.safetensors"
     return {"mappers": {p.stem: p for p in sorted((wdir / "mappers").glob("*.safetensors"))},
-            "hairclip_mapper": hairclip if hairclip.exists() else None}
+            "hairclip_mapper": hairclip if hairclip.exists() else None,
+            "maniclip_editor": maniclip if maniclip.exists() else None}
+
+
+def maniclip_sentences(rng: np.random.Generator, k: int = 3, decouple: bool = True) -> Tuple[str, Dict[str, int]]:
+    """ManiCLIP's training text in the mini world -> (sentence, labels). ``decouple``:
+    group sampling over the renderer's attribute groups (``captions.group_sampled_sentence``, the
+    authors' ``PartTextDataset``); else a whole caption of a random face (their ``TextDataset``:
+    captions of CelebA faces). The labels: those the sentence states (group sampling), the face's (captions)."""
+    if decouple:
+        return captions.group_sampled_sentence(rng, k=k, split="train")
+    params = R.sample_params(rng, split="train")
+    return captions.caption(params, rng, split="train"), params.labels()
 
 
 def load_mini(device="cpu", weights_dir_: Optional[Path] = None) -> Dict[str, Any]:
@@ -258,5 +271,6 @@ def load_mini(device="cpu", weights_dir_: Optional[Path] = None) -> Dict[str, An
                "groups": dict(vocab.GROUPS)},
         masks=masks,
         references=render_references,
+        sentences=maniclip_sentences,
         **shipped_mappers(wdir),
     )
