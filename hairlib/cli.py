@@ -455,11 +455,12 @@ def _eval_sentences(args) -> int:
         name = args.name if args.name and len(methods) == 1 else m
         resume = out / f".sentences-{world.name}-{name}.partial.json" if out is not None else None
         try:
-            mine = evaluate_sentences(world, m, n=args.n, seed=args.seed, progress=True, resume=resume, **kw)
+            mine = evaluate_sentences(world, m, n=args.n, ks=tuple(args.attributes), seed=args.seed, progress=True,
+                                      resume=resume, **kw)
         except ValueError as e:
             raise UserError(f"{m}: {e}") from None
         rows += [{**r, "method": name} for r in mine]
-    cols = ["method", "attributes", "n", "reached", "kept", "identity", "psnr_bg", "seconds"]
+    cols = ["method", "attributes", "n", "reached", "kept", "identity", "psnr_bg", "spread", "seconds"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |" for r in rows]
     print("\n".join(lines))
@@ -545,6 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, default=64, help="sampled faces (issue: >= 64)")
     s.add_argument("--sentences", action="store_true",
                    help="held-out sentences of 1-4 attributes (ManiCLIP's task) through maniclip, optimize, global")
+    s.add_argument("--attributes", type=int, nargs="+", default=[1, 2, 3, 4], choices=[1, 2, 3, 4, 5],
+                   help="--sentences: how many attributes a sentence states (default: 1 2 3 4)")
     s.add_argument("--editor", default=None, help="--sentences: a ManiCLIP editor file (default: the world's)")
     s.add_argument("--name", default=None, help="--sentences: the method's name in the table (e.g. an ablation)")
     s.add_argument("--seed", type=int, default=1234)

@@ -55,7 +55,7 @@ from hairlib.mini.vocab import HAIRSTYLES, LABEL_NAMES, value_index
 
 __all__ = ["EditTask", "EDIT_TASKS", "HAIR_TASKS", "color_task", "evaluate", "score_edit", "run_key", "evaluate_references", "evaluate_hairclip_grid",
            "summarize_grid", "summarize", "format_table", "format_changes",
-           "predict_labels", "eval_sentences", "evaluate_sentences", "SENTENCE_METHODS"]
+           "predict_labels", "eval_sentences", "evaluate_sentences", "latent_spread", "SENTENCE_METHODS"]
 
 
 @dataclass(frozen=True)
@@ -455,6 +455,16 @@ def eval_sentences(k: int, count: int, seed: int = 4321) -> List[tuple]:
     return [group_sampled_sentence(rng, k=k, split="heldout", distinct_groups=True) for _ in range(count)]
 
 
+def latent_spread(delta: torch.Tensor, share: float = 0.9) -> torch.Tensor:
+    """How many W+ entries an edit moves: per face, the fraction of the entries of ``delta`` [N, L, D]
+    (edited minus source latents) that carry ``share`` of its squared norm, largest first
+    (ManiCLIP's entropy loss is meant to lower it). 0 for an edit that moves nothing."""
+    e = delta.flatten(1).pow(2).sort(1, descending=True)[0]
+    total = e.sum(1, keepdim=True)
+    needed = ((e.cumsum(1) < share * total).sum(1) + 1).float()
+    return torch.where(total[:, 0] > 0, needed / e.shape[1], torch.zeros_like(needed))
+
+
 def _sentence_scores(world, before: Dict[str, torch.Tensor], after: Dict[str, torch.Tensor],
                      stated: List[Dict[str, int]]) -> dict:
     """reached: the share of (face, stated attribute) pairs the classifier reads as stated after
@@ -481,7 +491,8 @@ def evaluate_sentences(world, method: str, n: int = 64, ks: Sequence[int] = (1, 
     """Edit ``n`` sampled faces toward held-out sentences of ``k`` attributes, for each ``k`` in
     ``ks``: ``per_k`` sentences (``eval_sentences``), each on n / per_k faces. One row per k: the
     stated attributes reached, the unstated ones kept (``_sentence_scores``), identity, PSNR
-    outside the hair and face of both images, seconds per face. ``kw`` go to the method;
+    outside the hair and face of both images, the W+ entries moved (``latent_spread``; NaN for
+    global directions, which edit StyleSpace), seconds per face. ``kw`` go to the method;
     ``resume``: as ``evaluate``'s."""
     from tqdm.auto import tqdm
 
@@ -502,13 +513,15 @@ def evaluate_sentences(world, method: str, n: int = 64, ks: Sequence[int] = (1, 
         if str(k) in saved:
             rows.append(saved[str(k)])
             continue
-        images, stated, seconds = [], [], 0.0
+        images, stated, spread, seconds = [], [], [], 0.0
         for j, (text, lab) in enumerate(eval_sentences(k, per_k)):
             t0 = time.time()
             r = hairlib.edit(world, w[j * per:(j + 1) * per], text, method=method, **kw)
             seconds += time.time() - t0
             images.append(r.images.detach().clamp(-1, 1))
             stated += [lab] * per
+            if isinstance(r.latents, torch.Tensor):  # W+ methods (global directions edit StyleSpace)
+                spread.append(latent_spread(r.latents.detach().cpu() - w[j * per:(j + 1) * per].cpu()))
         edit = torch.cat(images)
         with torch.no_grad():
             masks = world.masks(edit)
@@ -516,7 +529,8 @@ def evaluate_sentences(world, method: str, n: int = 64, ks: Sequence[int] = (1, 
         keep = (1 - src_masks["hair"]) * (1 - src_masks["face"]) * (1 - masks["hair"]) * (1 - masks["face"])
         row = {"method": method, "attributes": k, "n": n,
                **_sentence_scores(world, before, predict_labels(world, edit), stated),
-               "identity": ident.mean().item(), "psnr_bg": psnr(edit, src, keep).mean().item(), "seconds": seconds / n}
+               "identity": ident.mean().item(), "psnr_bg": psnr(edit, src, keep).mean().item(),
+               "spread": torch.cat(spread).mean().item() if spread else float("nan"), "seconds": seconds / n}
         rows.append(row)
         if resume is not None:
             saved[str(k)] = row

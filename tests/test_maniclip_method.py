@@ -1,6 +1,7 @@
 """ManiCLIP as a method: the authors' losses and sentences, training (resumable), save/load, the
 edit's truncation bookkeeping, the CLI, and the held-out sentence evaluation."""
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -152,3 +153,26 @@ def test_cli_trains_edits_and_evaluates_sentences(world, tiny_weights, tmp_path,
     assert main(["edit", "--method", "maniclip", "--text", "x", "--editor", str(tmp_path / "none.safetensors")]) == 2
     assert main(["edit", "--method", "optimize", "--text", "x", "--editor", str(editor)]) == 2
     assert "--editor is for --method maniclip" in capsys.readouterr().err
+
+
+def test_latent_spread_counts_the_entries_an_edit_moves():
+    from hairlib.evaluate import latent_spread
+    one = torch.zeros(1, 10, 16)
+    one[0, 3, 5] = 2.0
+    dense = torch.ones(1, 10, 16)
+    assert latent_spread(one).item() == pytest.approx(1 / 160)
+    assert latent_spread(dense).item() == pytest.approx(144 / 160)  # 90 % of equal entries: 144 of them
+    assert latent_spread(torch.zeros(2, 10, 16)).tolist() == [0.0, 0.0]
+
+
+def test_the_recipe_trains_scores_and_keeps_an_ablation_editor_in_its_run(tiny_weights, tmp_path, monkeypatch):
+    from hairlib.mini import train_maniclip as recipe
+    monkeypatch.setenv("HAIRLIB_MINI_WEIGHTS", str(tiny_weights))
+    monkeypatch.setattr(recipe, "STAGES", {k: replace(v, batch=2, layers=1) for k, v in recipe.STAGES.items()})
+    out = tmp_path / "run"
+    assert recipe.main(["--stage", "no-entropy", "--steps", "1", "--out", str(out)]) == 0
+    editor = M.load_maniclip_editor(out / "maniclip.safetensors")
+    assert editor.train_config["entropy_lambda"] == 0.0
+    last = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
+    assert set(last["eval"]) >= {"reached", "kept", "identity", "spread"}
+    assert not (tiny_weights / "maniclip.safetensors").exists()  # an ablation never ships
