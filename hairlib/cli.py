@@ -40,7 +40,7 @@ from hairlib.evaluate import (EDIT_TASKS, HAIR_TASKS, SENTENCE_METHODS, evaluate
                               summarize_grid)
 from hairlib.methods import METHODS
 from hairlib.methods.hairclip import save_hair_mapper, train_hairclip
-from hairlib.methods.maniclip import save_maniclip, train_maniclip
+from hairlib.methods.maniclip import authors_masks, save_maniclip, train_maniclip
 from hairlib.methods.mapper import save_mapper, slug, train_mapper
 from hairlib.methods.settings import resolve
 from hairlib.train.parallel import Parallel
@@ -360,7 +360,8 @@ def _train_maniclip(args) -> int:
                   **({"batch": args.batch} if args.batch else {}))
     out_dir = Path(args.out if args.out != "runs/mappers" else "runs/maniclip") / world.name
     try:
-        editor = train_maniclip(world, cfg, out_dir, progress=par.is_main, parallel=par)
+        masks = authors_masks(world.device) if world.name == "ffhq" else None  # their BiSeNet, as their train.py
+        editor = train_maniclip(world, cfg, out_dir, progress=par.is_main, parallel=par, masks=masks)
     except ValueError as e:
         raise UserError(str(e)) from None
     if par.is_main:

@@ -176,3 +176,29 @@ def test_the_recipe_trains_scores_and_keeps_an_ablation_editor_in_its_run(tiny_w
     last = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
     assert set(last["eval"]) >= {"reached", "kept", "identity", "spread"}
     assert not (tiny_weights / "maniclip.safetensors").exists()  # an ablation never ships
+
+
+def test_authors_masks_are_their_bisenet_with_their_resizing(tmp_path, monkeypatch):
+    from hairlib import weights
+    from hairlib.nets.bisenet import BiSeNet
+    torch.manual_seed(0)
+    path = tmp_path / "79999_iter.pth"
+    torch.save(BiSeNet().state_dict(), path)
+    asked = []
+    monkeypatch.setattr(weights, "fetch", lambda name, **kw: asked.append(name) or path)
+    masks = M.authors_masks()(torch.rand(1, 3, 256, 256) * 2 - 1)
+    assert asked == ["face-parser-bisenet"] and masks["hair"].shape == (1, 1, 256, 256)
+    values = torch.unique(torch.cat([masks["hair"], masks["face"]]))
+    assert set(values.tolist()) <= {0.0, 0.25, 0.5, 0.75, 1.0}  # 512 px labels averaged over 2 x 2 blocks
+
+
+def test_background_is_where_no_mask_has_any_hair_or_face(world):
+    cfg = M.ManiCLIPTrainConfig()
+    x, x_hat = torch.zeros(1, 3, 16, 16), torch.ones(1, 3, 16, 16)
+    hair, face = torch.zeros(1, 1, 16, 16), torch.zeros(1, 1, 16, 16)
+    hair[..., :4, :] = 0.25  # a trace of hair (the authors' averaged masks) is not background
+    face[..., 4:8, :] = 1.0
+    none = {"hair": torch.zeros(1, 1, 16, 16), "face": torch.zeros(1, 1, 16, 16)}
+    terms = M.maniclip_losses(world, cfg, x, x_hat, torch.zeros(1, 2, 16), world.clip.embed_text_raw("a face"),
+                              {"hair": hair, "face": face}, world.identity(x), masks=lambda images: none)
+    assert terms["background"][1].item() == pytest.approx(0.5)  # the lower half differs by 1 on every channel

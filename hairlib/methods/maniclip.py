@@ -33,9 +33,10 @@ rate, dropout on, and per step
   few latent entries;
 * **background**, 1.0 x MSE of source and edit where neither image has hair or face.
 
-The authors' masks come from a BiSeNet (classes 1-13: skin, brows, eyes, glasses, ears,
-earrings, nose, mouth, lips); here they come from the world's parser (``World.masks``: the mini
-world's, or HairCLIP's on ffhq, whose face region leaves out ears and earrings).
+The masks (hair; face: skin, brows, eyes, glasses, ears, earrings, nose, mouth, lips) come from
+``masks=``: on ffhq the authors' own, face-parsing.PyTorch's BiSeNet with their resizing
+(``authors_masks``, what ``hairlib train maniclip --world ffhq`` uses); by default the world's
+parser (``World.masks``: the mini world's).
 """
 from __future__ import annotations
 
@@ -48,8 +49,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hairlib import weights
 from hairlib.methods.losses import avg_lab_loss
 from hairlib.methods.result import EditResult, method_settings
+from hairlib.nets.bisenet import BiSeNetParser, load_bisenet
 from hairlib.nets.clip import clip_loss
 from hairlib.nets.loading import load_state_dict_strict, read_with_meta, save_with_meta
 from hairlib.nets.maniclip import ManiCLIPConfig, ManiCLIPEditor, load_maniclip
@@ -58,7 +61,7 @@ from hairlib.train.simple import fit
 
 __all__ = ["ManiCLIPTrainConfig", "editor_config", "part_sentence", "sentence_source", "entropy_loss",
            "maniclip_losses", "train_maniclip", "maniclip_edit", "save_maniclip", "load_maniclip_editor",
-           "editor_input", "PRONOUNS"]
+           "editor_input", "authors_masks", "PRONOUNS"]
 
 PRONOUNS = ("she", "he", "the person")  # PartTextDataset's subjects, drawn uniformly
 
@@ -155,18 +158,28 @@ def _clip_view(clip, images: torch.Tensor) -> torch.Tensor:
     return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
 
 
+def authors_masks(device="cpu") -> Callable[[torch.Tensor], Dict[str, torch.Tensor]]:
+    """ManiCLIP's masks: face-parsing.PyTorch's BiSeNet (registry entry ``face-parser-bisenet``,
+    fetched once) with the authors' resizing to 512 px and back (``authors_resize``: masks
+    averaged over 2 x 2 blocks at 256 px)."""
+    parser = BiSeNetParser(load_bisenet(weights.fetch("face-parser-bisenet"), device))
+    return lambda images: parser.masks(images, authors_resize=True)
+
+
 def maniclip_losses(world, cfg: ManiCLIPTrainConfig, x: torch.Tensor, x_hat: torch.Tensor, offset: torch.Tensor,
-                    text_emb: torch.Tensor, masks_x: Dict[str, torch.Tensor], id_x: torch.Tensor
-                    ) -> Dict[str, Tuple[float, torch.Tensor]]:
+                    text_emb: torch.Tensor, masks_x: Dict[str, torch.Tensor], id_x: torch.Tensor,
+                    masks: Optional[Callable] = None) -> Dict[str, Tuple[float, torch.Tensor]]:
     """Name -> (weight, value) of each of the authors' terms for sources ``x`` and edits ``x_hat``
-    (both clamped to [-1, 1]); ``masks_x``, ``id_x``: the sources' masks and identity embeddings."""
-    masks_hat = world.masks(x_hat.detach())
+    (both clamped to [-1, 1]); ``masks_x``, ``id_x``: the sources' masks and identity embeddings;
+    ``masks``: images -> {"hair", "face", ...} (default: the world's)."""
+    with torch.no_grad():
+        masks_hat = (masks or world.masks)(x_hat.detach())
     terms = {"clip": (cfg.clip_lambda, clip_loss(world.clip, _clip_view(world.clip, x_hat), text_emb, cfg.clip_input).mean()),
              "w_norm": (cfg.w_norm_lambda, offset.pow(2).mean()),
              "id": (cfg.id_lambda, (1 - (world.identity(x_hat) * id_x).sum(1)).mean()),
              "face_color": (cfg.face_color_lambda, avg_lab_loss(x_hat, masks_hat["face"], x, masks_x["face"])),
              "entropy": (cfg.entropy_lambda, entropy_loss(offset, cfg.entropy_scale))}
-    keep = (1 - masks_x["hair"]) * (1 - masks_x["face"]) * (1 - masks_hat["hair"]) * (1 - masks_hat["face"])
+    keep = (((masks_x["hair"] + masks_x["face"]) == 0) & ((masks_hat["hair"] + masks_hat["face"]) == 0)).float()
     terms["background"] = (cfg.background_lambda, ((x * keep - x_hat * keep) ** 2).mean())
     return terms
 
@@ -175,11 +188,13 @@ def maniclip_losses(world, cfg: ManiCLIPTrainConfig, x: torch.Tensor, x_hat: tor
 # training
 
 def train_maniclip(world, cfg: ManiCLIPTrainConfig = ManiCLIPTrainConfig(), out_dir=None, *, progress: bool = True,
-                   parallel=None, **overrides) -> ManiCLIPEditor:
+                   parallel=None, masks: Optional[Callable] = None, **overrides) -> ManiCLIPEditor:
     """Train (or resume, from ``out_dir/state.pt``) a ManiCLIP editor for ``world``; each process
-    of a ``parallel`` run draws its own faces and sentences."""
+    of a ``parallel`` run draws its own faces and sentences. ``masks``: images -> {"hair", "face"}
+    masks (default: the world's parser; ``authors_masks()`` for the authors' BiSeNet)."""
     cfg = replace(cfg, **overrides) if overrides else cfg
-    if world.masks is None:
+    masks = masks or world.masks
+    if masks is None:
         raise ValueError(f"the {world.name} world has no face parser: ManiCLIP's background and face-colour "
                          f"losses need hair and face masks")
     G, clip, dev = world.generator, world.clip, world.device
@@ -199,11 +214,11 @@ def train_maniclip(world, cfg: ManiCLIPTrainConfig = ManiCLIPTrainConfig(), out_
         with torch.no_grad():
             w = G.style(torch.randn(cfg.batch, G.style_dim, generator=gen).to(dev))  # untruncated, as the authors'
             x = world.generate(G.truncate(G.broadcast(w), cfg.truncation, avg)).clamp(-1, 1)
-            masks_x, id_x = world.masks(x), world.identity(x)
+            masks_x, id_x = masks(x), world.identity(x)
             emb = clip.embed_text_raw(texts)
         offset = editor(w, emb)
         x_hat = world.generate(G.truncate(G.broadcast(w) + offset, cfg.truncation, avg)).clamp(-1, 1)
-        terms = maniclip_losses(world, cfg, x, x_hat, offset, emb, masks_x, id_x)
+        terms = maniclip_losses(world, cfg, x, x_hat, offset, emb, masks_x, id_x, masks)
         parts.clear()
         parts.update({k: v.item() for k, (_, v) in terms.items()})
         return sum(lam * v for lam, v in terms.values() if lam)

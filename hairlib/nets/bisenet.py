@@ -4,9 +4,10 @@ ManiCLIP (hwang1996/ManiCLIP) takes the masks of its background and face-colour 
 BiSeNet of zllrunning/face-parsing.PyTorch, copied into ``external/parsing`` (``bisenet.py``,
 ``resnet.py``) and built in ``train.py``'s ``init_parsing_model`` as ``BiSeNet(n_classes=19)``,
 loaded from ``external/parsing/models/bisenet.pth`` with a strict ``load_state_dict``, eval
-mode. The public file of that network is face-parsing.PyTorch's ``79999_iter.pth``: a plain
-state dict, no ``module.`` prefixes (upstream's ``test.py`` loads it the same way). ``BiSeNet``
-here has exactly their state-dict keys and shapes, in their order (241 entries counting the
+mode. The public file for this network is face-parsing.PyTorch's ``79999_iter.pth`` (that
+ManiCLIP's copy is the same file is not checked): a plain state dict without ``module.``
+prefixes, which upstream's ``test.py`` loads the same way. ``BiSeNet`` here has exactly their
+state-dict keys and shapes, in their order (191 entries: 160 tensors, 13.3 M numbers, and 31
 BatchNorm ``num_batches_tracked`` counters):
 
   * ``cp.resnet.*``: a ResNet-18 without its classifier (``conv1``, ``bn1``, ``layer1..4`` of two
@@ -26,9 +27,9 @@ BatchNorm ``num_batches_tracked`` counters):
     the three, as theirs does in eval mode; only the first is used for parsing (``logits``
     skips the two auxiliary heads).
 
-Every convolution before the heads is bias-free and followed by BatchNorm. Their ResNet-18
-downloads torchvision's ImageNet weights when it is built; ours does not (the checkpoint supplies
-every weight).
+No convolution has a bias; all but the fusion's two attention convolutions and the heads' final
+1x1 convolutions are followed by BatchNorm. Their ResNet-18 downloads torchvision's ImageNet
+weights when it is built; ours does not (the checkpoint supplies every weight).
 
 What ManiCLIP does with it (``utils/utils.py``'s ``parse_mask`` and ``resize``, ``train.py``),
 and ``BiSeNetParser.masks(..., authors_resize=True)`` reproduces:
