@@ -439,25 +439,27 @@ def cmd_eval(args) -> int:
 
 def _eval_sentences(args) -> int:
     """hairlib eval --sentences: the sentence methods on held-out sentences of 1-4 attributes."""
-    if args.method in ("hairclip", "mapper") or args.hair_only:
-        raise UserError(f"--sentences runs {', '.join(SENTENCE_METHODS)} (whole sentences); not "
-                        f"{'--hair-only' if args.hair_only else args.method}")
+    if args.method == "mapper" or (args.method == "hairclip" and not args.hair_only):
+        raise UserError(f"--sentences runs {', '.join(SENTENCE_METHODS)} (whole sentences), and hairclip on "
+                        f"--hair-only sentences; not {args.method}")
+    ks = [k for k in args.attributes if k <= 2] if args.hair_only else args.attributes
     if args.editor is not None and not Path(args.editor).is_file():
         raise UserError(f"no ManiCLIP editor file at {args.editor}")
-    methods = list(SENTENCE_METHODS) if args.method == "all" else [args.method]
+    methods = list(SENTENCE_METHODS) + (["hairclip"] if args.hair_only else []) if args.method == "all" else [args.method]
     world = _load_world_or_explain(args.world, args.device, args.resolution)
     if world.classifier is None:
         raise UserError(f"the {world.name} world has no attribute classifier: sentences are scored by one (mini world)")
     out = Path(args.out) if args.out else None
+    stem = f"sentences-{world.name}" + ("-hair" if args.hair_only else "")
     rows = []
     for m in methods:
         kw = {"steps": args.steps} if m == "optimize" and args.steps else {}
         kw.update({"editor": args.editor} if m == "maniclip" and args.editor else {})
         name = args.name if args.name and len(methods) == 1 else m
-        resume = out / f".sentences-{world.name}-{name}.partial.json" if out is not None else None
+        resume = out / f".{stem}-{name}.partial.json" if out is not None else None
         try:
-            mine = evaluate_sentences(world, m, n=args.n, ks=tuple(args.attributes), seed=args.seed, progress=True,
-                                      resume=resume, **kw)
+            mine = evaluate_sentences(world, m, n=args.n, ks=tuple(ks), seed=args.seed, progress=True,
+                                      resume=resume, hair=args.hair_only, **kw)
         except ValueError as e:
             raise UserError(f"{m}: {e}") from None
         rows += [{**r, "method": name} for r in mine]
@@ -466,10 +468,10 @@ def _eval_sentences(args) -> int:
     lines += ["| " + " | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |" for r in rows]
     print("\n".join(lines))
     if out is not None:
-        stem = f"sentences-{world.name}" + (f"-{rows[0]['method']}" if len(methods) == 1 else "")
-        print(f"wrote {bench._write_rows(rows, out / f'{stem}.csv', cols, '.4f')}")
+        name = stem + (f"-{rows[0]['method']}" if len(methods) == 1 else "")
+        print(f"wrote {bench._write_rows(rows, out / f'{name}.csv', cols, '.4f')}")
         for m in methods:
-            (out / f".sentences-{world.name}-{args.name if args.name and len(methods) == 1 else m}.partial.json").unlink(missing_ok=True)
+            (out / f".{stem}-{args.name if args.name and len(methods) == 1 else m}.partial.json").unlink(missing_ok=True)
     return 0
 
 
@@ -548,13 +550,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sentences", action="store_true",
                    help="held-out sentences of 1-4 attributes (ManiCLIP's task) through maniclip, optimize, global")
     s.add_argument("--attributes", type=int, nargs="+", default=[1, 2, 3, 4], choices=[1, 2, 3, 4, 5],
-                   help="--sentences: how many attributes a sentence states (default: 1 2 3 4)")
+                   help="--sentences: how many attributes a sentence states (default: 1 2 3 4; --hair-only: 1 2)")
     s.add_argument("--editor", default=None, help="--sentences: a ManiCLIP editor file (default: the world's)")
     s.add_argument("--name", default=None, help="--sentences: the method's name in the table (e.g. an ablation)")
     s.add_argument("--seed", type=int, default=1234)
     s.add_argument("--steps", type=int, default=None, help="optimize: steps")
     s.add_argument("--alpha", type=float, default=None, help="global: strength")
-    s.add_argument("--hair-only", action="store_true", help="only the hair edits (HairCLIP's comparison)")
+    s.add_argument("--hair-only", action="store_true", help="only the hair edits (HairCLIP's comparison); with "
+                   "--sentences: hair-only sentences, HairCLIP among the methods")
     s.add_argument("--grid", action=argparse.BooleanOptionalAction, default=True,
                    help="hairclip (mini): also every hairstyle x colour pair at once (a few minutes)")
     s.add_argument("--out", default="runs/eval", help="folder for the table ('' to skip; the tracked tables: "

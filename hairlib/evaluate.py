@@ -51,7 +51,7 @@ from hairlib.methods.mapper import find_mapper
 from hairlib.metrics import psnr, ssim
 from hairlib.mini import render as R
 from hairlib.mini.captions import group_sampled_sentence
-from hairlib.mini.vocab import HAIRSTYLES, LABEL_NAMES, value_index
+from hairlib.mini.vocab import HAIR_COLORS, HAIRSTYLES, LABEL_NAMES, value_index
 
 __all__ = ["EditTask", "EDIT_TASKS", "HAIR_TASKS", "color_task", "evaluate", "score_edit", "run_key", "evaluate_references", "evaluate_hairclip_grid",
            "summarize_grid", "summarize", "format_table", "format_changes",
@@ -447,12 +447,32 @@ def format_table(rows: Sequence[dict]) -> str:
 SENTENCE_METHODS = ("maniclip", "optimize", "global")  # the methods that take a whole sentence
 
 
-def eval_sentences(k: int, count: int, seed: int = 4321) -> List[tuple]:
+def eval_sentences(k: int, count: int, seed: int = 4321, hair: bool = False) -> List[tuple]:
     """``count`` held-out sentences stating ``k`` attributes of ``k`` different groups (phrasings
     no training sentence uses, ``captions.group_sampled_sentence(split="heldout")``) -> [(sentence,
-    {label: value index})]; a gendered subject ("she has ...") states the gender too."""
-    rng = np.random.default_rng([seed, k])
-    return [group_sampled_sentence(rng, k=k, split="heldout", distinct_groups=True) for _ in range(count)]
+    {label: value index})]; a gendered subject ("she has ...") states the gender too. ``hair``:
+    sentences of the hair group only (k 1: a colour or a hairstyle, 2: both; never bald), which
+    HairCLIP can edit too."""
+    rng = np.random.default_rng([seed, k] + ([1] if hair else []))
+    if not hair:
+        return [group_sampled_sentence(rng, k=k, split="heldout", distinct_groups=True) for _ in range(count)]
+    out = []
+    while len(out) < count:
+        text, lab = group_sampled_sentence(rng, k=k, split="heldout")
+        stated = set(lab) - {"gender"}
+        if stated <= {"hair_color", "hairstyle"} and len(stated) == k and lab.get("hairstyle") != HAIRSTYLES.index("bald"):
+            out.append((text, lab))
+    return out
+
+
+def _hairclip_conditions(labels: Dict[str, int]) -> Dict[str, str]:
+    """HairCLIP's text conditions for a hair sentence's labels ("<style> hairstyle", "<colour> hair")."""
+    kw = {}
+    if "hairstyle" in labels:
+        kw["hairstyle"] = style_text(HAIRSTYLES[labels["hairstyle"]])
+    if "hair_color" in labels:
+        kw["color"] = color_text(HAIR_COLORS[labels["hair_color"]])
+    return kw
 
 
 def latent_spread(delta: torch.Tensor, share: float = 0.9) -> torch.Tensor:
@@ -487,22 +507,27 @@ def _sentence_scores(world, before: Dict[str, torch.Tensor], after: Dict[str, to
 
 def evaluate_sentences(world, method: str, n: int = 64, ks: Sequence[int] = (1, 2, 3, 4), per_k: int = 8,
                        seed: int = 1234, progress: bool = False, resume: Optional[os.PathLike] = None,
-                       **kw) -> List[dict]:
+                       hair: bool = False, **kw) -> List[dict]:
     """Edit ``n`` sampled faces toward held-out sentences of ``k`` attributes, for each ``k`` in
     ``ks``: ``per_k`` sentences (``eval_sentences``), each on n / per_k faces. One row per k: the
     stated attributes reached, the unstated ones kept (``_sentence_scores``), identity, PSNR
     outside the hair and face of both images, the W+ entries moved (``latent_spread``; NaN for
     global directions, which edit StyleSpace), seconds per face. ``kw`` go to the method;
-    ``resume``: as ``evaluate``'s."""
+    ``resume``: as ``evaluate``'s. ``hair``: hair-only sentences (``eval_sentences``, k 1 or 2),
+    which HairCLIP edits too (``method="hairclip"``: the sentence's hairstyle and colour as its
+    text conditions)."""
     from tqdm.auto import tqdm
 
-    if method not in SENTENCE_METHODS:
-        raise ValueError(f"sentences are edited by {', '.join(SENTENCE_METHODS)}, not {method!r}")
+    allowed = SENTENCE_METHODS + (("hairclip",) if hair else ())
+    if method not in allowed:
+        raise ValueError(f"{'hair ' if hair else ''}sentences are edited by {', '.join(allowed)}, not {method!r}")
+    if hair and not set(ks) <= {1, 2}:
+        raise ValueError(f"a hair sentence states 1 or 2 attributes (colour, hairstyle), not {sorted(ks)}")
     if n % per_k:
         raise ValueError(f"n ({n}) must be a multiple of per_k ({per_k}): each sentence edits n / per_k faces")
     if method == "global" and "directions" not in kw:
         kw = {**kw, "directions": GlobalDirections.for_world(world, progress=progress)}
-    key = run_key(world, f"sentences-{method}", n, seed, per_k, {**kw, "ks": list(ks)}) if resume is not None else ""
+    key = run_key(world, f"sentences-{method}", n, seed, per_k, {**kw, "ks": list(ks), "hair": hair}) if resume is not None else ""
     saved = _read_partial(Path(resume), key) if resume is not None else {}
     w, src = _sources(world, n, seed, 64)
     before = predict_labels(world, src)
@@ -514,9 +539,12 @@ def evaluate_sentences(world, method: str, n: int = 64, ks: Sequence[int] = (1, 
             rows.append(saved[str(k)])
             continue
         images, stated, spread, seconds = [], [], [], 0.0
-        for j, (text, lab) in enumerate(eval_sentences(k, per_k)):
+        for j, (text, lab) in enumerate(eval_sentences(k, per_k, hair=hair)):
             t0 = time.time()
-            r = hairlib.edit(world, w[j * per:(j + 1) * per], text, method=method, **kw)
+            if method == "hairclip":
+                r = hairlib.edit(world, w[j * per:(j + 1) * per], method="hairclip", **_hairclip_conditions(lab), **kw)
+            else:
+                r = hairlib.edit(world, w[j * per:(j + 1) * per], text, method=method, **kw)
             seconds += time.time() - t0
             images.append(r.images.detach().clamp(-1, 1))
             stated += [lab] * per

@@ -18,6 +18,8 @@ __all__ = ["results_table", "settings_table", "write_readme", "BLOCKS"]
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = [("optimize", "StyleCLIP latent optimisation"), ("global", "StyleCLIP global directions"),
            ("mapper", "StyleCLIP latent mapper"), ("hairclip", "HairCLIP (text)")]
+SENTENCES = [("maniclip", "ManiCLIP"), ("optimize", "StyleCLIP latent optimisation"),
+             ("global", "StyleCLIP global directions")]  # hairlib eval --sentences
 
 
 def _rows(path: Path) -> List[Dict[str, str]]:
@@ -36,7 +38,8 @@ def _time(seconds: float) -> str:
 
 def results_table(folder: Path = ROOT / "results" / "eval", world: str = "mini") -> str:
     """One markdown table: each method's mean over its edits (success, others kept, identity,
-    PSNR outside the hair, time per edit), and HairCLIP's hairstyle x colour grid."""
+    PSNR outside the hair, time per edit), HairCLIP's hairstyle x colour grid, and the sentence
+    methods on held-out 3-attribute sentences (stated attributes reached, unstated kept)."""
     lines = ["| method | edits | faces | success | others kept | identity | PSNR outside hair | time / edit |",
              "|---|---|---|---|---|---|---|---|"]
     for method, title in METHODS:
@@ -54,6 +57,13 @@ def results_table(folder: Path = ROOT / "results" / "eval", world: str = "mini")
                      f"hairstyle {_mean(rows, 'style_success'):.0%}, colour {_mean(rows, 'color_success'):.0%} | "
                      f"{_mean(rows, 'preserved'):.0%} | {_mean(rows, 'identity'):.2f} | {_mean(rows, 'psnr_bg'):.1f} dB | "
                      f"{_time(_mean(rows, 'seconds'))} |")
+    for method, title in SENTENCES:
+        path = folder / f"sentences-{world}-{method}.csv"
+        rows = [r for r in _rows(path) if r["attributes"] == "3"] if path.exists() else []
+        if rows:
+            lines.append(f"| {title} | held-out sentences of 3 attributes | {rows[0]['n']} | {_mean(rows, 'reached'):.0%} | "
+                         f"{_mean(rows, 'kept'):.0%} | {_mean(rows, 'identity'):.2f} | {_mean(rows, 'psnr_bg'):.1f} dB (and face) | "
+                         f"{_time(_mean(rows, 'seconds'))} |")
     return "\n".join(lines)
 
 

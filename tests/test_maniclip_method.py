@@ -202,3 +202,18 @@ def test_background_is_where_no_mask_has_any_hair_or_face(world):
     terms = M.maniclip_losses(world, cfg, x, x_hat, torch.zeros(1, 2, 16), world.clip.embed_text_raw("a face"),
                               {"hair": hair, "face": face}, world.identity(x), masks=lambda images: none)
     assert terms["background"][1].item() == pytest.approx(0.5)  # the lower half differs by 1 on every channel
+
+
+def test_hair_sentences_are_edited_by_hairclip_too(world):
+    from hairlib.evaluate import _hairclip_conditions, evaluate_sentences
+    from hairlib.nets.hair_mapper import HairMapper
+    for k in (1, 2):
+        for text, labels in eval_sentences(k, 6, hair=True):
+            assert set(labels) - {"gender"} <= {"hair_color", "hairstyle"} and len(set(labels) - {"gender"}) == k
+    assert _hairclip_conditions({"hairstyle": 3, "hair_color": 3, "gender": 0}) == {"hairstyle": "afro hairstyle",
+                                                                                    "color": "red hair"}
+    mapper = HairMapper(world.generator.num_ws, world.generator.style_dim, 16)
+    rows = evaluate_sentences(world, "hairclip", n=8, ks=(1, 2), hair=True, mapper=mapper)
+    assert [r["attributes"] for r in rows] == [1, 2] and all(0 <= r["reached"] <= 1 for r in rows)
+    with pytest.raises(ValueError, match="1 or 2 attributes"):
+        evaluate_sentences(world, "hairclip", n=8, ks=(3,), hair=True, mapper=mapper)
