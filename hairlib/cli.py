@@ -35,9 +35,9 @@ from hairlib.atomic import atomic_path, write_text
 from hairlib.demo import run_demo
 from hairlib.images import read_image
 from hairlib.ops.cpu import has_amx_bf16
-from hairlib.evaluate import (EDIT_TASKS, HAIR_TASKS, SENTENCE_METHODS, evaluate, evaluate_hairclip_grid,
-                              evaluate_references, evaluate_sentences, format_changes, format_table, summarize,
-                              summarize_grid)
+from hairlib.evaluate import (EDIT_TASKS, HAIR_TASKS, SENTENCE_COLUMNS, SENTENCE_METHODS, evaluate,
+                              evaluate_hairclip_grid, evaluate_references, evaluate_sentences, format_changes,
+                              format_sentence_table, format_table, summarize, summarize_grid)
 from hairlib.methods import METHODS
 from hairlib.methods.hairclip import save_hair_mapper, train_hairclip
 from hairlib.methods.maniclip import authors_masks, save_maniclip, train_maniclip
@@ -463,13 +463,10 @@ def _eval_sentences(args) -> int:
         except ValueError as e:
             raise UserError(f"{m}: {e}") from None
         rows += [{**r, "method": name} for r in mine]
-    cols = ["method", "attributes", "n", "reached", "kept", "identity", "psnr_bg", "spread", "seconds"]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |" for r in rows]
-    print("\n".join(lines))
+    print(format_sentence_table(rows))
     if out is not None:
         name = stem + (f"-{rows[0]['method']}" if len(methods) == 1 else "")
-        print(f"wrote {bench._write_rows(rows, out / f'{name}.csv', cols, '.4f')}")
+        print(f"wrote {bench._write_rows(rows, out / f'{name}.csv', SENTENCE_COLUMNS, '.4f')}")
         for m in methods:
             (out / f".{stem}-{args.name if args.name and len(methods) == 1 else m}.partial.json").unlink(missing_ok=True)
     return 0

@@ -55,7 +55,8 @@ from hairlib.mini.vocab import HAIR_COLORS, HAIRSTYLES, LABEL_NAMES, value_index
 
 __all__ = ["EditTask", "EDIT_TASKS", "HAIR_TASKS", "color_task", "evaluate", "score_edit", "run_key", "evaluate_references", "evaluate_hairclip_grid",
            "summarize_grid", "summarize", "format_table", "format_changes",
-           "predict_labels", "eval_sentences", "evaluate_sentences", "latent_spread", "SENTENCE_METHODS"]
+           "predict_labels", "eval_sentences", "evaluate_sentences", "latent_spread", "SENTENCE_METHODS",
+           "SENTENCE_COLUMNS", "format_sentence_table"]
 
 
 @dataclass(frozen=True)
@@ -564,3 +565,16 @@ def evaluate_sentences(world, method: str, n: int = 64, ks: Sequence[int] = (1, 
             saved[str(k)] = row
             _write_partial(Path(resume), key, saved)
     return rows
+
+
+SENTENCE_COLUMNS = ["method", "attributes", "n", "reached", "kept", "identity", "psnr_bg", "spread", "seconds"]
+
+
+def format_sentence_table(rows: Sequence[dict]) -> str:
+    """A markdown table of ``evaluate_sentences`` rows (or their CSV: numbers as text)."""
+    def cell(v):
+        if isinstance(v, float) or (isinstance(v, str) and ("." in v or v == "nan")):
+            return f"{float(v):.3f}"
+        return str(v)
+    lines = ["| " + " | ".join(SENTENCE_COLUMNS) + " |", "|" + "---|" * len(SENTENCE_COLUMNS)]
+    return "\n".join(lines + ["| " + " | ".join(cell(r[c]) for c in SENTENCE_COLUMNS) + " |" for r in rows])

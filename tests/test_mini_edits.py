@@ -136,3 +136,11 @@ def test_the_reading_loss_is_low_when_the_edit_has_the_references_colour(world):
     assert same < 0.5 * other
     own = torch.tensor([colors.index(c) for c in ["red", "blue", "blond", "black"]])  # a text condition's prompt
     assert reading_loss(world.clip, vocab, own, b) < 0.5 * reading_loss(world.clip, vocab, own.roll(1), b)
+
+
+def test_maniclip_sentences_reach_what_they_state(world, faces):
+    w, x, before = faces
+    blond = predict_labels(world, hairlib.edit(world, w, "she has blond hair", method="maniclip").images)
+    assert _share(before, "hair_color", "blond") < 0.2 and _share(blond, "hair_color", "blond") >= 0.7
+    glasses = predict_labels(world, hairlib.edit(world, w, "he has eyeglasses", method="maniclip").images)
+    assert _share(before, "eyeglasses", "yes") < 0.6 and _share(glasses, "eyeglasses", "yes") >= 0.9
