@@ -451,12 +451,13 @@ def _eval_sentences(args) -> int:
         raise UserError(f"the {world.name} world has no attribute classifier: sentences are scored by one (mini world)")
     out = Path(args.out) if args.out else None
     stem = f"sentences-{world.name}" + ("-hair" if args.hair_only else "")
-    rows = []
+    rows, partials = [], []  # each method's finished k, kept until the table is written: a rerun resumes
     for m in methods:
         kw = {"steps": args.steps} if m == "optimize" and args.steps else {}
         kw.update({"editor": args.editor} if m == "maniclip" and args.editor else {})
         name = args.name if args.name and len(methods) == 1 else m
         resume = out / f".{stem}-{name}.partial.json" if out is not None else None
+        partials += [resume] if resume is not None else []
         try:
             mine = evaluate_sentences(world, m, n=args.n, ks=tuple(ks), seed=args.seed, progress=True,
                                       resume=resume, hair=args.hair_only, **kw)
@@ -467,8 +468,8 @@ def _eval_sentences(args) -> int:
     if out is not None:
         name = stem + (f"-{rows[0]['method']}" if len(methods) == 1 else "")
         print(f"wrote {bench._write_rows(rows, out / f'{name}.csv', SENTENCE_COLUMNS, '.4f')}")
-        for m in methods:
-            (out / f".{stem}-{args.name if args.name and len(methods) == 1 else m}.partial.json").unlink(missing_ok=True)
+        for path in partials:
+            path.unlink(missing_ok=True)
     return 0
 
 

@@ -47,6 +47,7 @@ import hairlib
 from hairlib.atomic import write_text
 from hairlib.methods.global_dir import GlobalDirections, fingerprint
 from hairlib.methods.hairclip import color_text, hairclip_vocab, style_text
+from hairlib.methods.maniclip import outside_hair_and_face
 from hairlib.methods.mapper import find_mapper
 from hairlib.metrics import psnr, ssim
 from hairlib.mini import render as R
@@ -555,7 +556,7 @@ def evaluate_sentences(world, method: str, n: int = 64, ks: Sequence[int] = (1, 
         with torch.no_grad():
             masks = world.masks(edit)
             ident = world.identity_similarity(src, edit)
-        keep = (1 - src_masks["hair"]) * (1 - src_masks["face"]) * (1 - masks["hair"]) * (1 - masks["face"])
+        keep = outside_hair_and_face(src_masks, masks)
         row = {"method": method, "attributes": k, "n": n,
                **_sentence_scores(world, before, predict_labels(world, edit), stated),
                "identity": ident.mean().item(), "psnr_bg": psnr(edit, src, keep).mean().item(),

@@ -61,7 +61,7 @@ from hairlib.train.simple import fit
 
 __all__ = ["ManiCLIPTrainConfig", "editor_config", "part_sentence", "sentence_source", "entropy_loss",
            "maniclip_losses", "train_maniclip", "maniclip_edit", "save_maniclip", "load_maniclip_editor",
-           "editor_input", "authors_masks", "PRONOUNS"]
+           "editor_input", "authors_masks", "outside_hair_and_face", "PRONOUNS"]
 
 PRONOUNS = ("she", "he", "the person")  # PartTextDataset's subjects, drawn uniformly
 
@@ -101,7 +101,7 @@ def editor_config(world, heads: int = 8, layers: int = 6) -> ManiCLIPConfig:
     """The editor sized by the world: the generator's rows and width (= d_model = CLIP's width),
     a feed-forward 4 x d_model wide (2048 at 512, the authors')."""
     G = world.generator
-    clip_dim = int(world.clip.embed_text_raw("a face").shape[-1])
+    clip_dim = int(world.clip.embed_dim)
     if clip_dim != G.style_dim:
         raise ValueError(f"ManiCLIP needs CLIP's width ({clip_dim}) to equal the generator's style width "
                          f"({G.style_dim}): its residual text and latent maps share one width")
@@ -166,6 +166,12 @@ def authors_masks(device="cpu") -> Callable[[torch.Tensor], Dict[str, torch.Tens
     return lambda images: parser.masks(images, authors_resize=True)
 
 
+def outside_hair_and_face(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> torch.Tensor:
+    """[N, 1, H, W] 1 where neither image's masks (``a``, ``b``: {"hair", "face"}) have any hair or
+    face (``train.py``'s ``(hair + face) == 0`` in both, exact for their averaged masks too)."""
+    return (((a["hair"] + a["face"]) == 0) & ((b["hair"] + b["face"]) == 0)).float()
+
+
 def maniclip_losses(world, cfg: ManiCLIPTrainConfig, x: torch.Tensor, x_hat: torch.Tensor, offset: torch.Tensor,
                     text_emb: torch.Tensor, masks_x: Dict[str, torch.Tensor], id_x: torch.Tensor,
                     masks: Optional[Callable] = None) -> Dict[str, Tuple[float, torch.Tensor]]:
@@ -179,7 +185,7 @@ def maniclip_losses(world, cfg: ManiCLIPTrainConfig, x: torch.Tensor, x_hat: tor
              "id": (cfg.id_lambda, (1 - (world.identity(x_hat) * id_x).sum(1)).mean()),
              "face_color": (cfg.face_color_lambda, avg_lab_loss(x_hat, masks_hat["face"], x, masks_x["face"])),
              "entropy": (cfg.entropy_lambda, entropy_loss(offset, cfg.entropy_scale))}
-    keep = (((masks_x["hair"] + masks_x["face"]) == 0) & ((masks_hat["hair"] + masks_hat["face"]) == 0)).float()
+    keep = outside_hair_and_face(masks_x, masks_hat)
     terms["background"] = (cfg.background_lambda, ((x * keep - x_hat * keep) ** 2).mean())
     return terms
 
