@@ -1,6 +1,7 @@
 """Evaluate a mini StyleGAN2 with the mini attribute classifier.
 
     python -m hairlib.mini.eval_stylegan2 [--state runs/mini_stylegan2/state.pt] [--n 2000]
+    python -m hairlib.mini.eval_stylegan2 --state runs/mini_stylegan2/paired/state.pt --codes --out DIR
 
 Reports, for ``n`` samples (truncation 1) against ``n`` fresh training-split renders:
 * attribute frequencies by the classifier, per label value, samples vs renders (target: every
@@ -99,12 +100,44 @@ def evaluate_generator(G, classifier, n: int = 2000, seed: int = 0, batch: int =
     }
 
 
+class CodeGenerator(torch.nn.Module):
+    """A paired run's synthesis driven by its code network: z -> the face z stands for
+    (``prior.features_from_z``) -> its code -> the image. Judges the synthesis as if the mapping
+    reached the codes exactly (what ``train_stylegan2.fit_final_mapping`` approaches at export)."""
+
+    def __init__(self, G: Generator, A: torch.nn.Module):
+        super().__init__()
+        self.G, self.A = G, A
+
+    @property
+    def style_dim(self) -> int:
+        return self.G.style_dim
+
+    def mapping(self, z: torch.Tensor) -> torch.Tensor:
+        from hairlib.mini.prior import features_from_z
+
+        return self.A(features_from_z(z).to(z))
+
+    def broadcast(self, w: torch.Tensor) -> torch.Tensor:
+        return self.G.broadcast(w)
+
+    def synthesis(self, wplus: torch.Tensor, **kw) -> torch.Tensor:
+        return self.G.synthesis(wplus, **kw)
+
+    def forward(self, z: torch.Tensor, space: str = "z") -> torch.Tensor:
+        return self.synthesis(self.broadcast(self.mapping(z)))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--state", default=None, help="a GAN state.pt, or warm_G.pt (default: the shipped generator)")
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--out", default="results")
+    p.add_argument("--codes", action="store_true", help="a paired run's state: drive its synthesis by its code "
+                   "network (the face z stands for -> its code), not by its mapping")
     args = p.parse_args(argv)
+    if args.codes and not args.state:
+        p.error("--codes reads a paired run's state: give it with --state")
     if args.state:
         state = load_checkpoint(args.state)  # a GAN state (G_ema) or the warm start's warm_G.pt (G)
         arch = state.get("config", {}).get("arch")  # GAN states carry it; others have the shipped one's
@@ -113,6 +146,15 @@ def main(argv=None) -> int:
         G.load_state_dict(state["G_ema"] if "G_ema" in state else state["G"])
         G.eval().requires_grad_(False)
         step = int(state.get("step", 0))
+        if args.codes:
+            from hairlib.mini import render as R
+            from hairlib.train.paired_gan import CodeNetwork
+
+            if "A" not in state:
+                p.error(f"--codes needs a paired run's state with a code network; {args.state} has none")
+            A = CodeNetwork(R.PARAM_FEATURES, G.style_dim, state["config"]["anchor_layers"])
+            A.load_state_dict(state["A"])
+            G = CodeGenerator(G, A.eval().requires_grad_(False))
     else:
         G, step = load_generator(), None
     res = evaluate_generator(G, load_classifier(), n=args.n)
@@ -121,7 +163,7 @@ def main(argv=None) -> int:
     rows = [x[i:i + 8] for i in range(0, 32, 8) for x in (res["_samples"], res["_renders"])]
     viz.grid(rows, labels=["samples", "renders"] * 4, scale=2).save(out / "mini_stylegan2_samples.png")
     res = {k: v for k, v in res.items() if not k.startswith("_")}
-    res["step"] = step
+    res["step"], res["driven_by"] = step, "codes" if args.codes else "mapping"
     (out / "mini_stylegan2_eval.json").write_text(json.dumps(res, indent=2))
     print(f"step {step}: sharpness {res['sharpness_ratio']:.2f} of the renders'; least covered "
           f"{res['least_covered']['value']} at {res['least_covered']['ratio']:.2f} of its render frequency; "

@@ -21,7 +21,10 @@ Resumable: ``--hours H`` stops at an atomic checkpoint, rerunning continues; the
 the training seconds of every session (``--export`` records them as ``cpu_hours``). ``--pack``
 copies the run's state (``checkpoint.pack_checkpoint``: one safetensors file per network and
 optimiser) and its log to ``PACKED``, which git keeps; a fresh checkout with no run folder
-resumes from there.
+resumes from there. ``python -m hairlib.mini.build stylegan2`` stages the run's generator as it
+ships (``trained_generator``: the EMA weights, the mapping fitted to the final codes) with its
+measured quality; a fresh build folder starts from the packed state (``--hours 0``: stage it
+without training on).
 
 ``--stage warm`` is how the shipped generator was made: an autoencoder (an encoder maps renders
 to w, the synthesis decodes them; ``DIR/warmstart_ae/``) and the mapping network fitted to the
@@ -36,7 +39,7 @@ import argparse
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
@@ -115,17 +118,18 @@ def unpack(out: Path, packed: Path = PACKED) -> bool:
 
 
 def train_paired(out: Path, cfg: PairedGANConfig = PAIRED, *, device="cpu", hours: float = None, workers: int = 0,
-                 progress: bool = True, execution=None, packed: Optional[Path] = None):
+                 progress: bool = True, execution=None, packed: Optional[Path] = None, classifier=None):
     """The paired recipe in ``out`` (resumable; a fresh ``out`` starts from ``packed``'s state if
-    given); returns (EMA generator, step)."""
+    given); returns (EMA generator, step). ``classifier``: the pair loss's (default: the shipped one)."""
     from hairlib.mini.data import PairedRenders
 
+    out = Path(out)
     if packed is not None:
         unpack(out, packed)
     state = load_checkpoint(out / "state.pt")
     start = int(state["step"]) if state is not None else 0
     pairs = stream(PairedRenders(cfg.batch, cfg.seed, cfg.arch.style_dim, cfg.arch.size), start, workers)
-    clf = load_classifier(device=device).requires_grad_(False)
+    clf = (classifier if classifier is not None else load_classifier()).to(device).requires_grad_(False)
     return train_paired_gan(cfg, pairs, pair_loss(clf), out, device=device, progress=progress,
                             max_seconds=None if hours is None else hours * 3600, execution=execution,
                             features=features_from_z,
@@ -173,19 +177,26 @@ def export(out_dir: Path, dest: Path = WEIGHTS_DIR, source: str = "gan", metrics
         G.load_state_dict(state["G"])
         meta = {"arch": ARCH.to_dict(), "warmstart": state["warmstart"], "stage": "warm start (autoencoder + mapping)"}
     else:
-        state = load_checkpoint(Path(out_dir) / "state.pt")
-        if state is None:
-            raise FileNotFoundError(f"no training state in {out_dir}")
-        G = Generator(StyleGAN2Config.from_dict(state["config"]["arch"]))
-        G.load_state_dict(state["G_ema"])
-        meta = {"arch": state["config"]["arch"], "train": state["config"], "step": state["step"], "stage": source,
-                "cpu_hours": round(float(state.get("seconds", 0.0)) / 3600, 2)}
-        if "A" in state:  # anchored: the mapping is fitted to the final codes before it ships
-            meta["mapping_fit"] = fit_final_mapping(G, state)
+        G, meta = trained_generator(out_dir, source)
     stage = "--stage paired " if source == "paired" else ""
     meta.update({"command": f"python -m hairlib.mini.train_stylegan2 {stage}&& python -m hairlib.mini.train_stylegan2 "
                             f"--export {source}", "metrics": metrics if metrics is not None else meta.get("metrics", {})})
     return save_shipped("stylegan2", G, meta, dest)
+
+
+def trained_generator(out_dir: Path, stage: str = "paired") -> Tuple[Generator, dict]:
+    """The EMA generator of ``out_dir/state.pt`` as it ships (an anchored run's mapping fitted to
+    its code network's final codes) and its metadata (arch, training config, step, CPU hours)."""
+    state = load_checkpoint(Path(out_dir) / "state.pt")
+    if state is None:
+        raise FileNotFoundError(f"no training state in {out_dir}")
+    G = Generator(StyleGAN2Config.from_dict(state["config"]["arch"]))
+    G.load_state_dict(state["G_ema"])
+    meta = {"arch": state["config"]["arch"], "train": state["config"], "step": state["step"], "stage": stage,
+            "cpu_hours": round(float(state.get("seconds", 0.0)) / 3600, 2)}
+    if "A" in state:  # anchored: the mapping is fitted to the final codes before it ships
+        meta["mapping_fit"] = fit_final_mapping(G, state)
+    return G.eval().requires_grad_(False), meta
 
 
 MAPPING_FIT = {"steps": 20_000, "batch": 512, "lr": 0.01, "bank": 200_000, "seed": 2032}
