@@ -29,6 +29,14 @@ under another key is started afresh.
 
 The mini world's classifier plays the CelebA classifier's role; on the ffhq world no attribute
 classifier is published, so success and preservation are not measured there.
+
+**Truth mode** (``evaluate_truth``, ``hairlib eval --truth``, mini world only) measures what no
+paper could: held-out renders of known parameters are inverted and edited, and each edit has a
+true answer, the render of the same parameters with the target hair. Per task it reports PSNR
+and a feature distance (LPIPS's form on the classifier's trunk) to the truth, the hair-mask IoU
+with the truth (the parser on both), the hair colour error (CIEDE2000 of the mean LAB hair
+colour) and PSNR outside the union of both hair masks against the source. Its first row,
+"inversion", scores the unedited inversion against the source: the floor every edit starts from.
 """
 from __future__ import annotations
 
@@ -49,7 +57,7 @@ from hairlib.methods.global_dir import GlobalDirections, fingerprint
 from hairlib.methods.hairclip import color_text, hairclip_vocab, style_text
 from hairlib.methods.maniclip import outside_hair_and_face
 from hairlib.methods.mapper import find_mapper
-from hairlib.metrics import psnr, ssim
+from hairlib.metrics import kid, psnr, ssim
 from hairlib.mini import render as R
 from hairlib.mini.captions import group_sampled_sentence
 from hairlib.mini.vocab import HAIR_COLORS, HAIRSTYLES, LABEL_NAMES, value_index
@@ -57,7 +65,8 @@ from hairlib.mini.vocab import HAIR_COLORS, HAIRSTYLES, LABEL_NAMES, value_index
 __all__ = ["EditTask", "EDIT_TASKS", "HAIR_TASKS", "color_task", "evaluate", "score_edit", "run_key", "evaluate_references", "evaluate_hairclip_grid",
            "summarize_grid", "summarize", "format_table", "format_changes",
            "predict_labels", "eval_sentences", "evaluate_sentences", "latent_spread", "SENTENCE_METHODS",
-           "SENTENCE_COLUMNS", "format_sentence_table"]
+           "SENTENCE_COLUMNS", "format_sentence_table", "truth_sources", "truth_of", "truth_scores", "evaluate_truth",
+           "TRUTH_COLUMNS", "format_truth_table"]
 
 
 @dataclass(frozen=True)
@@ -491,7 +500,9 @@ def _sentence_scores(world, before: Dict[str, torch.Tensor], after: Dict[str, to
                      stated: List[Dict[str, int]]) -> dict:
     """reached: the share of (face, stated attribute) pairs the classifier reads as stated after
     the edit; kept: the share of (face, unstated attribute) pairs it reads as before (a hat may
-    change with a stated hairstyle; a bald head has no hair colour to keep)."""
+    change with a stated hairstyle; a bald head has no hair colour to keep); accuracy: both
+    together over every judged pair (ManiCLIP's attribute accuracy: the target from the text
+    where stated, else the reading of the source)."""
     reached, kept = [], []
     bald = HAIRSTYLES.index("bald")
     for i, lab in enumerate(stated):
@@ -504,7 +515,8 @@ def _sentence_scores(world, before: Dict[str, torch.Tensor], after: Dict[str, to
                 continue
             else:
                 kept.append(int(after[name][i]) == int(before[name][i]))
-    return {"reached": float(np.mean(reached)), "kept": float(np.mean(kept))}
+    return {"reached": float(np.mean(reached)), "kept": float(np.mean(kept)),
+            "accuracy": float(np.mean(reached + kept))}
 
 
 def evaluate_sentences(world, method: str, n: int = 64, ks: Sequence[int] = (1, 2, 3, 4), per_k: int = 8,
@@ -514,7 +526,9 @@ def evaluate_sentences(world, method: str, n: int = 64, ks: Sequence[int] = (1, 
     ``ks``: ``per_k`` sentences (``eval_sentences``), each on n / per_k faces. One row per k: the
     stated attributes reached, the unstated ones kept (``_sentence_scores``), identity, PSNR
     outside the hair and face of both images, the W+ entries moved (``latent_spread``; NaN for
-    global directions, which edit StyleSpace), seconds per face. ``kw`` go to the method;
+    global directions, which edit StyleSpace), seconds per face; on the mini world ``kid``, an
+    FID-style distance (KID of the classifier's features) of the edits to ``n`` renders, as
+    ManiCLIP's FID measures edits against FFHQ. ``kw`` go to the method;
     ``resume``: as ``evaluate``'s. ``hair``: hair-only sentences (``eval_sentences``, k 1 or 2),
     which HairCLIP edits too (``method="hairclip"``: the sentence's hairstyle and colour as its
     text conditions)."""
@@ -534,6 +548,7 @@ def evaluate_sentences(world, method: str, n: int = 64, ks: Sequence[int] = (1, 
     w, src = _sources(world, n, seed, 64)
     before = predict_labels(world, src)
     src_masks = world.masks(src)
+    real = _render_features(world, n, seed) if world.name == "mini" else None
     rows = []
     per = n // per_k
     for k in tqdm(ks, desc=f"sentences {method}", disable=not progress):
@@ -560,7 +575,8 @@ def evaluate_sentences(world, method: str, n: int = 64, ks: Sequence[int] = (1, 
         row = {"method": method, "attributes": k, "n": n,
                **_sentence_scores(world, before, predict_labels(world, edit), stated),
                "identity": ident.mean().item(), "psnr_bg": psnr(edit, src, keep).mean().item(),
-               "spread": torch.cat(spread).mean().item() if spread else float("nan"), "seconds": seconds / n}
+               "spread": torch.cat(spread).mean().item() if spread else float("nan"), "seconds": seconds / n,
+               "kid": kid(_features(world, edit), real)[0] if real is not None else float("nan")}
         rows.append(row)
         if resume is not None:
             saved[str(k)] = row
@@ -568,7 +584,20 @@ def evaluate_sentences(world, method: str, n: int = 64, ks: Sequence[int] = (1, 
     return rows
 
 
-SENTENCE_COLUMNS = ["method", "attributes", "n", "reached", "kept", "identity", "psnr_bg", "spread", "seconds"]
+SENTENCE_COLUMNS = ["method", "attributes", "n", "reached", "kept", "accuracy", "identity", "psnr_bg", "spread",
+                    "kid", "seconds"]
+
+
+@torch.no_grad()
+def _features(world, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    return torch.cat([world.classifier.features(images[i:i + batch].to(world.device)).cpu()
+                      for i in range(0, len(images), batch)])
+
+
+def _render_features(world, n: int, seed: int) -> torch.Tensor:
+    """The classifier's features of ``n`` renders of the training prior: the mini world's "real" faces."""
+    params = R.sample_params(np.random.default_rng([seed, 7]), n=n, split="train")
+    return _features(world, R.to_tensor(R.render_batch(params, size=world.generator.size)[0]))
 
 
 def format_sentence_table(rows: Sequence[dict]) -> str:
@@ -577,5 +606,116 @@ def format_sentence_table(rows: Sequence[dict]) -> str:
         if isinstance(v, float) or (isinstance(v, str) and ("." in v or v == "nan")):
             return f"{float(v):.3f}"
         return str(v)
-    lines = ["| " + " | ".join(SENTENCE_COLUMNS) + " |", "|" + "---|" * len(SENTENCE_COLUMNS)]
-    return "\n".join(lines + ["| " + " | ".join(cell(r[c]) for c in SENTENCE_COLUMNS) + " |" for r in rows])
+    columns = [c for c in SENTENCE_COLUMNS if any(c in r for r in rows)]  # CSVs written before a column existed
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return "\n".join(lines + ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows])
+
+
+# ---- truth mode: edits of inverted renders judged against the render of the edited parameters ----
+
+TRUTH_SEED = 2468  # the held-out renders truth mode inverts and edits (no recipe reads them)
+TRUTH_COLUMNS = ["method", "task", "n", "success", "psnr_truth", "feat_truth", "hair_iou", "color_de", "psnr_keep",
+                 "identity", "seconds"]
+
+
+def truth_sources(world, n: int = 64, seed: int = TRUTH_SEED):
+    """``n`` held-out renders of known parameters (no hat, which some hairstyles hide) and their
+    inversion by the world -> (params, images [n, 3, S, S], W+)."""
+    if world.name != "mini":
+        raise ValueError("truth mode needs the mini world's renderer (its faces have known parameters)")
+    params = R.sample_params(np.random.default_rng(seed), n=n, split="heldout", hat=0)
+    images = R.to_tensor(R.render_batch(params, size=world.generator.size)[0]).to(world.device)
+    return params, images, world.invert(images).detach()
+
+
+def truth_of(params, task: EditTask, size: int) -> torch.Tensor:
+    """The true answer to ``task`` for each face: the render of the same parameters with the
+    task's attribute set to its value -> [N, 3, size, size]."""
+    value = value_index(task.attribute, task.value)
+    return R.to_tensor(R.render_batch([p.replace(**{task.attribute: value}) for p in params], size=size)[0])
+
+
+def _unit(f: torch.Tensor) -> torch.Tensor:
+    return f / (f.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+
+
+@torch.no_grad()
+def truth_scores(world, src: torch.Tensor, edit: torch.Tensor, truth: torch.Tensor) -> Dict[str, float]:
+    """An edit against its truth (all [N, 3, S, S] in [-1, 1]): PSNR to the truth; ``feat_truth``,
+    the LPIPS-form distance in the classifier trunk's features (per stage, the mean squared
+    distance of unit-normalised feature vectors, summed); hair-mask IoU with the truth (the world's
+    parser on both); ``color_de``, CIEDE2000 between the mean LAB colours of the two hair regions
+    (faces with hair in both); ``psnr_keep``, PSNR against the source outside the hair of the
+    source and of the truth (what the edit should leave alone)."""
+    from hairlib.methods.losses import average_lab
+    from hairlib.metrics import ciede2000
+    from hairlib.mini.world import classifier_features
+
+    feats = classifier_features(world.classifier)
+    fe, ft = feats(edit.to(world.device)), feats(truth.to(world.device))
+    feat = sum((_unit(a) - _unit(b)).pow(2).sum(1).mean((1, 2)) for a, b in zip(fe, ft)).cpu()
+    h_src, h_edit, h_truth = (world.masks(x.to(world.device))["hair"].cpu() for x in (src, edit, truth))
+    inter, union = (h_edit * h_truth).sum((1, 2, 3)), ((h_edit + h_truth) > 0).float().sum((1, 2, 3))
+    iou = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+    haired = (h_edit.sum((1, 2, 3)) > 0) & (h_truth.sum((1, 2, 3)) > 0)
+    de = ciede2000(average_lab(edit.cpu(), h_edit), average_lab(truth.cpu(), h_truth))[haired]
+    keep = (1 - h_src) * (1 - h_truth)
+    return {"psnr_truth": psnr(edit.cpu(), truth.cpu()).mean().item(), "feat_truth": feat.mean().item(),
+            "hair_iou": iou.mean().item(), "color_de": de.mean().item() if len(de) else float("nan"),
+            "psnr_keep": psnr(edit.cpu(), src.cpu(), keep).mean().item()}
+
+
+def evaluate_truth(world, method: str, tasks: Sequence[EditTask] = HAIR_TASKS, n: int = 64, seed: int = TRUTH_SEED,
+                   batch: int = 64, progress: bool = False, resume: Optional[os.PathLike] = None,
+                   sources=None, **kw) -> List[dict]:
+    """Truth mode (mini world): ``n`` held-out renders are inverted, edited by ``method`` toward
+    each task, and each edit is judged against the render of the same parameters with the task's
+    attribute changed (``truth_scores``), beside the classifier's success on it and identity. The
+    first row, ``method="inversion"``, is the floor: the inversions themselves against the source
+    renders. ``sources``: ``truth_sources(world, n, seed)`` computed once for several methods.
+    ``kw`` and ``resume`` as ``evaluate``'s."""
+    from tqdm.auto import tqdm
+
+    if method == "global" and "directions" not in kw:
+        kw = {**kw, "directions": GlobalDirections.for_world(world, progress=progress)}
+    key = run_key(world, f"truth-{method}", n, seed, batch, kw) if resume is not None else ""
+    saved = _read_partial(Path(resume), key) if resume is not None else {}
+    params, src, w = sources if sources is not None else truth_sources(world, n, seed)
+    if len(params) != n:
+        raise ValueError(f"sources hold {len(params)} faces, not n={n}")
+    before = predict_labels(world, src)
+    with torch.no_grad():
+        recon = torch.cat([world.generate(w[i:i + batch]).clamp(-1, 1) for i in range(0, n, batch)])
+    rows = [{"method": "inversion", "task": "-", "n": n, **truth_scores(world, src, recon, src),
+             "identity": world.identity_similarity(src, recon).mean().item()}]
+    for task in tqdm(tasks, desc=f"truth {method}", disable=not progress):
+        if repr(task) not in saved:
+            images, seconds, row = [], 0.0, None
+            for i in range(0, n, batch):
+                t0 = time.time()
+                r = _run(world, method, w[i:i + batch], task, kw)
+                if r is None:
+                    break
+                seconds += time.time() - t0
+                images.append(r.images.detach().clamp(-1, 1))
+            else:
+                edit = torch.cat(images)
+                truth = truth_of(params, task, world.generator.size)
+                row = {"method": method, "task": task.name, "n": n,
+                       "success": _label_scores(world, task, before, predict_labels(world, edit))["success"],
+                       **truth_scores(world, src, edit, truth),
+                       "identity": world.identity_similarity(src, edit).mean().item(), "seconds": seconds / n}
+            saved[repr(task)] = row
+            if resume is not None:
+                _write_partial(Path(resume), key, saved)
+        if saved[repr(task)] is not None:
+            rows.append(saved[repr(task)])
+    return rows
+
+
+def format_truth_table(rows: Sequence[dict]) -> str:
+    """A markdown table of ``evaluate_truth`` rows."""
+    def cell(v):
+        return "" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(TRUTH_COLUMNS) + " |", "|" + "---|" * len(TRUTH_COLUMNS)]
+    return "\n".join(lines + ["| " + " | ".join(cell(r.get(c)) for c in TRUTH_COLUMNS) + " |" for r in rows])

@@ -6,6 +6,8 @@
   classifier, or Inception for FFHQ).
 * ``psnr`` / ``ssim``: for images in [-1, 1]; ``mask`` ([N, 1 or 3, H, W] or [N, H, W], 1 =
   counted) restricts them to a region, e.g. outside the hair as HairCLIP reports them.
+* ``ciede2000``: the CIE colour difference of 2000 (Sharma, Wu and Dalal 2005) between LAB
+  colours, e.g. the mean hair colours of an edit and of its truth.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-__all__ = ["kid", "psnr", "ssim"]
+__all__ = ["kid", "psnr", "ssim", "ciede2000"]
 
 
 def kid(feats_a: torch.Tensor, feats_b: torch.Tensor, *, subsets: int = 50, subset_size: int = 1000,
@@ -72,3 +74,34 @@ def ssim(a: torch.Tensor, b: torch.Tensor, mask: Optional[torch.Tensor] = None, 
     s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
     m = _expand_mask(mask, a)
     return (s * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1)
+
+
+def ciede2000(lab1: torch.Tensor, lab2: torch.Tensor) -> torch.Tensor:
+    """Delta E 2000 between LAB colours [..., 3] (kL = kC = kH = 1) -> [...]."""
+    lab1, lab2 = lab1.double(), lab2.double()
+    L1, a1, b1 = lab1.unbind(-1)
+    L2, a2, b2 = lab2.unbind(-1)
+    c_mean = (torch.hypot(a1, b1) + torch.hypot(a2, b2)) / 2
+    g = 0.5 * (1 - torch.sqrt(c_mean ** 7 / (c_mean ** 7 + 25.0 ** 7)))
+    a1p, a2p = (1 + g) * a1, (1 + g) * a2
+    c1p, c2p = torch.hypot(a1p, b1), torch.hypot(a2p, b2)
+    h1p = torch.rad2deg(torch.atan2(b1, a1p)) % 360
+    h2p = torch.rad2deg(torch.atan2(b2, a2p)) % 360
+    chroma = c1p * c2p
+    dh = h2p - h1p
+    dh = torch.where(dh > 180, dh - 360, torch.where(dh < -180, dh + 360, dh))
+    dh = torch.where(chroma == 0, torch.zeros_like(dh), dh)
+    d_L, d_C = L2 - L1, c2p - c1p
+    d_H = 2 * torch.sqrt(chroma) * torch.sin(torch.deg2rad(dh / 2))
+    L_mean, cp_mean = (L1 + L2) / 2, (c1p + c2p) / 2
+    h_sum, h_diff = h1p + h2p, (h1p - h2p).abs()
+    h_mean = torch.where(h_diff <= 180, h_sum / 2, torch.where(h_sum < 360, (h_sum + 360) / 2, (h_sum - 360) / 2))
+    h_mean = torch.where(chroma == 0, h_sum, h_mean)
+    t = (1 - 0.17 * torch.cos(torch.deg2rad(h_mean - 30)) + 0.24 * torch.cos(torch.deg2rad(2 * h_mean))
+         + 0.32 * torch.cos(torch.deg2rad(3 * h_mean + 6)) - 0.20 * torch.cos(torch.deg2rad(4 * h_mean - 63)))
+    s_L = 1 + 0.015 * (L_mean - 50) ** 2 / torch.sqrt(20 + (L_mean - 50) ** 2)
+    s_C = 1 + 0.045 * cp_mean
+    s_H = 1 + 0.015 * cp_mean * t
+    r_C = 2 * torch.sqrt(cp_mean ** 7 / (cp_mean ** 7 + 25.0 ** 7))
+    r_T = -r_C * torch.sin(torch.deg2rad(60 * torch.exp(-(((h_mean - 275) / 25) ** 2))))
+    return torch.sqrt((d_L / s_L) ** 2 + (d_C / s_C) ** 2 + (d_H / s_H) ** 2 + r_T * (d_C / s_C) * (d_H / s_H))

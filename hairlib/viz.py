@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw
 
 from hairlib.methods.global_dir import GlobalDirections, global_edit
 
-__all__ = ["to_uint8", "grid", "overlay_mask", "global_sliders", "plot_losses"]
+__all__ = ["to_uint8", "grid", "overlay_mask", "global_sliders", "plot_losses", "plot_tradeoff", "plot_sweep"]
 
 ImageBatch = Union[torch.Tensor, np.ndarray]
 
@@ -81,6 +81,44 @@ def plot_losses(log: Sequence[dict], panels: dict, window: int = 5):
             ax.plot(steps[k - 1:], smooth, label=f"{name}: {smooth[0]:.3g} -> {smooth[-1]:.3g}")
         ax.set_title(title)
         ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_tradeoff(runs: dict, x: str = "identity", y: str = "success"):
+    """Each method's edits as points of ``y`` against ``x`` (``evaluate`` rows per method: success
+    against identity by default), one colour per method, each point labelled with its edit.
+    Returns the matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for method, rows in runs.items():
+        pts = [(float(r[x]), float(r[y]), r["task"]) for r in rows if r.get(x) not in (None, "") and r.get(y) not in (None, "")]
+        if not pts:
+            continue
+        xs, ys, names = zip(*pts)
+        ax.scatter(xs, ys, label=method)
+        for a, b, t in pts:
+            ax.annotate(t, (a, b), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_sweep(frames: dict, columns: Sequence[str] = ("success", "identity")):
+    """Strength sweeps (``tables.strength_sweep`` DataFrames, one per edit name): one panel per
+    column, each edit a line against its strength. Returns the matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.5 * len(columns), 3), squeeze=False)
+    for ax, col in zip(axes[0], columns):
+        for name, df in frames.items():
+            ax.plot(df.index, df[col], marker="o", label=name)
+        ax.set_title(col)
+        ax.set_xlabel(next(iter(frames.values())).index.name or "strength")
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -1,6 +1,6 @@
 """hairlib's layers point one way, and no modules import each other in a circle.
 
-    cli -> tools (evaluate, viz, bench, demo) -> worlds -> methods -> training loops, inversion,
+    cli -> tools (evaluate, tables, viz, bench, demo) -> worlds -> methods -> training loops, inversion,
     weights -> nets -> ops and the mini world's data; recipes (hairlib.mini.train_*, build) on top.
 
 Every import counts: at a module's head and inside functions. Run on its own with
@@ -23,7 +23,7 @@ LAYERS = [
                         "hairlib.mini.data", "hairlib.mini.prior", "hairlib.train", "hairlib.train.*"]),
     ("methods", ["hairlib.methods", "hairlib.methods.*"]),
     ("worlds", ["hairlib.worlds", "hairlib.mini.world", "hairlib"]),
-    ("tools", ["hairlib.evaluate", "hairlib.viz", "hairlib.bench", "hairlib.demo", "hairlib.results"]),
+    ("tools", ["hairlib.evaluate", "hairlib.tables", "hairlib.viz", "hairlib.bench", "hairlib.demo", "hairlib.results"]),
     ("cli", ["hairlib.cli", "hairlib.__main__"]),
     ("recipes", ["hairlib.mini.*"]),
 ]

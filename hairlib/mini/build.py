@@ -12,10 +12,10 @@ new generator is staged first and every network that reads it is rebuilt against
 anything ships; ``--ship`` then copies the staged files (sha256 checked) into
 ``hairlib/mini/weights/`` and the run's log into ``results/training/``.
 
-Each staged ``.json`` records its lineage as data: the build, its config, each parent's sha256
-and the commit. ``lineage["exact"]`` says whether the shipped file is this build's output; the
-networks shipped before builds existed carry ``exact: false`` and the commands that made them
-(``made_by``) until their build replaces them.
+Each staged ``.json`` records its lineage as data: the build, its config, each parent's sha256,
+the commit and the training seconds its run's log reports. ``lineage["exact"]`` says whether the
+shipped file is this build's output; the networks shipped before builds existed carry ``exact:
+false`` and the commands that made them (``made_by``) until their build replaces them.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import shutil
 import subprocess
 from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from hairlib.atomic import sha256_file, write_text
 from hairlib.mini.world import WEIGHTS_DIR
@@ -244,6 +244,21 @@ def lineage(build: Build, cfg, parents: Path) -> Dict[str, Any]:
             "commit": _commit()}
 
 
+def training_seconds(run: Path) -> Optional[float]:
+    """The training seconds a run's log reports last (its ``time`` or ``seconds``), if any."""
+    log = Path(run) / "log.jsonl"
+    last = None
+    if log.exists():
+        for line in log.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            value = entry.get("seconds", entry.get("time"))
+            last = float(value) if isinstance(value, (int, float)) else last
+    return last
+
+
 def record_lineage(path: Path, record: Dict[str, Any]) -> Path:
     """Write ``record`` (and the file's sha256) into the ``.json`` beside ``path``."""
     sidecar = Path(path).with_suffix(".json")
@@ -269,6 +284,7 @@ def run_build(name: str, *, steps: int = None, staging: Path = STAGING, evaluate
     dest.mkdir(parents=True, exist_ok=True)
     written = build.export(model, metrics, cfg, dest)
     record = lineage(build, cfg, parents)
+    record["seconds"] = training_seconds(run)
     for path in written:
         record_lineage(path, record)
     return written
