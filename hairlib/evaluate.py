@@ -133,6 +133,20 @@ def _run(world, method: str, w: torch.Tensor, task: EditTask, kw: dict):
     return hairlib.edit(world, w, task.text, method=method, **kw)
 
 
+def _edit_batches(world, method: str, w: torch.Tensor, task: EditTask, batch: int, kw: dict):
+    """``task``'s edits of every face of ``w``, ``batch`` at a time -> (images [N, 3, R, R] clamped
+    to [-1, 1], seconds of the edits themselves), or None when ``method`` cannot run ``task``."""
+    images, seconds = [], 0.0
+    for i in range(0, len(w), batch):
+        t0 = time.time()
+        r = _run(world, method, w[i:i + batch], task, kw)
+        if r is None:
+            return None
+        seconds += time.time() - t0
+        images.append(r.images.detach().clamp(-1, 1))
+    return torch.cat(images), seconds
+
+
 def _sources(world, n: int, seed: int, batch: int):
     """The ``n`` faces every method edits: (W+ [n, ...], images [n, 3, R, R] clamped to [-1, 1])."""
     w = world.sample(n, seed=seed)
@@ -226,23 +240,15 @@ def evaluate(world, method: str, tasks: Sequence[EditTask] = EDIT_TASKS, n: int 
             if saved[repr(task)] is not None:  # None: the method cannot run this task
                 rows.append(saved[repr(task)])
             continue
-        images, seconds = [], 0.0
-        skipped = False
-        for i in range(0, n, batch):
-            t0 = time.time()
-            r = _run(world, method, w_all[i:i + batch], task, kw)
-            if r is None:
-                skipped = True
-                break
-            seconds += time.time() - t0
-            images.append(r.images.detach().clamp(-1, 1))
-        if skipped:
+        done = _edit_batches(world, method, w_all, task, batch, kw)
+        if done is None:
             if resume is not None:
                 saved[repr(task)] = None
                 _write_partial(Path(resume), key, saved)
             continue
+        edit, seconds = done
         row = {"method": method, "task": task.name, "n": n,
-               **_edit_scores(world, task, src_all, torch.cat(images), batch, seconds / n, before, src_hair)}
+               **_edit_scores(world, task, src_all, edit, batch, seconds / n, before, src_hair)}
         rows.append(row)
         if resume is not None:
             saved[repr(task)] = row
@@ -607,6 +613,11 @@ def format_sentence_table(rows: Sequence[dict]) -> str:
             return f"{float(v):.3f}"
         return str(v)
     columns = [c for c in SENTENCE_COLUMNS if any(c in r for r in rows)]  # CSVs written before a column existed
+    return _markdown(rows, columns, cell)
+
+
+def _markdown(rows: Sequence[dict], columns: Sequence[str], cell) -> str:
+    """A markdown table: ``columns`` as its header, ``cell(value)`` of each row's (missing: "")."""
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     return "\n".join(lines + ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows])
 
@@ -635,26 +646,25 @@ def truth_of(params, task: EditTask, size: int) -> torch.Tensor:
     return R.to_tensor(R.render_batch([p.replace(**{task.attribute: value}) for p in params], size=size)[0])
 
 
-def _unit(f: torch.Tensor) -> torch.Tensor:
-    return f / (f.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
-
-
 @torch.no_grad()
-def truth_scores(world, src: torch.Tensor, edit: torch.Tensor, truth: torch.Tensor) -> Dict[str, float]:
+def truth_scores(world, src: torch.Tensor, edit: torch.Tensor, truth: torch.Tensor,
+                 src_hair: Optional[torch.Tensor] = None) -> Dict[str, float]:
     """An edit against its truth (all [N, 3, S, S] in [-1, 1]): PSNR to the truth; ``feat_truth``,
     the LPIPS-form distance in the classifier trunk's features (per stage, the mean squared
     distance of unit-normalised feature vectors, summed); hair-mask IoU with the truth (the world's
     parser on both); ``color_de``, CIEDE2000 between the mean LAB colours of the two hair regions
     (faces with hair in both); ``psnr_keep``, PSNR against the source outside the hair of the
-    source and of the truth (what the edit should leave alone)."""
+    source and of the truth (what the edit should leave alone). ``src_hair``: the source's hair
+    masks, if already computed."""
     from hairlib.methods.losses import average_lab
     from hairlib.metrics import ciede2000
-    from hairlib.mini.world import classifier_features
+    from hairlib.mini.world import classifier_features, unit_channels
 
     feats = classifier_features(world.classifier)
     fe, ft = feats(edit.to(world.device)), feats(truth.to(world.device))
-    feat = sum((_unit(a) - _unit(b)).pow(2).sum(1).mean((1, 2)) for a, b in zip(fe, ft)).cpu()
-    h_src, h_edit, h_truth = (world.masks(x.to(world.device))["hair"].cpu() for x in (src, edit, truth))
+    feat = sum((unit_channels(a) - unit_channels(b)).pow(2).sum(1).mean((1, 2)) for a, b in zip(fe, ft)).cpu()
+    h_edit, h_truth = (world.masks(x.to(world.device))["hair"].cpu() for x in (edit, truth))
+    h_src = world.masks(src.to(world.device))["hair"].cpu() if src_hair is None else src_hair
     inter, union = (h_edit * h_truth).sum((1, 2, 3)), ((h_edit + h_truth) > 0).float().sum((1, 2, 3))
     iou = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
     haired = (h_edit.sum((1, 2, 3)) > 0) & (h_truth.sum((1, 2, 3)) > 0)
@@ -684,26 +694,20 @@ def evaluate_truth(world, method: str, tasks: Sequence[EditTask] = HAIR_TASKS, n
     if len(params) != n:
         raise ValueError(f"sources hold {len(params)} faces, not n={n}")
     before = predict_labels(world, src)
+    src_hair = _hair(world, src, batch).cpu()
     with torch.no_grad():
         recon = torch.cat([world.generate(w[i:i + batch]).clamp(-1, 1) for i in range(0, n, batch)])
-    rows = [{"method": "inversion", "task": "-", "n": n, **truth_scores(world, src, recon, src),
+    rows = [{"method": "inversion", "task": "-", "n": n, **truth_scores(world, src, recon, src, src_hair),
              "identity": world.identity_similarity(src, recon).mean().item()}]
     for task in tqdm(tasks, desc=f"truth {method}", disable=not progress):
         if repr(task) not in saved:
-            images, seconds, row = [], 0.0, None
-            for i in range(0, n, batch):
-                t0 = time.time()
-                r = _run(world, method, w[i:i + batch], task, kw)
-                if r is None:
-                    break
-                seconds += time.time() - t0
-                images.append(r.images.detach().clamp(-1, 1))
-            else:
-                edit = torch.cat(images)
+            done, row = _edit_batches(world, method, w, task, batch, kw), None
+            if done is not None:
+                edit, seconds = done
                 truth = truth_of(params, task, world.generator.size)
                 row = {"method": method, "task": task.name, "n": n,
                        "success": _label_scores(world, task, before, predict_labels(world, edit))["success"],
-                       **truth_scores(world, src, edit, truth),
+                       **truth_scores(world, src, edit, truth, src_hair),
                        "identity": world.identity_similarity(src, edit).mean().item(), "seconds": seconds / n}
             saved[repr(task)] = row
             if resume is not None:
@@ -716,6 +720,5 @@ def evaluate_truth(world, method: str, tasks: Sequence[EditTask] = HAIR_TASKS, n
 def format_truth_table(rows: Sequence[dict]) -> str:
     """A markdown table of ``evaluate_truth`` rows."""
     def cell(v):
-        return "" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
-    lines = ["| " + " | ".join(TRUTH_COLUMNS) + " |", "|" + "---|" * len(TRUTH_COLUMNS)]
-    return "\n".join(lines + ["| " + " | ".join(cell(r.get(c)) for c in TRUTH_COLUMNS) + " |" for r in rows])
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+    return _markdown(rows, TRUTH_COLUMNS, cell)

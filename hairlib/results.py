@@ -13,7 +13,7 @@ import csv
 from pathlib import Path
 from typing import Dict, List
 
-__all__ = ["results_table", "settings_table", "write_readme", "BLOCKS"]
+__all__ = ["results_table", "settings_table", "write_readme", "BLOCKS", "mean_of", "duration"]
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = [("optimize", "StyleCLIP latent optimisation"), ("global", "StyleCLIP global directions"),
@@ -27,12 +27,20 @@ def _rows(path: Path) -> List[Dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def _mean(rows, key) -> float:
+def mean_of(rows, key) -> float:
+    """The mean of ``key`` over ``rows`` (dicts or CSV rows; missing or empty values skipped), NaN if none."""
     vals = [float(r[key]) for r in rows if r.get(key) not in (None, "")]
     return sum(vals) / len(vals) if vals else float("nan")
 
 
-def _time(seconds: float) -> str:
+def duration(seconds) -> str:
+    """Seconds as people read them: "34 ms", "7.2 s", "15.0 min", "1.5 h" ("" for None or NaN)."""
+    if seconds is None or seconds != seconds:
+        return ""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 120:
+        return f"{seconds / 60:.1f} min"
     return f"{seconds:.1f} s" if seconds >= 1 else f"{seconds * 1e3:.0f} ms"
 
 
@@ -48,22 +56,22 @@ def results_table(folder: Path = ROOT / "results" / "eval", world: str = "mini")
             continue
         rows = [r for r in _rows(path) if r["method"] == method and not r.get("match")]
         lines.append(f"| {title} | {', '.join(r['task'] for r in rows)} | {rows[0]['n']} | "
-                     f"{_mean(rows, 'success'):.0%} | {_mean(rows, 'preserved'):.0%} | {_mean(rows, 'identity'):.2f} | "
-                     f"{_mean(rows, 'psnr_bg'):.1f} dB | {_time(_mean(rows, 'seconds'))} |")
+                     f"{mean_of(rows, 'success'):.0%} | {mean_of(rows, 'preserved'):.0%} | {mean_of(rows, 'identity'):.2f} | "
+                     f"{mean_of(rows, 'psnr_bg'):.1f} dB | {duration(mean_of(rows, 'seconds'))} |")
     grid = folder / f"hairclip-grid-{world}.csv"
     if grid.exists():
         rows = _rows(grid)
         lines.append(f"| HairCLIP, every hairstyle x colour pair | {len(rows)} pairs | {rows[0]['n']} | "
-                     f"hairstyle {_mean(rows, 'style_success'):.0%}, colour {_mean(rows, 'color_success'):.0%} | "
-                     f"{_mean(rows, 'preserved'):.0%} | {_mean(rows, 'identity'):.2f} | {_mean(rows, 'psnr_bg'):.1f} dB | "
-                     f"{_time(_mean(rows, 'seconds'))} |")
+                     f"hairstyle {mean_of(rows, 'style_success'):.0%}, colour {mean_of(rows, 'color_success'):.0%} | "
+                     f"{mean_of(rows, 'preserved'):.0%} | {mean_of(rows, 'identity'):.2f} | {mean_of(rows, 'psnr_bg'):.1f} dB | "
+                     f"{duration(mean_of(rows, 'seconds'))} |")
     for method, title in SENTENCES:
         path = folder / f"sentences-{world}-{method}.csv"
         rows = [r for r in _rows(path) if r["attributes"] == "3"] if path.exists() else []
         if rows:
-            lines.append(f"| {title} | held-out sentences of 3 attributes | {rows[0]['n']} | {_mean(rows, 'reached'):.0%} | "
-                         f"{_mean(rows, 'kept'):.0%} | {_mean(rows, 'identity'):.2f} | {_mean(rows, 'psnr_bg'):.1f} dB (and face) | "
-                         f"{_time(_mean(rows, 'seconds'))} |")
+            lines.append(f"| {title} | held-out sentences of 3 attributes | {rows[0]['n']} | {mean_of(rows, 'reached'):.0%} | "
+                         f"{mean_of(rows, 'kept'):.0%} | {mean_of(rows, 'identity'):.2f} | {mean_of(rows, 'psnr_bg'):.1f} dB (and face) | "
+                         f"{duration(mean_of(rows, 'seconds'))} |")
     return "\n".join(lines)
 
 

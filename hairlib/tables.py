@@ -25,6 +25,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from hairlib.results import duration, mean_of
+
 __all__ = ["training_seconds", "styleclip_table", "hairclip_table", "maniclip_table", "truth_table", "strength_sweep",
            "STYLECLIP_NAMES", "PAPER_TRAINING"]
 
@@ -39,21 +41,6 @@ def _pd():
     except ImportError as e:  # pragma: no cover - pandas comes with the dev extra and Colab
         raise ImportError("the papers' tables are pandas DataFrames: pip install pandas") from e
     return pd
-
-
-def _mean(rows: Sequence[dict], key: str) -> float:
-    vals = [float(r[key]) for r in rows if r.get(key) not in (None, "")]
-    return float(np.mean(vals)) if vals else float("nan")
-
-
-def _duration(seconds: Optional[float]) -> str:
-    if seconds is None or seconds != seconds:
-        return ""
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h"
-    if seconds >= 120:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds:.1f} s" if seconds >= 1 else f"{seconds * 1e3:.0f} ms"
 
 
 def training_seconds(world, directions=None) -> Dict[str, float]:
@@ -91,12 +78,12 @@ def styleclip_table(runs: Dict[str, List[dict]], training: Optional[Dict[str, fl
             continue
         paper_pre = PAPER_TRAINING[method]
         out.append({"method": STYLECLIP_NAMES[method],
-                    "time / edit (paper, GPU)": _duration(PAPER_SECONDS[method]),
-                    "time / edit (ours)": _duration(_mean(rows, "seconds")),
+                    "time / edit (paper, GPU)": duration(PAPER_SECONDS[method]),
+                    "time / edit (ours)": duration(mean_of(rows, "seconds")),
                     "training or pre-processing (paper)": paper_pre,
-                    "training or pre-processing (ours)": "none" if method == "optimize" else _duration(training.get(method)),
-                    "edits": ", ".join(r["task"] for r in rows), "success": _mean(rows, "success"),
-                    "others kept": _mean(rows, "preserved"), "identity": _mean(rows, "identity")})
+                    "training or pre-processing (ours)": "none" if method == "optimize" else duration(training.get(method)),
+                    "edits": ", ".join(r["task"] for r in rows), "success": mean_of(rows, "success"),
+                    "others kept": mean_of(rows, "preserved"), "identity": mean_of(rows, "identity")})
     return pd.DataFrame(out).set_index("method")
 
 
@@ -111,9 +98,9 @@ def hairclip_table(runs: Dict[str, List[dict]]):
         rows = [r for r in runs.get(method) or [] if r["task"] in hair and not r.get("match")]
         if rows:
             out.append({"method": STYLECLIP_NAMES[method], "edits": ", ".join(r["task"] for r in rows),
-                        "accuracy": _mean(rows, "success"), "identity": _mean(rows, "identity"),
-                        "PSNR outside hair": _mean(rows, "psnr_bg"), "SSIM outside hair": _mean(rows, "ssim_bg"),
-                        "others kept": _mean(rows, "preserved")})
+                        "accuracy": mean_of(rows, "success"), "identity": mean_of(rows, "identity"),
+                        "PSNR outside hair": mean_of(rows, "psnr_bg"), "SSIM outside hair": mean_of(rows, "ssim_bg"),
+                        "others kept": mean_of(rows, "preserved")})
     columns = ["method", "edits", "accuracy", "identity", "PSNR outside hair", "SSIM outside hair", "others kept"]
     return pd.DataFrame(out, columns=columns).set_index("method")
 
@@ -130,7 +117,7 @@ def maniclip_table(runs: Dict[str, List[dict]]):
                         "accuracy": float(r.get("accuracy", "nan") or "nan"), "reached": float(r["reached"]),
                         "kept": float(r["kept"]), "identity (x100)": 100 * float(r["identity"]),
                         "KID to renders": float(r.get("kid", "nan") or "nan"),
-                        "W+ spread": float(r["spread"]), "time / edit": _duration(float(r["seconds"]))})
+                        "W+ spread": float(r["spread"]), "time / edit": duration(float(r["seconds"]))})
     return pd.DataFrame(out).set_index(["method", "attributes"])
 
 

@@ -32,7 +32,7 @@ from hairlib.nets.mini_nets import (AttributeClassifier, ClassifierConfig, Encod
                                     IdentityNet, MiniParser, ParserConfig)
 from hairlib.nets.stylegan2 import Generator, StyleGAN2Config
 
-__all__ = ["WEIGHTS_DIR", "REQUIRED", "INVERT", "load_net", "load_generator", "load_clip_net", "load_identity",
+__all__ = ["WEIGHTS_DIR", "unit_channels", "REQUIRED", "INVERT", "load_net", "load_generator", "load_clip_net", "load_identity",
            "load_classifier", "load_encoder", "load_parser", "classifier_features", "perceptual_features",
            "weights_dir", "shipped_mappers", "render_aligner", "flatness", "maniclip_sentences"]
 
@@ -107,6 +107,11 @@ def classifier_features(classifier: AttributeClassifier) -> Callable:
     return feats
 
 
+def unit_channels(f: torch.Tensor) -> torch.Tensor:
+    """Feature maps [N, C, H, W] unit-normalised over their channels at each position (LPIPS' form)."""
+    return f / (f.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+
+
 def perceptual_features(classifier: AttributeClassifier, normalized: float = 0.02, raw: float = 0.05) -> Callable:
     """The mini world's LPIPS, for ``hairlib.invert`` (with ``feature_weight=1``): the classifier
     trunk's stage outputs unit-normalised over their channels and scaled by sqrt(C * normalized), so
@@ -118,8 +123,7 @@ def perceptual_features(classifier: AttributeClassifier, normalized: float = 0.0
     def feats(x):
         out = []
         for f in stages(x):
-            unit = f / (f.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
-            out += [unit * (f.shape[1] * normalized) ** 0.5, f * raw ** 0.5]
+            out += [unit_channels(f) * (f.shape[1] * normalized) ** 0.5, f * raw ** 0.5]
         return out
     return feats
 
