@@ -97,3 +97,36 @@ def test_fit_mapping_regresses_onto_frozen_codes():
     fit = fit_mapping(G, A, toy_features, steps=2000, batch=256, bank=4096, progress=False)
     assert fit["r2"] > 0.85 > 0.5 > before["r2"], (before, fit)  # a step in z[:, 0]: sharp, so slow to fit
     assert all(not p.requires_grad for p in G.parameters())
+
+
+def test_projection_discriminator_starts_as_the_unconditional_one():
+    from hairlib.nets.stylegan2 import Discriminator
+
+    torch.manual_seed(0)
+    plain = Discriminator(TINY.arch)
+    cond = Discriminator(TINY.arch, condition_dim=2)
+    missing, unexpected = cond.load_state_dict(plain.state_dict(), strict=False)
+    assert missing == ["embed.weight"] and not unexpected
+    x, c = torch.randn(8, 3, 16, 16), toy_features(torch.randn(8, 16))
+    with torch.no_grad():
+        assert torch.allclose(cond(x, condition=c), plain(x), atol=1e-6)  # zero embedding
+        cond.embed.weight.normal_()
+        assert not torch.allclose(cond(x, condition=c), plain(x), atol=1e-3)
+        assert torch.allclose(cond(x, condition=torch.zeros_like(c)), plain(x), atol=1e-6)  # no condition
+
+
+def test_an_unconditional_run_continues_with_the_projection_discriminator(tmp_path):
+    cfg = replace(TINY, arch=replace(TINY.arch, lr_mlp=0.5), steps=6, anchor_layers=2, anchor_batch=16)
+    train_paired_gan(cfg, anchored_pairs(), l1, tmp_path / "run", progress=False, features=toy_features)
+    before = torch.load(tmp_path / "run" / "state.pt", weights_only=False)
+    assert "embed.weight" not in before["D"] and before["config"]["projection_from"] == -1
+    later = replace(cfg, steps=12, projection_from=6)
+    _, step = train_paired_gan(later, anchored_pairs(6), l1, tmp_path / "run", progress=False, features=toy_features)
+    state = torch.load(tmp_path / "run" / "state.pt", weights_only=False)
+    assert step == 12 and state["config"]["projection_from"] == 6
+    assert state["D"]["embed.weight"].abs().sum() > 0  # the conditional term learned from step 6 on
+    with pytest.raises(ValueError, match="another configuration"):  # past its switch, a run keeps its recipe
+        train_paired_gan(replace(later, projection_from=9), anchored_pairs(12), l1, tmp_path / "run",
+                         progress=False, features=toy_features)
+    with pytest.raises(ValueError, match="anchor_layers"):
+        train_paired_gan(replace(TINY, projection_from=0), toy_pairs(), l1, tmp_path / "plain", progress=False)

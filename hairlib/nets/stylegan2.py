@@ -644,7 +644,7 @@ class Discriminator(nn.Module):
     """StyleGAN2 residual discriminator in rosinality's layout. images [N, 3, size, size] -> [N, 1]."""
 
     def __init__(self, size_or_config=1024, channel_multiplier: float = 2, blur_kernel=BLUR_KERNEL,
-                 channel_max: int = 512, stddev_group: int = 4):
+                 channel_max: int = 512, stddev_group: int = 4, condition_dim: int = 0):
         super().__init__()
         if isinstance(size_or_config, StyleGAN2Config):
             cfg = size_or_config
@@ -666,6 +666,9 @@ class Discriminator(nn.Module):
         self.final_conv = ConvLayer(in_ch + 1, ch[4], 3)
         self.final_linear = nn.Sequential(EqualLinear(ch[4] * 4 * 4, ch[4], activation="fused_lrelu"),
                                           EqualLinear(ch[4], 1))
+        if condition_dim:  # projection discriminator: zero at the start, and for a zero condition
+            self.embed = EqualLinear(condition_dim, ch[4], bias=False)
+            nn.init.zeros_(self.embed.weight)
         self.execution = "auto"  # see set_execution
 
     def set_execution(self, mode: str) -> "Discriminator":
@@ -678,8 +681,13 @@ class Discriminator(nn.Module):
         self.execution = mode
         return self
 
-    def forward(self, x: torch.Tensor, batches: int = 1) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, batches: int = 1, condition: Optional[torch.Tensor] = None) -> torch.Tensor:
         """images [N, 3, size, size] -> logits [N, 1] (fp32).
+
+        ``condition`` [N, condition_dim] (a discriminator built with ``condition_dim``): the
+        projection discriminator's logit (Miyato & Koyama 2018), the unconditional one plus the
+        inner product of ``embed(condition)`` with the penultimate features; a zero row is
+        judged unconditionally.
 
         ``batches``: x is that many equal batches concatenated, whose minibatch standard
         deviations are computed separately, so that ``D(cat([a, b]), batches=2)`` equals
@@ -707,7 +715,11 @@ class Discriminator(nn.Module):
         std = std.to(out.dtype).repeat(1, group, 1, h, w).reshape(n, f, h, w)
         out = self.final_conv(torch.cat([out, std], 1))
         with _fp32(x.device):
-            return self.final_linear(out.float().reshape(n, -1))
+            flat = out.float().reshape(n, -1)
+            if condition is None:
+                return self.final_linear(flat)
+            h = self.final_linear[0](flat)
+            return self.final_linear[1](h) + (self.embed(condition.float()) * h).sum(1, keepdim=True)
 
 
 # ----------------------------------------------------------------------------------------------

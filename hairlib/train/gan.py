@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 import contextlib
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -158,10 +158,14 @@ def restore_state(state: dict, nets: dict, gen: torch.Generator) -> None:
     torch.set_rng_state(state["torch_rng"])
 
 
-def resume(path, config: dict, nets: dict, gen: torch.Generator) -> Optional[dict]:
+def resume(path, config: dict, nets: dict, gen: torch.Generator,
+           upgrade: Optional[Callable[[dict], dict]] = None) -> Optional[dict]:
     """Load the run state at ``path`` (if any) into ``nets`` and ``gen`` after checking that it
-    was trained with ``config``; returns the state (for the loop's own fields) or None."""
+    was trained with ``config``; returns the state (for the loop's own fields) or None.
+    ``upgrade``: state -> state, applied first (a state saved before the recipe gained a part)."""
     state = load_checkpoint(path)
+    if state is not None and upgrade is not None:
+        state = upgrade(state)
     if state is not None:
         check_config(state["config"], config, path)
         restore_state(state, nets, gen)
@@ -169,19 +173,24 @@ def resume(path, config: dict, nets: dict, gen: torch.Generator) -> Optional[dic
 
 
 def discriminator_step(D, d_opt, real: torch.Tensor, fake: torch.Tensor, step: int, r1: float,
-                       d_reg_every: int, stats: dict, execution: Optional[StepExecution] = None) -> None:
+                       d_reg_every: int, stats: dict, execution: Optional[StepExecution] = None,
+                       conditions: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> None:
     """One discriminator update on reals vs (detached) fakes, and on every ``d_reg_every``-th
     step the lazy R1 penalty on the reals (fp32), scaled by the interval; losses go into
-    ``stats``. ``execution``: how the loss pass runs (default: reference)."""
+    ``stats``. ``execution``: how the loss pass runs (default: reference). ``conditions``: the
+    reals' and the fakes' conditions of a projection discriminator (``Discriminator(...,
+    condition_dim)``), R1 taken on the reals' conditional logits."""
     ex = execution or StepExecution.reference()
+    c_real, c_fake = conditions if conditions is not None else (None, None)
     D.requires_grad_(True)
     with ex.autocast(real.device):
         if ex.batched_d:
             n = real.shape[0]
-            pred = D(torch.cat([real, fake.detach().to(real.dtype)]), batches=2)
+            cond = None if conditions is None else torch.cat([c_real, c_fake])
+            pred = D(torch.cat([real, fake.detach().to(real.dtype)]), batches=2, condition=cond)
             real_pred, fake_pred = pred[:n], pred[n:]
         else:
-            real_pred, fake_pred = D(real), D(fake.detach())
+            real_pred, fake_pred = D(real, condition=c_real), D(fake.detach(), condition=c_fake)
         d_loss = d_logistic_loss(real_pred, fake_pred)
     d_opt.zero_grad(set_to_none=True)
     d_loss.backward()
@@ -189,7 +198,7 @@ def discriminator_step(D, d_opt, real: torch.Tensor, fake: torch.Tensor, step: i
     stats.update(d=d_loss.item(), real=real_pred.mean().item(), fake=fake_pred.mean().item())
     if r1 > 0 and step % d_reg_every == 0:
         x = real.detach().requires_grad_(True)
-        penalty = r1_penalty(D(x), x)
+        penalty = r1_penalty(D(x, condition=c_real), x)
         d_opt.zero_grad(set_to_none=True)
         (r1 / 2 * penalty * d_reg_every).backward()
         d_opt.step()
