@@ -2,6 +2,7 @@
 
     python -m hairlib.mini.eval_stylegan2 [--state runs/mini_stylegan2/state.pt] [--n 2000]
     python -m hairlib.mini.eval_stylegan2 --state runs/mini_stylegan2/paired/state.pt --codes --out DIR
+    python -m hairlib.mini.eval_stylegan2 --state runs/mini_stylegan2/paired/state.pt --fit --out DIR
 
 Reports, for ``n`` samples (truncation 1) against ``n`` fresh training-split renders:
 * attribute frequencies by the classifier, per label value, samples vs renders (target: every
@@ -135,10 +136,21 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="results")
     p.add_argument("--codes", action="store_true", help="a paired run's state: drive its synthesis by its code "
                    "network (the face z stands for -> its code), not by its mapping")
+    p.add_argument("--fit", action="store_true", help="a paired run's state as it ships: its mapping fitted to "
+                   "the codes first (train_stylegan2.trained_generator, a few minutes)")
     args = p.parse_args(argv)
-    if args.codes and not args.state:
-        p.error("--codes reads a paired run's state: give it with --state")
-    if args.state:
+    if (args.codes or args.fit) and not args.state:
+        p.error("--codes and --fit read a paired run's state: give it with --state")
+    if args.codes and args.fit:
+        p.error("--codes drives the synthesis by the code network, --fit by the fitted mapping: choose one")
+    if args.fit:
+        from hairlib.mini.train_stylegan2 import trained_generator
+
+        if Path(args.state).name != "state.pt":
+            p.error(f"--fit reads a run folder's state.pt, not {args.state}")
+        G, meta = trained_generator(Path(args.state).parent)
+        step, fit = meta["step"], meta.get("mapping_fit")
+    elif args.state:
         state = load_checkpoint(args.state)  # a GAN state (G_ema) or the warm start's warm_G.pt (G)
         arch = state.get("config", {}).get("arch")  # GAN states carry it; others have the shipped one's
         arch = arch or json.loads((WEIGHTS_DIR / "stylegan2.json").read_text())["arch"]
@@ -163,7 +175,9 @@ def main(argv=None) -> int:
     rows = [x[i:i + 8] for i in range(0, 32, 8) for x in (res["_samples"], res["_renders"])]
     viz.grid(rows, labels=["samples", "renders"] * 4, scale=2).save(out / "mini_stylegan2_samples.png")
     res = {k: v for k, v in res.items() if not k.startswith("_")}
-    res["step"], res["driven_by"] = step, "codes" if args.codes else "mapping"
+    res["step"], res["driven_by"] = step, "codes" if args.codes else "fitted mapping" if args.fit else "mapping"
+    if args.fit:
+        res["mapping_fit"] = fit
     (out / "mini_stylegan2_eval.json").write_text(json.dumps(res, indent=2))
     print(f"step {step}: sharpness {res['sharpness_ratio']:.2f} of the renders'; least covered "
           f"{res['least_covered']['value']} at {res['least_covered']['ratio']:.2f} of its render frequency; "
