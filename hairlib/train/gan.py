@@ -164,9 +164,9 @@ def resume(path, config: dict, nets: dict, gen: torch.Generator,
     was trained with ``config``; returns the state (for the loop's own fields) or None.
     ``upgrade``: state -> state, applied first (a state saved before the recipe gained a part)."""
     state = load_checkpoint(path)
-    if state is not None and upgrade is not None:
-        state = upgrade(state)
     if state is not None:
+        if upgrade is not None:
+            state = upgrade(state)
         check_config(state["config"], config, path)
         restore_state(state, nets, gen)
     return state
