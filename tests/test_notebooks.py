@@ -34,11 +34,23 @@ def test_notebook_is_committed_as_the_project_asks(path):
     assert counts == list(range(1, len(code) + 1)), f"{path.name}: its figures come from one run, top to bottom"
 
 
+@pytest.fixture(scope="session")
+def notebook_home(tmp_path_factory):
+    """One hairlib cache for every notebook of a run (shared by xdist's workers): what one
+    notebook pre-processes once, e.g. the global directions' statistics of the mini world,
+    the next one loads, as a reader's notebooks do; a test run still starts from an empty one."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    return root / "notebook_home"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs(path, tmp_path, monkeypatch):
+def test_notebook_runs(path, tmp_path, monkeypatch, notebook_home):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     monkeypatch.setenv("HAIRLIB_SMOKE", "1")
+    monkeypatch.setenv("HAIRLIB_HOME", str(notebook_home))
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("HAIRLIB_TEST_THREADS", "1"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     book = nbformat.read(path, as_version=4)

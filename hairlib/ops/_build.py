@@ -4,7 +4,8 @@ Nothing here compiles at import. An extension is built the first time an op need
 ``torch.utils.cpp_extension.load`` and ninja), in a build directory keyed by a hash of its
 sources and of the torch / CUDA versions (and, for CPU extensions, which are compiled for the
 build machine's instruction set, of the CPU's model and flags), so an edited kernel never
-reuses a stale binary. A failed build warns once, is remembered for the life of the process and
+reuses a stale binary; the directories live under ``$TORCH_EXTENSIONS_DIR`` when it is set,
+else under ``$HAIRLIB_HOME/torch_extensions``. A failed build warns once, is remembered for the life of the process and
 the op falls back to its pure-PyTorch reference; it never raises unless the user demanded the
 backend (``impl="cuda"`` / ``"cpu"`` or ``HAIRLIB_OPS=cuda`` / ``cpu``).
 
@@ -65,6 +66,10 @@ def use_impl(impl: str):
 
 
 def _cache_root() -> Path:
+    """``$TORCH_EXTENSIONS_DIR`` (PyTorch's setting) when set, else ``$HAIRLIB_HOME/torch_extensions``
+    (``~/.cache/hairlib/torch_extensions`` without HAIRLIB_HOME)."""
+    if os.environ.get("TORCH_EXTENSIONS_DIR"):
+        return Path(os.environ["TORCH_EXTENSIONS_DIR"])
     home = os.environ.get("HAIRLIB_HOME")
     root = Path(home) if home else Path.home() / ".cache" / "hairlib"
     return root / "torch_extensions"
