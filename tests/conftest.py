@@ -1,20 +1,22 @@
 """Test markers: `gpu` (skipped without CUDA), `network` (skipped unless HAIRLIB_NETWORK=1),
 `slow` (skipped unless --run-slow). Everything else runs on CPU, offline, in CI."""
 import os
-from pathlib import Path
 
 from dataclasses import replace
 
 import pytest
 import torch
 
+from hairlib.ops import _build
+
 # Most tests run tiny networks, where extra threads only add synchronisation; and on a shared
 # machine two OpenMP threads beside another busy process can slow a test tenfold.
 torch.set_num_threads(int(os.environ.get("HAIRLIB_TEST_THREADS", "1")))
 # The compiled ops are shared by every test, worker and notebook kernel (each test's HAIRLIB_HOME is
-# empty): their build directories are keyed by the sources, toolchain and CPU, so one build serves
-# all, where each would otherwise compile the CPU kernels again (~50 s of CPU).
-os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "hairlib" / "torch_extensions"))
+# empty): pinned to the user's own build root, whose directories are keyed by the sources,
+# toolchain and CPU, so one build serves all, where each would otherwise compile the CPU kernels
+# again (~50 s of CPU).
+os.environ["TORCH_EXTENSIONS_DIR"] = str(_build._cache_root())
 
 
 def pytest_addoption(parser):

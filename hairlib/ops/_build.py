@@ -5,9 +5,9 @@ Nothing here compiles at import. An extension is built the first time an op need
 sources and of the torch / CUDA versions (and, for CPU extensions, which are compiled for the
 build machine's instruction set, of the CPU's model and flags), so an edited kernel never
 reuses a stale binary; the directories live under ``$TORCH_EXTENSIONS_DIR`` when it is set,
-else under ``$HAIRLIB_HOME/torch_extensions``. A failed build warns once, is remembered for the life of the process and
-the op falls back to its pure-PyTorch reference; it never raises unless the user demanded the
-backend (``impl="cuda"`` / ``"cpu"`` or ``HAIRLIB_OPS=cuda`` / ``cpu``).
+else under ``$HAIRLIB_HOME/torch_extensions``. A failed build warns once, is remembered for the
+life of the process and the op falls back to its pure-PyTorch reference; it never raises unless
+the user demanded the backend (``impl="cuda"`` / ``"cpu"`` or ``HAIRLIB_OPS=cuda`` / ``cpu``).
 
 Backends:
     "ref"   pure PyTorch, any device, double backward
