@@ -47,6 +47,19 @@ def test_resume_continues_exactly(tmp_path):
                                  batch=4, steps=7), red_squares, tmp_path / "b", progress=False)
 
 
+def test_a_zero_time_budget_trains_nothing(tmp_path):
+    cfg = GANTrainConfig(arch=ARCH, batch=4, steps=6, ckpt_every=3, log_every=1)
+    train_gan(GANTrainConfig(arch=ARCH, batch=4, steps=3, ckpt_every=3, log_every=1), red_squares, tmp_path,
+              progress=False)
+    before = load_checkpoint(tmp_path / "state.pt")
+    # staging a run as it stands (``--hours 0``): no step taken, the state is the same
+    train_gan(cfg, red_squares, tmp_path, progress=False, max_seconds=0.0)
+    after = load_checkpoint(tmp_path / "state.pt")
+    assert after["step"] == 3
+    for k, v in before["G"].items():
+        assert torch.equal(v, after["G"][k]), k
+
+
 def test_interrupted_run_keeps_its_state(tmp_path):
     calls = {"n": 0}
 

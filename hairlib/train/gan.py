@@ -368,7 +368,7 @@ def run_steps(cfg, step: int, one_step: Callable[[int], None], stats: dict, out_
     t_start = time.time()
     bar = tqdm(total=cfg.steps, initial=step, desc=desc, disable=not progress, dynamic_ncols=True)
     try:
-        while step < cfg.steps:
+        while step < cfg.steps and not (max_seconds is not None and time.time() - t_start >= max_seconds):
             one_step(step)
             step += 1
             bar.update(1)
@@ -380,8 +380,6 @@ def run_steps(cfg, step: int, one_step: Callable[[int], None], stats: dict, out_
                 checkpoint(step, time.time() - t_start)
             if on_sample is not None and step % cfg.sample_every == 0:
                 on_sample(step)
-            if max_seconds is not None and time.time() - t_start > max_seconds:
-                break
     finally:  # interrupted or done: nothing is lost
         checkpoint(step, time.time() - t_start)
         bar.close()
