@@ -118,6 +118,11 @@ def test_global_directions_are_cached(world, monkeypatch):
     a = GlobalDirections.for_world(world, progress=False)
     b = GlobalDirections.for_world(world, progress=False)
     assert len(calls) == 1 and torch.equal(a.relevance, b.relevance)
+    # smoke: the world's settings cut to 2 images per channel, one cached result for every caller
+    s = GlobalDirections.for_world(world, smoke=True, progress=False)
+    assert s.meta["config"] == {**TINY_GLOBAL.to_dict(), "n_images": 2, "n_stats": 2048}
+    GlobalDirections.for_world(world, smoke=True, progress=False)
+    assert len(calls) == 2
 
 
 def test_the_cache_key_changes_with_either_clip_tower(tiny_weights):

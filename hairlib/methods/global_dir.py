@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -174,11 +174,15 @@ class GlobalDirections:
         return cls(json.loads(meta["layers"]), json.loads(meta["channels"]), mean, std, rel, json.loads(meta["meta"]))
 
     @classmethod
-    def for_world(cls, world, cfg: Optional[GlobalConfig] = None, *, cache: bool = True,
+    def for_world(cls, world, cfg: Optional[GlobalConfig] = None, *, smoke: bool = False, cache: bool = True,
                   progress: bool = True) -> "GlobalDirections":
         """Load the cached pre-processing of this world (generator + CLIP + config), or compute
-        and cache it under ``$HAIRLIB_HOME/global_directions/``."""
+        and cache it under ``$HAIRLIB_HOME/global_directions/``. ``smoke``: the world's settings
+        cut to 2 images per channel and 2 048 latents for the statistics, only to check that code
+        runs (the notebooks under ``HAIRLIB_SMOKE``; they share one cached result)."""
         cfg = cfg or method_settings(world, None, "global_preprocess", GlobalConfig())
+        if smoke:
+            cfg = replace(cfg, n_stats=2048, n_images=2)
         key = hashlib.sha256((fingerprint(world) + repr(sorted(cfg.to_dict().items()))).encode()).hexdigest()[:16]
         path = Path(cache_dir()) / "global_directions" / f"{world.name}-{key}.safetensors"
         if cache and path.exists():
