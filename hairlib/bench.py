@@ -6,6 +6,8 @@ backward) with every backend available here — the PyTorch reference, the refer
 generator per backend. Numbers are medians in milliseconds; ratios are against the reference.
 ``hairlib bench edit`` times each StyleCLIP method on a World beside the paper's numbers.
 ``hairlib bench train`` times one StyleGAN2 training step (G + D) per execution, side by side.
+``hairlib bench invert`` times one optimisation step through a World's frozen generator per
+execution of its modulated convolutions, side by side.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from hairlib.ops import _build
 
 __all__ = ["time_fn", "bench_ops", "format_table", "write_csv", "device_name", "bench_edit", "format_edit_table",
            "write_edit_csv", "bench_train", "format_train_table", "write_train_csv", "TRAIN_ARCH", "WIDE_TRAIN_ARCH",
-           "pick_threads"]
+           "pick_threads", "bench_invert", "format_invert_table", "write_invert_csv"]
 
 
 def device_name(device: torch.device) -> str:
@@ -317,6 +319,48 @@ def format_edit_table(rows: List[dict]) -> str:
 def write_edit_csv(rows: List[dict], path: Path) -> Path:
     return _write_rows(rows, path, ["world", "device", "method", "what", "seconds", "paper_seconds",
                                     "speedup_vs_paper"], ".6g")
+
+
+# ----------------------------------------------------------------------------------------------
+# Optimisation through a frozen generator
+
+def bench_invert(world, *, batches=(1, 8, 32), quick: bool = False) -> List[dict]:
+    """One step of an optimisation through ``world``'s frozen generator (the synthesis forward
+    and the gradient with respect to W+, as inversion, StyleCLIP optimisation and the edit
+    networks' training take it) per modulated-convolution execution, side by side: rosinality's
+    grouped convolution ("reference") and what the generator picks ("auto": split for a batch)."""
+    G = world.generator.eval()
+    device = next(G.parameters()).device
+    rows = []
+    for batch in batches[:2] if quick else batches:
+        with torch.no_grad():
+            wplus = G.broadcast(G.mapping(torch.randn(batch, G.style_dim, generator=torch.Generator().manual_seed(0)).to(device)))
+        per = {}
+        for mode in ("reference", "auto"):
+            G.set_execution(mode)
+            w = wplus.clone().requires_grad_(True)
+
+            def run():
+                img = G.synthesis(w, noise_mode="const")
+                return torch.autograd.grad(img.square().mean(), w)
+            per[mode] = time_fn(run, device, warmup=1, repeats=2 if quick else 5)
+        G.set_execution("auto")
+        for mode, ms in per.items():
+            rows.append({"world": world.name, "device": device_name(device), "batch": batch, "execution": mode,
+                         "ms": ms, "ms_per_image": ms / batch, "speedup": per["reference"] / ms})
+    return rows
+
+
+def format_invert_table(rows: List[dict]) -> str:
+    lines = [f"world: {rows[0]['world']}; device: {rows[0]['device']}; torch {torch.__version__}" if rows else "",
+             "batch  execution  ms/step  ms/image  speedup"]
+    for r in rows:
+        lines.append(f"{r['batch']:<5}  {r['execution']:<9}  {r['ms']:7.1f}  {r['ms_per_image']:8.1f}  {r['speedup']:.2f}x")
+    return "\n".join(lines)
+
+
+def write_invert_csv(rows: List[dict], path: Path) -> Path:
+    return _write_rows(rows, path, ["world", "device", "batch", "execution", "ms", "ms_per_image", "speedup"], ".4g")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
     hairlib info                      device, ops backend, versions, which weights are present
     hairlib fetch NAME|all            download ffhq-world checkpoints into the cache (checksummed)
-    hairlib bench ops|edit|train [--quick]  ops backends / editing methods / a StyleGAN2 G+D step, timed here
+    hairlib bench ops|edit|train|invert [--quick]  ops backends / editing methods / a StyleGAN2 G+D step /
+                                       an optimisation step through the frozen generator, timed here
     hairlib demo                      the mini world offline: renders, masks, ground-truth edits
     hairlib edit --text T [--image I] --method optimize|global|mapper --out O.png
     hairlib edit --method hairclip [--hairstyle T | --hairstyle-ref IMG] [--color T | --color-ref IMG]
@@ -138,6 +139,14 @@ def cmd_fetch(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.target == "invert":
+        world = _load_world_or_explain(args.world, args.device or "cpu")
+        rows = bench.bench_invert(world, quick=args.quick)
+        print(bench.format_invert_table(rows))
+        if args.out:
+            dev = "cuda" if "cpu" not in rows[0]["device"].lower() else "cpu"
+            print(f"wrote {bench.write_invert_csv(rows, Path(args.out) / f'invert-{args.world}-{dev}.csv')}")
+        return 0
     if args.target == "train":
         rows = bench.bench_train(args.device, quick=args.quick)
         if not args.quick:  # the same step with 128 channels at every resolution, for scale
@@ -517,13 +526,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("names", nargs="+", help="registry names, or 'all'")
     s.set_defaults(func=cmd_fetch)
     s = sub.add_parser("bench", help="benchmarks on this device")
-    s.add_argument("target", choices=["ops", "edit", "train"], help="what to benchmark")
+    s.add_argument("target", choices=["ops", "edit", "train", "invert"], help="what to benchmark")
     s.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     s.add_argument("--quick", action="store_true", help="small shapes, few repeats")
     s.add_argument("--no-compile", action="store_true", help="skip torch.compile of the references")
     s.add_argument("--no-backward", action="store_true", help="forward only")
     s.add_argument("--out", default="runs/bench", help="folder for the CSV ('' to skip; the tracked tables: results/bench)")
-    s.add_argument("--world", default="mini", choices=["mini", "ffhq"], help="bench edit: which world")
+    s.add_argument("--world", default="mini", choices=["mini", "ffhq"], help="bench edit / invert: which world")
     s.set_defaults(func=cmd_bench)
     s = sub.add_parser("demo", help="offline demo on the mini world: pictures in results/demo/")
     s.add_argument("--out", default="results/demo", help="output folder")

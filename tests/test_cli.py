@@ -133,3 +133,16 @@ def test_bench_edit_times_each_method_beside_the_paper(tiny_weights):
     assert rows[0]["what"] == "40 steps, 1 image" and "8 views" in rows[1]["what"]
     assert all(r["seconds"] > 0 and r["paper_seconds"] == bench.PAPER_SECONDS[r["method"]] for r in rows)
     assert "x paper" in bench.format_edit_table(rows)
+
+
+def test_bench_invert_times_both_executions_side_by_side(tiny_weights, tmp_path):
+    import hairlib
+    from hairlib import bench
+
+    world = hairlib.load_world("mini", weights_dir=tiny_weights)
+    rows = bench.bench_invert(world, quick=True)
+    assert [(r["batch"], r["execution"]) for r in rows] == [(1, "reference"), (1, "auto"), (8, "reference"), (8, "auto")]
+    assert all(r["ms"] > 0 for r in rows) and rows[0]["speedup"] == 1.0
+    assert world.generator.convs[0].conv.impl == "auto"  # the benchmark leaves the generator as it found it
+    assert "speedup" in bench.format_invert_table(rows)
+    assert bench.write_invert_csv(rows, tmp_path / "invert.csv").read_text().count("\n") == 5
