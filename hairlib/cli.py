@@ -139,39 +139,25 @@ def cmd_fetch(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    if args.target == "invert":
-        world = _load_world_or_explain(args.world, args.device or "cpu")
-        rows = bench.bench_invert(world, quick=args.quick)
-        print(bench.format_invert_table(rows))
-        if args.out:
-            dev = "cuda" if "cpu" not in rows[0]["device"].lower() else "cpu"
-            print(f"wrote {bench.write_invert_csv(rows, Path(args.out) / f'invert-{args.world}-{dev}.csv')}")
-        return 0
     if args.target == "train":
         rows = bench.bench_train(args.device, quick=args.quick)
         if not args.quick:  # the same step with 128 channels at every resolution, for scale
             rows += bench.bench_train(args.device, arch=bench.WIDE_TRAIN_ARCH, r1=False, intermediate=False,
                                       repeats=5, threads=rows[0]["threads"])
-        print(bench.format_train_table(rows))
-        if args.out:
-            dev = "cuda" if "cpu" not in rows[0]["device"].lower() else "cpu"
-            print(f"wrote {bench.write_train_csv(rows, Path(args.out) / f'train-{dev}.csv')}")
-        return 0
-    if args.target == "edit":
+        fmt, write, name = bench.format_train_table, bench.write_train_csv, "train-{dev}.csv"
+    elif args.target in ("edit", "invert"):
         world = _load_world_or_explain(args.world, args.device or "cpu")
-        rows = bench.bench_edit(world, quick=args.quick)
-        print(bench.format_edit_table(rows))
-        if args.out:
-            dev = "cuda" if "cpu" not in rows[0]["device"].lower() else "cpu"
-            print(f"wrote {bench.write_edit_csv(rows, Path(args.out) / f'edit-{args.world}-{dev}.csv')}")
-        return 0
-    rows = bench.bench_ops(args.device, quick=args.quick, compile=not args.no_compile,
-                           backward=not args.no_backward)
-    print(bench.format_table(rows))
+        run, fmt, write = {"edit": (bench.bench_edit, bench.format_edit_table, bench.write_edit_csv),
+                           "invert": (bench.bench_invert, bench.format_invert_table, bench.write_invert_csv)}[args.target]
+        rows, name = run(world, quick=args.quick), f"{args.target}-{args.world}-{{dev}}.csv"
+    else:
+        rows = bench.bench_ops(args.device, quick=args.quick, compile=not args.no_compile,
+                               backward=not args.no_backward)
+        fmt, write, name = bench.format_table, bench.write_csv, "ops-{dev}.csv"
+    print(fmt(rows))
     if args.out:
         dev = "cuda" if "cpu" not in rows[0]["device"].lower() else "cpu"
-        path = bench.write_csv(rows, Path(args.out) / f"ops-{dev}.csv")
-        print(f"wrote {path}")
+        print(f"wrote {write(rows, Path(args.out) / name.format(dev=dev))}")
     return 0
 
 
