@@ -330,19 +330,17 @@ def bench_invert(world, *, batches=(1, 8, 32), quick: bool = False) -> List[dict
     networks' training take it) per modulated-convolution execution, side by side: rosinality's
     grouped convolution ("reference") and what the generator picks ("auto": split for a batch)."""
     G = world.generator.eval()
-    device = next(G.parameters()).device
+    device = torch.device(world.device)
     rows = []
     for batch in batches[:2] if quick else batches:
-        with torch.no_grad():
-            wplus = G.broadcast(G.mapping(torch.randn(batch, G.style_dim, generator=torch.Generator().manual_seed(0)).to(device)))
+        wplus = world.sample(batch, seed=0)
         per = {}
         for mode in ("reference", "auto"):
             G.set_execution(mode)
             w = wplus.clone().requires_grad_(True)
 
             def run():
-                img = G.synthesis(w, noise_mode="const")
-                return torch.autograd.grad(img.square().mean(), w)
+                return torch.autograd.grad(world.generate(w).square().mean(), w)
             per[mode] = time_fn(run, device, warmup=1, repeats=2 if quick else 5)
         G.set_execution("auto")
         for mode, ms in per.items():
