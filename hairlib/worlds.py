@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hairlib import prompts, weights
+from hairlib import ops, prompts, weights
 from hairlib.align import MultipleFacesWarning, align_with_info
 from hairlib.images import read_image
 from hairlib.invert import InversionResult, InvertConfig, invert
@@ -96,8 +96,15 @@ class World:
         with torch.no_grad():
             return self.generator.to_wplus(z, "z", truncation=truncation)
 
-    def generate(self, wplus: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
-        """W+ -> images [N, 3, R, R] in [-1, 1] (differentiable)."""
+    def generate(self, wplus: torch.Tensor, noise_mode: str = "const", fast: bool = False) -> torch.Tensor:
+        """W+ -> images [N, 3, R, R] in [-1, 1] (differentiable). ``fast``: the training execution
+        for networks trained through this frozen generator (the edit networks): on a CPU with
+        AMX-BF16 the synthesis runs under bf16 autocast, channels-last (``ops.training_dtype``),
+        and returns fp32 images, so every loss after it stays fp32; elsewhere it changes nothing."""
+        if fast and ops.training_dtype(self.device) == torch.bfloat16:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                x = self.generator.synthesis(wplus.to(self.device), noise_mode=noise_mode)
+            return x.float().contiguous()
         return self.generator.synthesis(wplus.to(self.device), noise_mode=noise_mode)
 
     def align(self, image, face: Optional[int] = None) -> torch.Tensor:

@@ -352,7 +352,7 @@ def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, 
                 w = G.to_wplus(z, "z", truncation=cfg.truncation)
             else:
                 w = latents[torch.randint(0, latents.shape[0], (cfg.batch,), generator=gen)].to(dev)
-            x = world.generate(w)
+            x = world.generate(w, fast=True)
             hair_x = world.masks(x)["hair"]
             id_x = world.identity(x)
         style = None
@@ -363,7 +363,7 @@ def train_hairclip(world, cfg: HairCLIPConfig = HairCLIPConfig(), out_dir=None, 
         color = condition("color", [colors[i] for i in drawn],
                           cfg.p_color_text, rng) if do_color else None
         w_hat = mapper.edit(w, style and style["embedding"], color and color["embedding"], cfg.strength)
-        x_hat = world.generate(w_hat)
+        x_hat = world.generate(w_hat, fast=True)
         with torch.no_grad():
             hair_hat = world.masks(x_hat)["hair"]
         terms = {}

@@ -219,11 +219,11 @@ def train_maniclip(world, cfg: ManiCLIPTrainConfig = ManiCLIPTrainConfig(), out_
         texts = [sentences(rng)[0] for _ in range(cfg.batch)]
         with torch.no_grad():
             w = G.style(torch.randn(cfg.batch, G.style_dim, generator=gen).to(dev))  # untruncated, as the authors'
-            x = world.generate(G.truncate(G.broadcast(w), cfg.truncation, avg)).clamp(-1, 1)
+            x = world.generate(G.truncate(G.broadcast(w), cfg.truncation, avg), fast=True).clamp(-1, 1)
             masks_x, id_x = masks(x), world.identity(x)
             emb = clip.embed_text_raw(texts)
         offset = editor(w, emb)
-        x_hat = world.generate(G.truncate(G.broadcast(w) + offset, cfg.truncation, avg)).clamp(-1, 1)
+        x_hat = world.generate(G.truncate(G.broadcast(w) + offset, cfg.truncation, avg), fast=True).clamp(-1, 1)
         terms = maniclip_losses(world, cfg, x, x_hat, offset, emb, masks_x, id_x, masks)
         parts.clear()
         parts.update({k: v.item() for k, (_, v) in terms.items()})

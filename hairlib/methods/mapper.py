@@ -111,10 +111,10 @@ def train_mapper(world, text: str, cfg: MapperConfig = MapperConfig(), out_dir=N
                 w = G.to_wplus(z, "z", truncation=cfg.truncation)
             else:
                 w = latents[torch.randint(0, latents.shape[0], (cfg.batch,), generator=gen)].to(world.device)
-            x = world.generate(w)
+            x = world.generate(w, fast=True)
             src_id = world.identity(x) if cfg.id_lambda else None
         w_hat = w + cfg.strength * mapper(w)
-        x_hat = world.generate(w_hat)
+        x_hat = world.generate(w_hat, fast=True)
         # augmented views drawn from (seed, step, rank): a resumed run draws the same
         view_gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * 64 + rank) if cfg.augment else None
         l_clip = view_clip_loss(world.clip, x_hat, txt, cfg.augment, view_gen, cfg.clip_input).mean()

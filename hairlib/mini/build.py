@@ -241,7 +241,25 @@ def _commit() -> str:
 def lineage(build: Build, cfg, parents: Path) -> Dict[str, Any]:
     return {"build": build.name, "command": f"python -m hairlib.mini.build {build.name}", "exact": True,
             "config": _plain(cfg), "parents": {p: sha256_file(Path(parents) / f"{p}.safetensors") for p in build.parents},
-            "commit": _commit()}
+            "commit": _commit(), "machine": machine()}
+
+
+def machine() -> Dict[str, Any]:
+    """The CPU a build ran on (its seconds, and its edit networks' training precision, depend on it:
+    ``World.generate(fast=True)`` runs the frozen generator in bf16 on AMX-BF16)."""
+    import platform
+
+    import torch
+
+    from hairlib.ops import has_amx_bf16
+
+    name = platform.processor() or platform.machine()
+    try:
+        name = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": name, "threads": torch.get_num_threads(), "amx_bf16": has_amx_bf16(), "torch": torch.__version__}
 
 
 def training_seconds(run: Path) -> Optional[float]:
