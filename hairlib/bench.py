@@ -328,20 +328,27 @@ def bench_invert(world, *, batches=(1, 8, 32), quick: bool = False) -> List[dict
     """One step of an optimisation through ``world``'s frozen generator (the synthesis forward
     and the gradient with respect to W+, as inversion, StyleCLIP optimisation and the edit
     networks' training take it) per modulated-convolution execution, side by side: rosinality's
-    grouped convolution ("reference") and what the generator picks ("auto": split for a batch)."""
+    grouped convolution ("reference"), what the generator picks ("auto": split for a batch) and,
+    on a CPU with AMX-BF16, the edit networks' training execution ("auto, bf16": the synthesis
+    under bf16 autocast, ``World.generate(fast=True)``)."""
+    from hairlib import ops
+
     G = world.generator.eval()
     device = torch.device(world.device)
+    modes = [("reference", "reference", False), ("auto", "auto", False)]
+    if ops.training_dtype(device) == torch.bfloat16:
+        modes.append(("auto, bf16", "auto", True))
     rows = []
     for batch in batches[:2] if quick else batches:
         wplus = world.sample(batch, seed=0)
         per = {}
-        for mode in ("reference", "auto"):
+        for name, mode, fast in modes:
             G.set_execution(mode)
             w = wplus.clone().requires_grad_(True)
 
             def run():
-                return torch.autograd.grad(world.generate(w).square().mean(), w)
-            per[mode] = time_fn(run, device, warmup=1, repeats=2 if quick else 5)
+                return torch.autograd.grad(world.generate(w, fast=fast).square().mean(), w)
+            per[name] = time_fn(run, device, warmup=1, repeats=2 if quick else 5)
         G.set_execution("auto")
         for mode, ms in per.items():
             rows.append({"world": world.name, "device": device_name(device), "batch": batch, "execution": mode,
@@ -351,9 +358,9 @@ def bench_invert(world, *, batches=(1, 8, 32), quick: bool = False) -> List[dict
 
 def format_invert_table(rows: List[dict]) -> str:
     lines = [f"world: {rows[0]['world']}; device: {rows[0]['device']}; torch {torch.__version__}" if rows else "",
-             "batch  execution  ms/step  ms/image  speedup"]
+             "batch  execution   ms/step  ms/image  speedup"]
     for r in rows:
-        lines.append(f"{r['batch']:<5}  {r['execution']:<9}  {r['ms']:7.1f}  {r['ms_per_image']:8.1f}  {r['speedup']:.2f}x")
+        lines.append(f"{r['batch']:<5}  {r['execution']:<10}  {r['ms']:7.1f}  {r['ms_per_image']:8.1f}  {r['speedup']:.2f}x")
     return "\n".join(lines)
 
 
