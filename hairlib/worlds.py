@@ -101,8 +101,8 @@ class World:
         for networks trained through this frozen generator (the edit networks): on a CPU with
         AMX-BF16 the synthesis runs under bf16 autocast, channels-last (``ops.training_dtype``),
         and returns fp32 images, so every loss after it stays fp32; elsewhere it changes nothing."""
-        if fast and ops.training_dtype(self.device) == torch.bfloat16:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+        if fast and ops.cpu.training_dtype(self.device) == torch.bfloat16:
+            with ops.frozen_autocast(self.device):
                 x = self.generator.synthesis(wplus.to(self.device), noise_mode=noise_mode)
             return x.float().contiguous()
         return self.generator.synthesis(wplus.to(self.device), noise_mode=noise_mode)

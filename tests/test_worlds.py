@@ -56,7 +56,7 @@ def test_fast_generate_is_the_synthesis_within_bf16_rounding(monkeypatch, dtype)
     """``generate(fast=True)`` (training through the frozen G): bf16 synthesis where the CPU has
     AMX (forced here), fp32 images and gradients within bf16 rounding; elsewhere the same call."""
     world = hairlib.load_world("mini")
-    monkeypatch.setattr(hairlib.ops, "training_dtype", lambda device: dtype)
+    monkeypatch.setattr(hairlib.ops.cpu, "training_dtype", lambda device: dtype)
     w = world.sample(n=4, seed=3).requires_grad_(True)
     ref = world.generate(w)
     (g_ref,) = torch.autograd.grad(ref.square().mean(), w)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 import hairlib
+from hairlib import ops
 from hairlib.invert import InvertConfig, invert
 from hairlib.mini import render as R
 from hairlib.mini.shipping import WEIGHTS_DIR, recipe_main, save_shipped
@@ -83,6 +84,10 @@ def train(G, classifier, cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, device="c
     gen = torch.Generator().manual_seed(cfg.seed)
     half = cfg.batch // 2
 
+    def synthesis(wplus):  # bf16 on a CPU with AMX-BF16 (``ops.frozen_autocast``); the losses stay fp32
+        with ops.frozen_autocast(device):
+            return G.synthesis(wplus).float()
+
     def loss_fn(step: int) -> torch.Tensor:
         with torch.no_grad():
             z = torch.randn(2 * half, G.style_dim, generator=gen).to(device)
@@ -92,11 +97,11 @@ def train(G, classifier, cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, device="c
             wplus = G.broadcast(w)
             k = int(torch.randint(1, G.num_ws, (), generator=gen))
             wplus[: half // 2, k:] = G.broadcast(w2[: half // 2])[:, k:]  # style mixing for a quarter
-            fake = G.synthesis(wplus)
+            fake = synthesis(wplus)
             renders = R.to_tensor(R.render_batch(R.sample_params(np.random.default_rng([cfg.seed, step]), n=half,
                                                                  split="train"), size=G.size)[0]).to(device)
         pred_fake, pred_real = enc(fake), enc(renders)
-        rec_fake, rec_real = G.synthesis(pred_fake), G.synthesis(pred_real)
+        rec_fake, rec_real = synthesis(pred_fake), synthesis(pred_real)
         loss = cfg.latent_weight * F.mse_loss(pred_fake, wplus) + cfg.pixel_weight * (
             F.mse_loss(rec_fake, fake) + F.mse_loss(rec_real, renders))
         if cfg.feature_weight:

@@ -11,12 +11,12 @@ has bf16 matrix units (AMX), which the fast training path uses.
 """
 from ._build import IMPLS, extension_status, requested_impl, use_impl
 from .bias_act import FusedLeakyReLU, fused_leaky_relu, fused_leaky_relu_ref
-from .cpu import has_amx_bf16, training_dtype
+from .cpu import frozen_autocast, has_amx_bf16, training_dtype
 from .styled import modulate, modulate_ref, styled_bias_act, styled_bias_act_ref
 from .upfirdn2d import upfirdn2d, upfirdn2d_ref
 
 __all__ = ["upfirdn2d", "upfirdn2d_ref", "fused_leaky_relu", "fused_leaky_relu_ref", "FusedLeakyReLU",
-           "styled_bias_act", "styled_bias_act_ref", "modulate", "modulate_ref", "has_amx_bf16", "training_dtype",
+           "styled_bias_act", "styled_bias_act_ref", "modulate", "modulate_ref", "has_amx_bf16", "training_dtype", "frozen_autocast",
            "IMPLS", "requested_impl", "use_impl", "extension_status", "backend_report"]
 
 

@@ -11,6 +11,7 @@ built on first use for this machine's instruction set (see ``hairlib.ops._build`
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import torch
 
 from . import _build
 
-__all__ = ["has_amx_bf16", "training_dtype", "KERNELS"]
+__all__ = ["has_amx_bf16", "training_dtype", "frozen_autocast", "KERNELS"]
 
 KERNELS = _build.Extension("cpu_ops", ["cpu_ops.cpp", "styled_act_cpu.cpp", "upfirdn2d_cpu.cpp"], cpu=True)
 
@@ -51,3 +52,13 @@ def training_dtype(device) -> torch.dtype:
     if device.type == "cpu" and has_amx_bf16():
         return torch.bfloat16
     return torch.float32
+
+
+def frozen_autocast(device):
+    """The context to run a frozen generator in while training a network through it (the edit
+    networks, the encoder): bf16 autocast where ``training_dtype`` is bf16, else nothing. The
+    caller casts what comes out back to fp32 before its losses."""
+    device = torch.device(device)
+    if training_dtype(device) == torch.bfloat16:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
