@@ -207,6 +207,8 @@ def test_modconv_execution_is_chosen_by_mode_and_batch():
     assert conv.split(x4)  # an optimisation through a frozen generator (inversion): split too
     with torch.no_grad():
         assert not conv.split(x4)  # inference: rosinality's grouped convolution, exactly
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert conv.split(x4)  # bf16 (training through a frozen G): split, channels-last
     with pytest.raises(ValueError, match="execution must be one of"):
         G.set_execution("turbo")
     # inference by default equals the reference execution bit for bit

@@ -243,12 +243,13 @@ class ModulatedConv2d(nn.Module):
         self.impl = "auto"  # "auto" | "grouped" | "split" (see the class docstring)
 
     def split(self, x: torch.Tensor) -> bool:
-        """Whether a call on ``x`` [N, in, H, W] runs split (``impl``; "auto": N > 1, training
-        or under autograd)."""
+        """Whether a call on ``x`` [N, in, H, W] runs split (``impl``; "auto": N > 1, training,
+        under autograd or under CPU autocast, whose bf16 grouped convolution is 4x slower)."""
         if self.impl not in MODCONV_IMPLS:
             raise ValueError(f"ModulatedConv2d.impl must be one of {MODCONV_IMPLS}, got {self.impl!r}")
         if self.impl == "auto":
-            return x.shape[0] > 1 and (self.training or torch.is_grad_enabled())
+            return x.shape[0] > 1 and (self.training or torch.is_grad_enabled()
+                                       or (x.device.type == "cpu" and torch.is_autocast_enabled("cpu")))
         return self.impl == "split"
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -579,7 +580,8 @@ class Generator(nn.Module):
         """How the synthesis network executes (never what it computes, beyond rounding):
         "reference" runs every modulated convolution grouped (rosinality's), "fast" split
         (StyleGAN2-ADA's fused_modconv=False, with one epilogue pass per layer), "auto" (the
-        default) split for a batch > 1 in training mode or under autograd. See ``ModulatedConv2d``.
+        default) split for a batch > 1 in training mode, under autograd or CPU autocast. See
+        ``ModulatedConv2d``.
         Returns self."""
         if mode not in EXECUTIONS:
             raise ValueError(f"execution must be one of {EXECUTIONS}, got {mode!r}")
