@@ -2,6 +2,7 @@
 
     python -m hairlib.results            # prints the table
     python -m hairlib.results --write    # writes it into README.md between its markers
+    python -m hairlib.results --beside results/eval/previous-generator   # two result sets side by side
 
 A test regenerates the table and fails when README's copy differs, so the numbers people read
 are the numbers the CSVs hold.
@@ -13,7 +14,7 @@ import csv
 from pathlib import Path
 from typing import Dict, List
 
-__all__ = ["results_table", "settings_table", "write_readme", "BLOCKS", "mean_of", "duration"]
+__all__ = ["results_table", "beside_table", "summary", "settings_table", "write_readme", "BLOCKS", "mean_of", "duration"]
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = [("optimize", "StyleCLIP latent optimisation"), ("global", "StyleCLIP global directions"),
@@ -44,34 +45,68 @@ def duration(seconds) -> str:
     return f"{seconds:.1f} s" if seconds >= 1 else f"{seconds * 1e3:.0f} ms"
 
 
-def results_table(folder: Path = ROOT / "results" / "eval", world: str = "mini") -> str:
-    """One markdown table: each method's mean over its edits (success, others kept, identity,
-    PSNR outside the hair, time per edit), HairCLIP's hairstyle x colour grid, and the sentence
-    methods on held-out 3-attribute sentences (stated attributes reached, unstated kept)."""
-    lines = ["| method | edits | faces | success | others kept | identity | PSNR outside hair | time / edit |",
-             "|---|---|---|---|---|---|---|---|"]
+def summary(folder: Path = ROOT / "results" / "eval", world: str = "mini") -> List[Dict]:
+    """The results table's rows as numbers: each method's mean over its edits, HairCLIP's
+    hairstyle x colour grid, the sentence methods on held-out 3-attribute sentences."""
+    out = []
     for method, title in METHODS:
         path = folder / f"eval-{world}-{method}.csv"
         if not path.exists():
             continue
         rows = [r for r in _rows(path) if r["method"] == method and not r.get("match")]
-        lines.append(f"| {title} | {', '.join(r['task'] for r in rows)} | {rows[0]['n']} | "
-                     f"{mean_of(rows, 'success'):.0%} | {mean_of(rows, 'preserved'):.0%} | {mean_of(rows, 'identity'):.2f} | "
-                     f"{mean_of(rows, 'psnr_bg'):.1f} dB | {duration(mean_of(rows, 'seconds'))} |")
+        out.append({"method": title, "edits": ", ".join(r["task"] for r in rows), "faces": rows[0]["n"],
+                    "success": mean_of(rows, "success"), "kept": mean_of(rows, "preserved"),
+                    "identity": mean_of(rows, "identity"), "psnr": mean_of(rows, "psnr_bg"),
+                    "seconds": mean_of(rows, "seconds")})
     grid = folder / f"hairclip-grid-{world}.csv"
     if grid.exists():
         rows = _rows(grid)
-        lines.append(f"| HairCLIP, every hairstyle x colour pair | {len(rows)} pairs | {rows[0]['n']} | "
-                     f"hairstyle {mean_of(rows, 'style_success'):.0%}, colour {mean_of(rows, 'color_success'):.0%} | "
-                     f"{mean_of(rows, 'preserved'):.0%} | {mean_of(rows, 'identity'):.2f} | {mean_of(rows, 'psnr_bg'):.1f} dB | "
-                     f"{duration(mean_of(rows, 'seconds'))} |")
+        out.append({"method": "HairCLIP, every hairstyle x colour pair", "edits": f"{len(rows)} pairs",
+                    "faces": rows[0]["n"], "style": mean_of(rows, "style_success"), "color": mean_of(rows, "color_success"),
+                    "kept": mean_of(rows, "preserved"), "identity": mean_of(rows, "identity"),
+                    "psnr": mean_of(rows, "psnr_bg"), "seconds": mean_of(rows, "seconds")})
     for method, title in SENTENCES:
         path = folder / f"sentences-{world}-{method}.csv"
         rows = [r for r in _rows(path) if r["attributes"] == "3"] if path.exists() else []
         if rows:
-            lines.append(f"| {title} | held-out sentences of 3 attributes | {rows[0]['n']} | {mean_of(rows, 'reached'):.0%} | "
-                         f"{mean_of(rows, 'kept'):.0%} | {mean_of(rows, 'identity'):.2f} | {mean_of(rows, 'psnr_bg'):.1f} dB (and face) | "
-                         f"{duration(mean_of(rows, 'seconds'))} |")
+            out.append({"method": title, "edits": "held-out sentences of 3 attributes", "faces": rows[0]["n"],
+                        "success": mean_of(rows, "reached"), "kept": mean_of(rows, "kept"),
+                        "identity": mean_of(rows, "identity"), "psnr": mean_of(rows, "psnr_bg"),
+                        "seconds": mean_of(rows, "seconds"), "sentences": True})
+    return out
+
+
+def _cells(r: Dict) -> List[str]:
+    success = (f"hairstyle {r['style']:.0%}, colour {r['color']:.0%}" if "style" in r else f"{r['success']:.0%}")
+    psnr = f"{r['psnr']:.1f} dB" + (" (and face)" if r.get("sentences") else "")
+    return [success, f"{r['kept']:.0%}", f"{r['identity']:.2f}", psnr, duration(r["seconds"])]
+
+
+HEADER = ["method", "edits", "faces", "success", "others kept", "identity", "PSNR outside hair", "time / edit"]
+
+
+def results_table(folder: Path = ROOT / "results" / "eval", world: str = "mini") -> str:
+    """One markdown table of ``summary``: success, others kept, identity, PSNR outside the hair
+    (or outside the changed regions, for sentences), time per edit."""
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for r in summary(folder, world):
+        lines.append("| " + " | ".join([r["method"], r["edits"], r["faces"], *_cells(r)]) + " |")
+    return "\n".join(lines)
+
+
+def beside_table(before: Path, after: Path = ROOT / "results" / "eval", world: str = "mini") -> str:
+    """``results_table``'s rows of two result folders side by side ("before -> after"), rows
+    matched by method and edits (those of one folder only say so)."""
+    old = {(r["method"], r["edits"]): r for r in summary(Path(before), world)}
+    new = {(r["method"], r["edits"]): r for r in summary(Path(after), world)}
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for key in list(new) + [k for k in old if k not in new]:
+        a, b = old.get(key), new.get(key)
+        if a and b:
+            method, cells = key[0], [x if x == y else f"{x} -> {y}" for x, y in zip(_cells(a), _cells(b))]
+        else:
+            method, cells = f"{key[0]} ({'before' if b is None else 'after'} only)", _cells(a or b)
+        lines.append("| " + " | ".join([method, key[1], (b or a)["faces"], *cells]) + " |")
     return "\n".join(lines)
 
 
@@ -108,8 +143,11 @@ def write_readme(readme: Path = ROOT / "README.md") -> bool:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--write", action="store_true", help="write the table into README.md")
+    p.add_argument("--beside", metavar="FOLDER", help="the table of FOLDER's CSVs and results/eval's side by side")
     args = p.parse_args(argv)
-    if args.write:
+    if args.beside:
+        print(beside_table(Path(args.beside)))
+    elif args.write:
         print("README.md " + ("updated" if write_readme() else "already up to date"))
     else:
         print(results_table())

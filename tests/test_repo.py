@@ -45,6 +45,16 @@ def test_results_table_reads_the_csvs(tmp_path):
         "mapper,red,64,1.0,0.8,0.1,0.9,0.3,0.01,30.0,0.8\nmapper,afro,64,0.5,0.9,0.1,0.7,0.3,0.03,28.0,0.8\n")
     table = results.results_table(tmp_path)
     assert "| StyleCLIP latent mapper | red, afro | 64 | 75% | 85% | 0.80 | 29.0 dB | 20 ms |" in table
+    after = tmp_path / "after"
+    after.mkdir()
+    (after / "eval-mini-mapper.csv").write_text(
+        "method,task,n,success,preserved,all_kept,identity,clip,seconds,psnr_bg,ssim_bg\n"
+        "mapper,red,64,1.0,0.9,0.1,0.9,0.3,0.01,30.0,0.8\nmapper,afro,64,1.0,0.9,0.1,0.7,0.3,0.03,28.0,0.8\n")
+    (after / "sentences-mini-global.csv").write_text(
+        "method,attributes,n,reached,kept,identity,psnr_bg,spread,seconds\nglobal,3,64,0.5,0.9,0.6,40.0,nan,0.02\n")
+    beside = results.beside_table(tmp_path, after)
+    assert "| StyleCLIP latent mapper | red, afro | 64 | 75% -> 100% | 85% -> 90% | 0.80 | 29.0 dB | 20 ms |" in beside
+    assert "| StyleCLIP global directions (after only) | held-out sentences of 3 attributes | 64 | 50% |" in beside
 
 
 def test_readme_names_files_that_exist():
