@@ -28,7 +28,7 @@ def _fixture_helpers():
 FX = _fixture_helpers()
 REF = load_file(str(DATA / "bisenet_ref.safetensors"))
 KEYS = json.loads((DATA / "bisenet_keys.json").read_text())
-TOL = 1e-5
+TOL = 2e-5  # fp32 through the whole net, logits up to 8: 0.5-1.1e-5 from CPU to CPU (AVX2 vs AVX-512 kernels)
 TIE = 1e-4  # labels are compared where the top two logits are further apart than this
 
 

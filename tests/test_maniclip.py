@@ -56,7 +56,8 @@ def test_key_layout_matches_theirs():
 
 
 def test_positional_encoding_matches_theirs():
-    assert torch.equal(ManiCLIPEditor().pos_encoder.pe, REF["pe"])
+    # sin / cos of the same arguments: equal to the last bit or two, by the CPU's vector math
+    assert torch.allclose(ManiCLIPEditor().pos_encoder.pe, REF["pe"], rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("config, name", [(ManiCLIPConfig(), "released"), (DEFAULT, "default")])

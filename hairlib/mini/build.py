@@ -124,15 +124,17 @@ def _world(parents):
 
 
 def _mapper(name: str):
+    from hairlib.evaluate import EDIT_TASKS
     from hairlib.methods.mapper import save_mapper, train_mapper
     from hairlib.mini.train_mappers import MAPPERS, _scores
 
     text = MAPPERS[name][0]
+    tasks = [t.name for t in EDIT_TASKS if t.text == text]  # scored on the edit task of its prompt
 
     def make(cfg, parents, run, evaluate, **_):
         world = _world(parents)
         m = train_mapper(world, text, cfg, run)
-        return m, (_scores(world, "mapper", [name], mapper=m) if evaluate else {})
+        return m, (_scores(world, "mapper", tasks, mapper=m) if evaluate else {})
 
     def export(m, metrics, cfg, dest):
         (Path(dest) / "mappers").mkdir(parents=True, exist_ok=True)

@@ -3,17 +3,18 @@
     python -m hairlib.mini.train_encoder [--steps N] [--out DIR] [--threads T] [--device cuda]
     python -m hairlib.mini.train_encoder figure    # results/mini_inversion.png from the shipped weights
 
-Needs the shipped mini StyleGAN2 (frozen). It starts from the encoder that the StyleGAN2
-recipe's autoencoder warm start trained beside the generator (``Recipe.init``; its single w is
-copied to every W+ row), so it only has to follow the generator through the GAN stage and
-learn W+. Each step mixes two kinds of examples:
+Needs the shipped mini StyleGAN2 (frozen); the build (``python -m hairlib.mini.build encoder``)
+trains from scratch (``init=""``). Each step mixes two kinds of examples:
 * generator samples, whose W+ is known (truncation 0.5-1, half of them style-mixed): latent
   MSE plus pixel MSE of the reconstruction;
 * fresh renders of the training split (the images it must invert): pixel MSE plus a
-  perceptual term in the attribute classifier's trunk features (shipped classifier, frozen).
-Resumable (atomic ``DIR/state.pt``). Evaluated on 200 renders of held-out combinations, encoder
-alone and encoder + ``hairlib.invert`` refinement: PSNR and the classifier's labels kept (the
-issue's targets: >= 25 dB and >= 95 %). Ships ``encoder.safetensors`` + ``encoder.json``.
+  perceptual term in the attribute classifier's trunk features (shipped classifier, frozen),
+  and, for a paired generator, W+ MSE to the code of the face each render shows (the render of
+  ``prior.params_from_z(z)`` against ``G.mapping(z)``: ``render_code_weight``).
+Resumable (atomic ``DIR/state.pt``). The synthesis runs in bf16 on a CPU with AMX-BF16
+(``ops.frozen_autocast``). Evaluated on 200 renders of held-out combinations, encoder alone and
+encoder + ``hairlib.invert`` refinement: PSNR and the classifier's labels kept. Ships
+``encoder.safetensors`` + ``encoder.json``.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import hairlib
 from hairlib import ops
 from hairlib.invert import InvertConfig, invert
 from hairlib.mini import render as R
+from hairlib.mini.prior import params_from_z
 from hairlib.mini.shipping import WEIGHTS_DIR, recipe_main, save_shipped
 from hairlib.mini.world import INVERT, classifier_features, load_classifier, load_generator, perceptual_features
 from hairlib.nets.mini_nets import Encoder, EncoderConfig
@@ -47,6 +49,10 @@ class Recipe:
     latent_weight: float = 1.0  # W+ MSE on generator samples
     pixel_weight: float = 1.0  # image MSE
     feature_weight: float = 0.5  # classifier-trunk feature MSE on renders
+    # W+ MSE on renders to the code of the face they show: renders of ``prior.params_from_z(z)``
+    # for fresh z, whose code is ``G.mapping(z)`` (a paired generator's mapping is fitted to the
+    # codes of the faces z stands for); 0: renders of ``render.sample_params``, pixels only
+    render_code_weight: float = 1.0
     seed: int = 5
     ckpt_every: int = 250
     eval_n: int = 200
@@ -73,6 +79,9 @@ def init_from_warmstart(enc: Encoder, path) -> None:
 
 
 def train(G, classifier, cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, device="cpu", progress=True) -> Encoder:
+    if cfg.render_code_weight and G.style_dim < R.PRIOR_SLOTS:
+        raise ValueError(f"render_code_weight needs a generator whose z stands for a face (style_dim >= "
+                         f"{R.PRIOR_SLOTS}, the paired recipe's); this one's is {G.style_dim}: pass render_code_weight=0")
     torch.manual_seed(cfg.seed)
     G = G.to(device).eval().requires_grad_(False)
     feats = classifier_features(classifier.to(device).eval().requires_grad_(False))
@@ -98,12 +107,19 @@ def train(G, classifier, cfg: Recipe = RECIPE, out_dir=DEFAULT_OUT, *, device="c
             k = int(torch.randint(1, G.num_ws, (), generator=gen))
             wplus[: half // 2, k:] = G.broadcast(w2[: half // 2])[:, k:]  # style mixing for a quarter
             fake = synthesis(wplus)
-            renders = R.to_tensor(R.render_batch(R.sample_params(np.random.default_rng([cfg.seed, step]), n=half,
-                                                                 split="train"), size=G.size)[0]).to(device)
+            if cfg.render_code_weight:  # the faces of fresh latents, whose codes G's mapping knows
+                z_r = torch.randn(half, G.style_dim, generator=torch.Generator().manual_seed(
+                    cfg.seed * 100_003 + step))
+                params, code = params_from_z(z_r), G.broadcast(G.mapping(z_r.to(device)))
+            else:
+                params = R.sample_params(np.random.default_rng([cfg.seed, step]), n=half, split="train")
+            renders = R.to_tensor(R.render_batch(params, size=G.size)[0]).to(device)
         pred_fake, pred_real = enc(fake), enc(renders)
         rec_fake, rec_real = synthesis(pred_fake), synthesis(pred_real)
         loss = cfg.latent_weight * F.mse_loss(pred_fake, wplus) + cfg.pixel_weight * (
             F.mse_loss(rec_fake, fake) + F.mse_loss(rec_real, renders))
+        if cfg.render_code_weight:
+            loss = loss + cfg.render_code_weight * F.mse_loss(pred_real, code)
         if cfg.feature_weight:
             loss = loss + cfg.feature_weight * sum(F.mse_loss(a, b) for a, b in zip(feats(rec_real), feats(renders)))
         return loss

@@ -71,6 +71,8 @@ MAPPERS = {
     "curly": ("a photo of a person with curly hair.", ("coarse", "medium")),
     "red": ("a photo of a person with red hair.", ("coarse", "medium", "fine")),
     "smiling": ("a photo of a person with a smile.", ("coarse", "medium")),
+    "bob": ("a photo of a person with a bob cut.", ("coarse", "medium")),
+    "blond": ("a photo of a person with blond hair.", ("coarse", "medium", "fine")),
 }
 MAPPER_SETTINGS = {"steps": 2000, "batch": 8, "seed": 0}
 # ``styleclip-retower --contrast-lambda X``: the prompts each mapper's edit is read away from, in its
@@ -81,10 +83,10 @@ def _contrast(name: str) -> Tuple[str, ...]:
     frame = "a photo of a person with {}."
     styles = lambda own: tuple(frame.format(v["np"][0]) for k, v in PHRASES["hairstyle"].items()  # noqa: E731
                                if k not in (own, "bald"))
-    if name in ("afro", "curly"):
-        return styles(name)
-    if name == "red":
-        return tuple(frame.format(f"{c} hair") for c in HAIR_COLORS if c != "red")
+    if name in ("afro", "curly", "bob"):
+        return styles({"bob": "bob cut"}.get(name, name))
+    if name in ("red", "blond"):
+        return tuple(frame.format(f"{c} hair") for c in HAIR_COLORS if c != name)
     if name == "smiling":
         return tuple(frame.format(v) for v in PHRASES["smiling"]["no"]["np"])
     raise KeyError(f"no contrast prompts for the {name!r} mapper")
