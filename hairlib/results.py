@@ -96,17 +96,18 @@ def results_table(folder: Path = ROOT / "results" / "eval", world: str = "mini")
 
 def beside_table(before: Path, after: Path = ROOT / "results" / "eval", world: str = "mini") -> str:
     """``results_table``'s rows of two result folders side by side ("before -> after"), rows
-    matched by method and edits (those of one folder only say so)."""
-    old = {(r["method"], r["edits"]): r for r in summary(Path(before), world)}
-    new = {(r["method"], r["edits"]): r for r in summary(Path(after), world)}
+    matched by method (the edits listed are the after folder's; rows of one folder say so)."""
+    key = lambda r: (r["method"], bool(r.get("sentences")))  # noqa: E731 - the edits may differ
+    old = {key(r): r for r in summary(Path(before), world)}
+    new = {key(r): r for r in summary(Path(after), world)}
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    for key in list(new) + [k for k in old if k not in new]:
-        a, b = old.get(key), new.get(key)
+    for k in list(new) + [k for k in old if k not in new]:
+        a, b = old.get(k), new.get(k)
         if a and b:
-            method, cells = key[0], [x if x == y else f"{x} -> {y}" for x, y in zip(_cells(a), _cells(b))]
+            method, cells = k[0], [x if x == y else f"{x} -> {y}" for x, y in zip(_cells(a), _cells(b))]
         else:
-            method, cells = f"{key[0]} ({'before' if b is None else 'after'} only)", _cells(a or b)
-        lines.append("| " + " | ".join([method, key[1], (b or a)["faces"], *cells]) + " |")
+            method, cells = f"{k[0]} ({'before' if b is None else 'after'} only)", _cells(a or b)
+        lines.append("| " + " | ".join([method, (b or a)["edits"], (b or a)["faces"], *cells]) + " |")
     return "\n".join(lines)
 
 
