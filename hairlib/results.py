@@ -83,12 +83,13 @@ def _cells(r: Dict) -> List[str]:
 
 
 HEADER = ["method", "edits", "faces", "success", "others kept", "identity", "PSNR outside hair", "time / edit"]
+HEAD = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]  # a markdown table's first two lines
 
 
 def results_table(folder: Path = ROOT / "results" / "eval", world: str = "mini") -> str:
     """One markdown table of ``summary``: success, others kept, identity, PSNR outside the hair
     (or outside the changed regions, for sentences), time per edit."""
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines = list(HEAD)
     for r in summary(folder, world):
         lines.append("| " + " | ".join([r["method"], r["edits"], r["faces"], *_cells(r)]) + " |")
     return "\n".join(lines)
@@ -100,7 +101,7 @@ def beside_table(before: Path, after: Path = ROOT / "results" / "eval", world: s
     key = lambda r: (r["method"], bool(r.get("sentences")))  # noqa: E731 - the edits may differ
     old = {key(r): r for r in summary(Path(before), world)}
     new = {key(r): r for r in summary(Path(after), world)}
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines = list(HEAD)
     for k in list(new) + [k for k in old if k not in new]:
         a, b = old.get(k), new.get(k)
         if a and b:

@@ -101,11 +101,11 @@ class World:
         for networks trained through this frozen generator (the edit networks): on a CPU with
         AMX-BF16 the synthesis runs under bf16 autocast, channels-last (``ops.training_dtype``),
         and returns fp32 images, so every loss after it stays fp32; elsewhere it changes nothing."""
-        if fast and ops.cpu.training_dtype(self.device) == torch.bfloat16:
-            with ops.frozen_autocast(self.device):
-                x = self.generator.synthesis(wplus.to(self.device), noise_mode=noise_mode)
-            return x.float().contiguous()
-        return self.generator.synthesis(wplus.to(self.device), noise_mode=noise_mode)
+        if not fast:
+            return self.generator.synthesis(wplus.to(self.device), noise_mode=noise_mode)
+        with ops.frozen_autocast(self.device):
+            x = self.generator.synthesis(wplus.to(self.device), noise_mode=noise_mode)
+        return x.float().contiguous()  # the same tensor where no autocast ran
 
     def align(self, image, face: Optional[int] = None) -> torch.Tensor:
         """An image (path, PIL image, uint8 [H, W, 3] or [N, H, W, 3], or a tensor in [-1, 1]) ->

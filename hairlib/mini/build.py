@@ -249,19 +249,11 @@ def lineage(build: Build, cfg, parents: Path) -> Dict[str, Any]:
 def machine() -> Dict[str, Any]:
     """The CPU a build ran on (its seconds, and its edit networks' training precision, depend on it:
     ``World.generate(fast=True)`` runs the frozen generator in bf16 on AMX-BF16)."""
-    import platform
-
     import torch
 
-    from hairlib.ops import has_amx_bf16
+    from hairlib.ops.cpu import cpu_name, has_amx_bf16
 
-    name = platform.processor() or platform.machine()
-    try:
-        name = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": name, "threads": torch.get_num_threads(), "amx_bf16": has_amx_bf16(), "torch": torch.__version__}
+    return {"cpu": cpu_name(), "threads": torch.get_num_threads(), "amx_bf16": has_amx_bf16(), "torch": torch.__version__}
 
 
 def training_seconds(run: Path) -> Optional[float]:

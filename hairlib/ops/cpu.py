@@ -19,7 +19,7 @@ import torch
 
 from . import _build
 
-__all__ = ["has_amx_bf16", "training_dtype", "frozen_autocast", "KERNELS"]
+__all__ = ["has_amx_bf16", "cpu_name", "training_dtype", "frozen_autocast", "KERNELS"]
 
 KERNELS = _build.Extension("cpu_ops", ["cpu_ops.cpp", "styled_act_cpu.cpp", "upfirdn2d_cpu.cpp"], cpu=True)
 
@@ -43,6 +43,17 @@ def has_amx_bf16() -> bool:
     except OSError:
         return False
     return " amx_bf16" in flags
+
+
+def cpu_name() -> str:
+    """This CPU's model name (/proc/cpuinfo's), else the platform's machine type."""
+    import platform
+
+    try:
+        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def training_dtype(device) -> torch.dtype:
